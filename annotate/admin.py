@@ -1,0 +1,39 @@
+from django.contrib import admin
+
+from annotate.models import ImportItem, ImportJob, Patient, Radiograph, Study
+
+
+@admin.register(Patient)
+class PatientAdmin(admin.ModelAdmin):
+    list_display = ["code", "sex", "created_at"]
+    readonly_fields = ["pseudo_id", "created_at"]
+
+
+@admin.register(Study)
+class StudyAdmin(admin.ModelAdmin):
+    list_display = ["accession_code", "patient", "study_date", "patient_age_years"]
+    readonly_fields = ["study_instance_uid", "accession_pseudo", "created_at"]
+    list_select_related = ["patient"]
+
+
+@admin.register(Radiograph)
+class RadiographAdmin(admin.ModelAdmin):
+    list_display = ["id", "study", "modality", "view_position", "rows", "columns", "imported_at"]
+    list_filter = ["modality", "photometric_interpretation", "source"]
+    list_select_related = ["study"]
+    # Stored files and their hashes never change after import.
+    readonly_fields = ["sha256", "original", "pixels", "preview", "file_size", "sop_instance_uid", "imported_at"]
+
+
+class ImportItemInline(admin.TabularInline):
+    model = ImportItem
+    extra = 0
+    readonly_fields = ["name", "status", "reason", "radiograph"]
+    can_delete = False
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "created_by", "source", "status", "total", "created_at", "finished_at"]
+    list_filter = ["status", "source"]
+    inlines = [ImportItemInline]

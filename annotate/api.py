@@ -1,0 +1,115 @@
+"""REST API of the annotate app (the browser pages use the same endpoints)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import FileResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from annotate import services
+from annotate.models import ImportItem, ImportJob, Radiograph
+from annotate.roles import ADJUDICATOR, RESEARCHER, HasRole
+
+
+class RadiographSerializer(serializers.ModelSerializer):
+    patient = serializers.CharField(source="study.patient.code", read_only=True)
+    accession = serializers.CharField(source="study.accession_code", read_only=True)
+    study_date = serializers.DateField(source="study.study_date", read_only=True)
+    preview_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Radiograph
+        fields = [
+            "id", "patient", "accession", "study_date", "sop_instance_uid", "modality", "view_position",
+            "rows", "columns", "pixel_spacing_row", "pixel_spacing_col", "bits_stored",
+            "photometric_interpretation", "manufacturer", "transfer_syntax_uid", "window_center",
+            "window_width", "file_size", "source", "imported_at", "preview_url",
+        ]  # fmt: skip
+
+    def get_preview_url(self, obj: Radiograph) -> str:
+        return f"/api/radiographs/{obj.id}/preview/"
+
+
+class RadiographViewSet(viewsets.ReadOnlyModelViewSet):
+    """Imported radiographs. Researchers and adjudicators only: labellers reach
+    their own images through their assignments, readers through their study."""
+
+    serializer_class = RadiographSerializer
+    permission_classes = [HasRole.of(RESEARCHER, ADJUDICATOR)]
+    queryset = Radiograph.objects.select_related("study__patient").order_by("-imported_at", "-id")
+
+    @extend_schema(responses={(200, "image/png"): bytes})
+    @action(detail=True, methods=["get"])
+    def preview(self, request: Request, pk: str | None = None) -> FileResponse:
+        radiograph = self.get_object()
+        return FileResponse(radiograph.preview.open("rb"), content_type="image/png")
+
+
+class ImportItemSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ImportItem
+        fields = ["name", "status", "reason", "radiograph"]
+
+
+class ImportJobSerializer(serializers.ModelSerializer):
+    counts = serializers.SerializerMethodField()
+    rejected = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ImportJob
+        fields = ["id", "status", "source", "total", "counts", "rejected", "error", "created_at",
+                  "started_at", "finished_at"]  # fmt: skip
+
+    def get_counts(self, job: ImportJob) -> dict[str, int]:
+        return job.counts()
+
+    def get_rejected(self, job: ImportJob) -> list[dict[str, Any]]:
+        items = job.items.filter(status=ImportItem.Status.REJECTED)[:1000]
+        return ImportItemSerializer(items, many=True).data
+
+
+class ImportUploadSerializer(serializers.Serializer):
+    files = serializers.ListField(child=serializers.FileField(allow_empty_file=True), allow_empty=False)
+
+
+def check_upload_size(request: Any) -> None:
+    """Refuse an oversized upload as a whole, with the limit in the message."""
+    length = int(request.META.get("CONTENT_LENGTH") or 0)
+    if length > settings.MAX_UPLOAD_BYTES:
+        raise ValidationError(
+            {"files": f"upload too large ({length // 1024**2} MB; the limit is "
+                      f"{settings.MAX_UPLOAD_BYTES // 1024**2} MB)"}
+        )  # fmt: skip
+
+
+class ImportJobViewSet(
+    mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet
+):
+    """Upload DICOM files or .zip archives; they are imported by a worker and
+    the job reports its progress and a reason for every rejected file."""
+
+    serializer_class = ImportJobSerializer
+    permission_classes = [HasRole.of(RESEARCHER)]
+    parser_classes = [MultiPartParser]
+
+    def get_queryset(self) -> Any:
+        jobs = ImportJob.objects.all()
+        return jobs if self.request.user.is_staff else jobs.filter(created_by=self.request.user)
+
+    @extend_schema(request={"multipart/form-data": ImportUploadSerializer}, responses={202: ImportJobSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        check_upload_size(request)
+        upload = ImportUploadSerializer(data={"files": request.FILES.getlist("files")})
+        upload.is_valid(raise_exception=True)
+        job = services.import_job_create(
+            user=request.user, files=upload.validated_data["files"], source=Radiograph.Source.API
+        )
+        return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,12 @@
+"""Celery tasks of the annotate app: thin wrappers around services."""
+
+from __future__ import annotations
+
+from config.celery import task
+
+
+@task(queue="default")
+def import_job_run(*, job_id: int) -> None:
+    from annotate import services
+
+    services.import_job_run(job_id=job_id)

@@ -1,0 +1,37 @@
+"""Pages that belong to no single app: the home page and the health check."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+
+from annotate.models import ImportJob, Radiograph
+from annotate.roles import ADJUDICATOR, RESEARCHER, has_role
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    """Each user sees what they can do next, by role."""
+    context: dict[str, object] = {}
+    if has_role(request.user, RESEARCHER, ADJUDICATOR):
+        context["radiograph_count"] = Radiograph.objects.count()
+    if has_role(request.user, RESEARCHER):
+        context["running_imports"] = ImportJob.objects.filter(
+            created_by=request.user, status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]
+        ).count()
+    return render(request, "home.html", context)
+
+
+def health(request: HttpRequest) -> JsonResponse:
+    """Liveness: the process answers and the database is reachable."""
+    from django.db import connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        database = "ok"
+    except Exception as exc:  # any database failure means unhealthy
+        database = f"error: {exc.__class__.__name__}"
+    status = 200 if database == "ok" else 503
+    return JsonResponse({"database": database}, status=status)

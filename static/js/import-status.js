@@ -1,0 +1,50 @@
+// Live status of an import job: polls the API until the job ends.
+const section = document.getElementById("import-status");
+const statusEl = document.getElementById("job-status");
+const progress = document.getElementById("job-progress");
+const totalEl = document.getElementById("job-total");
+const rejectedBody = document.querySelector("#rejected tbody");
+
+function render(job) {
+  statusEl.textContent = job.status;
+  statusEl.className = `status ${job.status}`;
+  const done = job.counts.imported + job.counts.present + job.counts.rejected;
+  progress.max = Math.max(job.total, 1);
+  progress.value = done;
+  totalEl.textContent = job.total;
+  for (const [key, value] of Object.entries(job.counts)) {
+    const el = document.querySelector(`[data-count="${key}"]`);
+    if (el) el.textContent = value;
+  }
+  if (job.rejected.length) {
+    rejectedBody.replaceChildren(...job.rejected.map((item) => {
+      const row = document.createElement("tr");
+      for (const text of [item.name, item.reason]) {
+        const cell = document.createElement("td");
+        cell.textContent = text;  // never innerHTML: names come from uploads
+        row.append(cell);
+      }
+      return row;
+    }));
+  }
+  if (job.error) {
+    let err = section.querySelector(".errors");
+    if (!err) { err = document.createElement("p"); err.className = "errors"; section.append(err); }
+    err.textContent = job.error;
+  }
+}
+
+async function poll() {
+  try {
+    const response = await fetch(section.dataset.url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    if (response.ok) {
+      const job = await response.json();
+      render(job);
+      if (job.status === "done" || job.status === "failed") return;
+    }
+  } catch (error) {
+    // A network hiccup is not the end of the job: try again.
+  }
+  setTimeout(poll, 1000);
+}
+poll();

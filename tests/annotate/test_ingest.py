@@ -1,0 +1,161 @@
+"""DICOM ingest: the service, the files it keeps, and what it refuses."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.files.storage import default_storage
+from PIL import Image
+
+from annotate import services
+from annotate.models import Patient, Radiograph, Study
+
+pytestmark = pytest.mark.django_db
+
+
+def stored_files() -> set[str]:
+    root = Path(default_storage.location)
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def ingest(data: bytes, name: str = "a.dcm"):
+    return services.radiograph_ingest(data=data, name=name, source=Radiograph.Source.CLI)
+
+
+def test_import_keeps_original_pixels_and_preview(dicom_bytes):
+    data = dicom_bytes(rows=300, columns=200, bits_stored=12)
+    outcome = ingest(data)
+    assert outcome.status == "imported", outcome.reason
+    radiograph = Radiograph.objects.get(id=outcome.radiograph_id)
+    assert (radiograph.rows, radiograph.columns, radiograph.bits_stored) == (300, 200, 12)
+    assert radiograph.modality == "CR" and radiograph.view_position == "AP"
+    assert radiograph.pixel_spacing_row == pytest.approx(0.15)
+    with radiograph.original.open("rb") as handle:
+        assert handle.read() == data  # the original, byte for byte
+    with radiograph.pixels.open("rb") as handle:
+        pixels = np.load(io.BytesIO(handle.read()))
+    assert pixels.dtype == np.uint16 and pixels.shape == (300, 200)
+    with radiograph.preview.open("rb") as handle:
+        preview = Image.open(io.BytesIO(handle.read()))
+        assert preview.mode == "L"
+        assert max(preview.size) <= 1024
+    assert stored_files() == {radiograph.original.name, radiograph.pixels.name, radiograph.preview.name}
+
+
+def test_same_instance_twice_changes_nothing(dicom_bytes):
+    data = dicom_bytes()
+    first = ingest(data)
+    files = stored_files()
+    second = ingest(data, "copy.dcm")
+    assert second.status == "present"
+    assert second.radiograph_id == first.radiograph_id
+    assert Radiograph.objects.count() == 1
+    assert stored_files() == files
+
+
+def test_same_sop_instance_in_other_bytes_is_already_present(dicom_bytes):
+    first = ingest(dicom_bytes(seed=1))
+    # Same UIDs, different pixel values: the same instance re-sent.
+    other = dicom_bytes(seed=1, pixels=np.zeros((256, 240), np.uint16))
+    outcome = ingest(other)
+    assert outcome.status == "present" and outcome.radiograph_id == first.radiograph_id
+    assert Radiograph.objects.count() == 1
+
+
+def test_studies_of_one_patient_are_linked_by_keyed_hash(dicom_bytes, settings):
+    ingest(dicom_bytes(patient_id="MRN1", accession="ACC1", seed=1))
+    ingest(dicom_bytes(patient_id="MRN1", accession="ACC2", seed=2))
+    ingest(dicom_bytes(patient_id="MRN2", accession="ACC3", seed=3))
+    assert Patient.objects.count() == 2
+    assert Study.objects.count() == 3
+    linked = Patient.objects.get(pseudo_id=services.pseudonym("MRN1", purpose="patient"))
+    assert linked.studies.count() == 2
+    # The hash depends on the key: without the key nobody can recompute it.
+    settings.PSEUDONYM_KEY = "another-key"
+    assert services.pseudonym("MRN1", purpose="patient") != linked.pseudo_id
+
+
+@pytest.mark.parametrize(
+    "overrides, reason",
+    [
+        ({"photometric": "RGB"}, "colour"),
+        ({"NumberOfFrames": 2}, "multi-frame"),
+    ],
+)
+def test_rejects_non_grayscale_single_frame(dicom_bytes, overrides, reason):
+    if overrides.get("photometric") == "RGB":
+        rgb = np.zeros((64, 64, 3), np.uint8).tobytes()
+        data = dicom_bytes(rows=64, columns=64, photometric="RGB", SamplesPerPixel=3, BitsAllocated=8,
+                           BitsStored=8, HighBit=7, PlanarConfiguration=0)  # fmt: skip
+        data = data[: -(64 * 64 * 2)] + rgb[: 64 * 64 * 2]
+    else:
+        data = dicom_bytes(**overrides)
+    outcome = ingest(data)
+    assert outcome.status == "rejected"
+    assert reason in outcome.reason
+    assert Radiograph.objects.count() == 0 and stored_files() == set()
+
+
+def test_rejects_non_dicom_and_truncated(dicom_bytes):
+    assert ingest(b"hello, not a radiograph").status == "rejected"
+    assert ingest(b"").status == "rejected"
+    data = dicom_bytes()
+    truncated = ingest(data[: len(data) - 5000])
+    assert truncated.status == "rejected"
+    assert "truncated" in truncated.reason or "pixel" in truncated.reason
+    assert Radiograph.objects.count() == 0 and stored_files() == set()
+
+
+def test_rejects_oversized_file(dicom_bytes, settings):
+    settings.MAX_DICOM_BYTES = 1000
+    outcome = ingest(dicom_bytes())
+    assert outcome.status == "rejected" and "too large" in outcome.reason
+
+
+def test_failure_part_way_leaves_no_file_and_no_row(dicom_bytes, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(Radiograph.objects, "create", fail)
+    with pytest.raises(RuntimeError):
+        ingest(dicom_bytes())
+    assert stored_files() == set()
+    assert Radiograph.objects.count() == 0 and Study.objects.count() == 0 and Patient.objects.count() == 0
+
+
+def test_zip_entries_escaping_the_folder_are_rejected(dicom_bytes, tmp_path):
+    archive = tmp_path / "upload.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("good/1.dcm", dicom_bytes(seed=1))
+        zf.writestr("../evil.dcm", dicom_bytes(seed=2))
+        zf.writestr("/etc/evil.dcm", dicom_bytes(seed=3))
+        zf.writestr("notes.txt", b"just text")
+    outcomes = {o.name: o for o in services.ingest_sources([archive], source="cli", relative_to=tmp_path)}
+    assert outcomes["upload.zip/good/1.dcm"].status == "imported"
+    assert "escapes the target folder" in outcomes["upload.zip/../evil.dcm"].reason
+    assert "escapes the target folder" in outcomes["upload.zip//etc/evil.dcm"].reason
+    assert outcomes["upload.zip/notes.txt"].status == "rejected"
+    assert Radiograph.objects.count() == 1
+    assert not (tmp_path.parent / "evil.dcm").exists()
+
+
+def test_zip_bomb_is_refused_before_unpacking(tmp_path, settings):
+    settings.MAX_ZIP_EXPANDED_BYTES = 10 * 1024**2
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.dcm", b"\0" * (20 * 1024**2))
+    outcomes = list(services.ingest_sources([archive], source="cli"))
+    assert len(outcomes) == 1 and outcomes[0].status == "rejected"
+    assert "expands to" in outcomes[0].reason
+
+
+def test_folders_are_walked_recursively(dicom_bytes, tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "1.dcm").write_bytes(dicom_bytes(seed=1))
+    (tmp_path / "a" / "b" / "2.dcm").write_bytes(dicom_bytes(seed=2))
+    outcomes = list(services.ingest_sources([tmp_path], source="cli"))
+    assert [o.status for o in outcomes] == ["imported", "imported"]

@@ -1,0 +1,17 @@
+"""Settings for the test suite: the real settings with a few values overridden.
+
+Tests run against PostgreSQL when DATABASE_URL is set (as in CI) and SQLite
+otherwise; files go to a throw-away data folder.
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("DEBUG", "true")
+os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="hipstudy-test-"))
+os.environ.setdefault("PSEUDONYM_KEY", "test-pseudonym-key")
+
+from config.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405

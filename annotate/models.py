@@ -83,6 +83,9 @@ class Radiograph(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     imported_at = models.DateTimeField(auto_now_add=True)
+    import_job = models.ForeignKey(
+        "ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="radiographs"
+    )
 
     class Meta:
         ordering = ["-imported_at", "-id"]
@@ -133,6 +136,9 @@ class ImportItem(models.Model):
         REJECTED = "rejected"
 
     job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="items")
+    # Position of the file in the job's (stable, sorted) walk over its uploads:
+    # what a resumed job skips. Names alone may repeat (two uploads "1.dcm").
+    ordinal = models.PositiveIntegerField()
     name = models.CharField(max_length=500)
     status = models.CharField(max_length=16, choices=Status.choices)
     reason = models.CharField(max_length=500, blank=True)
@@ -140,8 +146,8 @@ class ImportItem(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["id"]
-        constraints = [models.UniqueConstraint(fields=["job", "name"], name="import_item_once_per_job")]
+        ordering = ["ordinal"]
+        constraints = [models.UniqueConstraint(fields=["job", "ordinal"], name="import_item_once_per_job")]
 
     def __str__(self) -> str:
         return f"{self.name}: {self.status}"

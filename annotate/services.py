@@ -93,7 +93,9 @@ def _delete_files(names: Iterable[str]) -> None:
             logger.exception("could not remove %s after a failed import", name)
 
 
-def radiograph_ingest(*, data: bytes, name: str, source: str, user: Any = None) -> IngestOutcome:
+def radiograph_ingest(
+    *, data: bytes, name: str, source: str, user: Any = None, job: ImportJob | None = None
+) -> IngestOutcome:
     """Import one DICOM file: decode, pseudonymise, store the files, add the rows.
 
     Importing the same instance again changes nothing. A failure part-way
@@ -157,6 +159,7 @@ def radiograph_ingest(*, data: bytes, name: str, source: str, user: Any = None) 
                 preview=names["preview"],
                 source=source,
                 imported_by=user if getattr(user, "is_authenticated", False) else None,
+                import_job=job,
             )
     except IntegrityError:
         # Another process imported the same instance in the meantime. Its row
@@ -181,27 +184,23 @@ def find_sources(paths: Iterable[Path | str], *, relative_to: Path | None = None
     )
 
 
+def ingest_item(item: sources.SourceItem, *, source: str, user: Any = None, job: Any = None) -> IngestOutcome:
+    """Ingest one file found by :func:`find_sources`."""
+    if item.error:
+        return IngestOutcome(item.name, REJECTED, item.error)
+    try:
+        data = item.read()
+    except sources.SourceError as exc:
+        return IngestOutcome(item.name, REJECTED, str(exc))
+    return radiograph_ingest(data=data, name=item.name, source=source, user=user, job=job)
+
+
 def ingest_sources(
-    paths: Iterable[Path | str],
-    *,
-    source: str,
-    user: Any = None,
-    skip: set[str] | None = None,
-    relative_to: Path | None = None,
+    paths: Iterable[Path | str], *, source: str, user: Any = None, relative_to: Path | None = None
 ) -> Iterator[IngestOutcome]:
     """Ingest every DICOM found under ``paths`` (files, folders, .zip), one outcome per file."""
     for item in find_sources(paths, relative_to=relative_to):
-        if skip and item.name in skip:
-            continue
-        if item.error:
-            yield IngestOutcome(item.name, REJECTED, item.error)
-            continue
-        try:
-            data = item.read()
-        except sources.SourceError as exc:
-            yield IngestOutcome(item.name, REJECTED, str(exc))
-            continue
-        yield radiograph_ingest(data=data, name=item.name, source=source, user=user)
+        yield ingest_item(item, source=source, user=user)
 
 
 # --- Import jobs: uploads processed by a worker --------------------------------------
@@ -220,10 +219,11 @@ def import_job_create(*, user: Any, files: Iterable[Any], source: str) -> Import
     count = 0
     try:
         for index, upload in enumerate(files):
-            # The client's file name is untrusted: keep only its last part and
-            # prefix an index so two files called "1.dcm" do not collide.
-            base = Path(str(upload.name).replace("\\", "/")).name or "upload"
-            target = folder / f"{index:05d}_{base}"
+            # The client's file name is untrusted: keep only its last part, in
+            # a folder of its own so two files called "1.dcm" do not collide.
+            base = Path(str(upload.name).replace("\\", "/")).name.lstrip(".") or "upload"
+            target = folder / f"{index:05d}" / base
+            target.parent.mkdir()
             with open(target, "wb") as handle:
                 for chunk in upload.chunks():
                     handle.write(chunk)
@@ -238,11 +238,28 @@ def import_job_create(*, user: Any, files: Iterable[Any], source: str) -> Import
     return job
 
 
+def _job_sources(folder: Path) -> Iterator[sources.SourceItem]:
+    """The files of an upload in a stable order, named as the user uploaded them."""
+    for upload_dir in sorted(path for path in folder.iterdir() if path.is_dir()):
+        yield from find_sources([upload_dir], relative_to=upload_dir)
+
+
+def _imported_before_crash(job: ImportJob, radiograph_id: int | None) -> bool:
+    """A job resumed after its worker died finds the radiographs it had stored
+    itself just before the crash, with no item recorded: those count as
+    imported. A second copy of a file within one upload stays "present"."""
+    return (
+        Radiograph.objects.filter(id=radiograph_id, import_job=job).exists()
+        and not job.items.filter(radiograph_id=radiograph_id).exists()
+    )
+
+
 def import_job_run(*, job_id: int) -> None:
     """Run (or resume, after a worker died) one import job. Idempotent."""
     with transaction.atomic():
         job = ImportJob.objects.select_for_update().get(id=job_id)
         if job.status in (ImportJob.Status.DONE, ImportJob.Status.FAILED):
+            logger.info("import job %s is already %s; nothing to do", job.id, job.status)
             return
         job.status = ImportJob.Status.RUNNING
         job.started_at = job.started_at or timezone.now()
@@ -252,15 +269,20 @@ def import_job_run(*, job_id: int) -> None:
     try:
         if not folder.is_dir():
             raise FileNotFoundError("the uploaded files are no longer on disk")
-        total = sum(1 for _ in find_sources([folder]))
+        total = sum(1 for _ in _job_sources(folder))
         ImportJob.objects.filter(id=job.id).update(total=total)
-        done = set(job.items.values_list("name", flat=True))
-        outcomes = ingest_sources([folder], source=job.source, user=job.created_by, skip=done, relative_to=folder)
-        for outcome in outcomes:
+        done = set(job.items.values_list("ordinal", flat=True))
+        for ordinal, item in enumerate(_job_sources(folder)):
+            if ordinal in done:
+                continue
+            outcome = ingest_item(item, source=job.source, user=job.created_by, job=job)
+            if outcome.status == PRESENT and _imported_before_crash(job, outcome.radiograph_id):
+                outcome = IngestOutcome(outcome.name, IMPORTED, "", outcome.radiograph_id)
             ImportItem.objects.get_or_create(
                 job=job,
-                name=outcome.name,
+                ordinal=ordinal,
                 defaults={
+                    "name": outcome.name[:500],
                     "status": outcome.status,
                     "reason": outcome.reason[:500],
                     "radiograph_id": outcome.radiograph_id,

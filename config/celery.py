@@ -15,6 +15,9 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 QUEUES = ("default", "ml")
+# Task name -> queue, filled by @task below and read by Celery's router.
+ROUTES: dict[str, dict[str, str]] = {}
+app.conf.task_routes = (lambda name, *args, **kwargs: ROUTES.get(name),)
 
 
 def task(*, queue: str = "default", **options: Any) -> Callable[[Callable[..., Any]], Any]:
@@ -29,4 +32,10 @@ def task(*, queue: str = "default", **options: Any) -> Callable[[Callable[..., A
         raise ValueError(f"unknown queue {queue!r}; use one of {QUEUES}")
     options.setdefault("acks_late", True)
     options.setdefault("reject_on_worker_lost", True)
-    return app.task(queue=queue, **options)
+
+    def decorator(function: Callable[..., Any]) -> Any:
+        name = options.setdefault("name", f"{function.__module__}.{function.__name__}")
+        ROUTES[name] = {"queue": queue}
+        return app.task(**options)(function)
+
+    return decorator

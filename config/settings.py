@@ -224,7 +224,13 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"quiet_pydicom": {"()": "config.log_filters.QuietPydicom"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["quiet_pydicom"]}
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django": {"level": "WARNING"}, "celery": {"level": "INFO"}},
+    "loggers": {
+        "django": {"level": "WARNING"},
+        "celery": {"level": "INFO"},
+    },
 }

@@ -24,6 +24,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from tests.factories import UserFactory
 
+pytest_plugins = ["tests.celery_worker"]
+
 ROLE_USERS = {
     "researcher": ("alice", ["researcher"], False),
     "adjudicator": ("adam", ["adjudicator"], False),

@@ -18,7 +18,8 @@ class Command(BaseCommand):
         parser.add_argument("paths", nargs="+", help="DICOM files, folders or .zip archives")
         parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
 
-    def handle(self, *paths: str, **options: Any) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
+        paths = options["paths"]
         total = sum(1 for _ in services.find_sources(paths))
         counts = {status: 0 for status in ImportItem.Status.values}
         bar = tqdm(total=total, unit="file", disable=options["no_progress"], file=self.stderr._out)

@@ -19,6 +19,3 @@ class AnnotateConfig(AppConfig):
             folders += [options["data_folder_in"], options["control_folder"]]
         for folder in folders:
             os.makedirs(folder, exist_ok=True)
-
-
-

@@ -67,8 +67,9 @@ def _zip_items(path: Path, label: str, max_bytes: int, max_expanded: int) -> Ite
     if expanded > max_expanded:
         archive.close()
         yield SourceItem(
-            label, lambda: b"", f"zip archive expands to {expanded // 1024**2} MB, over the limit of "
-            f"{max_expanded // 1024**2} MB"
+            label,
+            lambda: b"",
+            f"zip archive expands to {expanded // 1024**2} MB, over the limit of {max_expanded // 1024**2} MB",
         )
         return
     with archive:
@@ -79,8 +80,9 @@ def _zip_items(path: Path, label: str, max_bytes: int, max_expanded: int) -> Ite
                 continue
             if info.file_size > max_bytes:
                 yield SourceItem(
-                    name, lambda: b"", f"file too large ({info.file_size // 1024**2} MB; the limit is "
-                    f"{max_bytes // 1024**2} MB)"
+                    name,
+                    lambda: b"",
+                    f"file too large ({info.file_size // 1024**2} MB; the limit is {max_bytes // 1024**2} MB)",
                 )
                 continue
             if info.compress_size and info.file_size / info.compress_size > MAX_COMPRESSION_RATIO:

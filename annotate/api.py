@@ -46,11 +46,11 @@ class RadiographViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [HasRole.of(RESEARCHER, ADJUDICATOR)]
     queryset = Radiograph.objects.select_related("study__patient").order_by("-imported_at", "-id")
 
-    @extend_schema(responses={(200, "image/png"): bytes})
+    @extend_schema(responses={(200, "image/jpeg"): bytes})
     @action(detail=True, methods=["get"])
     def preview(self, request: Request, pk: str | None = None) -> FileResponse:
         radiograph = self.get_object()
-        return FileResponse(radiograph.preview.open("rb"), content_type="image/png")
+        return FileResponse(radiograph.preview.open("rb"), content_type="image/jpeg")
 
 
 class ImportItemSerializer(serializers.ModelSerializer):

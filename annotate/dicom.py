@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import ConstrainedList
@@ -496,11 +495,13 @@ def _stored_window(ds: Dataset) -> tuple[float | None, float | None]:
 
 
 def render_preview(pixels: np.ndarray, center: float, width: float, max_size: int) -> np.ndarray:
-    """8-bit preview: area-averaged to longest side <= max_size, then DICOM linear VOI window."""
+    """8-bit preview: box-averaged by a whole factor to longest side <= max_size, then DICOM linear VOI window."""
     if pixels.ndim != 2 or max_size < 1:
         raise ValueError("render_preview needs a 2-D array and max_size >= 1")
     h, w = pixels.shape
-    f = max(h, w) // max_size
+    # A whole reduction factor: box averaging by strided adds and no second
+    # resampling pass. The longest side ends between max_size/2 and max_size.
+    f = -(-max(h, w) // max_size)
     if f >= 2:
         # Integer box average by strided adds: ~one pass, much cheaper than a fancy-indexed LUT
         # or PIL on the full image. The < f edge pixels that do not fill a box are dropped.
@@ -520,8 +521,4 @@ def render_preview(pixels: np.ndarray, center: float, width: float, max_size: in
     else:  # PS3.3 C.11.2.1.2.1 linear function, output 0..255
         y = ((small - (c - 0.5)) / (wd - 1) + 0.5) * 255.0
         img = np.rint(np.clip(y, 0, 255, out=y), out=y).astype(np.uint8)
-    scale = min(1.0, max_size / max(h, w))
-    size = (max(1, min(max_size, round(w * scale))), max(1, min(max_size, round(h * scale))))
-    if (img.shape[1], img.shape[0]) != size:  # finish the non-integer part of the reduction
-        img = np.asarray(Image.fromarray(img).resize(size, Image.Resampling.BOX))
     return np.ascontiguousarray(img)

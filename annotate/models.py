@@ -76,7 +76,7 @@ class Radiograph(models.Model):
     file_size = models.PositiveBigIntegerField()
     original = models.FileField(max_length=200)
     pixels = models.FileField(max_length=200, help_text="Decoded 16-bit array (.npy)")
-    preview = models.FileField(max_length=200, help_text="8-bit PNG, default window")
+    preview = models.FileField(max_length=200, help_text="8-bit JPEG, default window")
 
     source = models.CharField(max_length=16, choices=Source.choices)
     imported_by = models.ForeignKey(

@@ -6,7 +6,27 @@ import os
 import tempfile
 from typing import IO, Any
 
+from django.core.files.base import File
 from django.core.files.storage import FileSystemStorage
+
+
+class Buffers(File):
+    """File content given as a few in-memory buffers (bytes, memoryviews),
+    written as they are: no copy into one big bytes object, no chunking."""
+
+    def __init__(self, *parts: bytes | memoryview) -> None:
+        super().__init__(None)
+        self.parts = parts
+
+    @property
+    def size(self) -> int:
+        return sum(memoryview(part).nbytes for part in self.parts)
+
+    def chunks(self, chunk_size: int | None = None) -> Any:
+        return iter(self.parts)
+
+    def close(self) -> None:
+        pass
 
 
 class AtomicFileSystemStorage(FileSystemStorage):
@@ -24,7 +44,10 @@ class AtomicFileSystemStorage(FileSystemStorage):
         fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=".", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
-                if hasattr(content, "chunks"):
+                if isinstance(content, Buffers):
+                    for part in content.parts:
+                        handle.write(part)
+                elif hasattr(content, "chunks"):
                     for chunk in content.chunks():
                         handle.write(chunk)
                 else:

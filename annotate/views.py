@@ -60,7 +60,7 @@ def radiograph_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(RESEARCHER, ADJUDICATOR)
 def radiograph_preview(request: HttpRequest, pk: int) -> FileResponse:
     radiograph = get_object_or_404(Radiograph, pk=pk)
-    response = FileResponse(radiograph.preview.open("rb"), content_type="image/png")
+    response = FileResponse(radiograph.preview.open("rb"), content_type="image/jpeg")
     response["Cache-Control"] = "private, max-age=86400"
     return response
 

@@ -160,6 +160,8 @@ DATA_UPLOAD_MAX_NUMBER_FILES = env_int("DATA_UPLOAD_MAX_NUMBER_FILES", 2000)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024**2
 FILE_UPLOAD_TEMP_DIR = None
 PREVIEW_MAX_SIZE = env_int("PREVIEW_MAX_SIZE", 1024)
+# Threads that decode and store files during an import (0: one per CPU).
+INGEST_WORKERS = env_int("INGEST_WORKERS", 0)
 
 # Celery: Redis when REDIS_URL is set; otherwise Kombu's filesystem transport
 # inside DATA_DIR, so the demo runs a real worker without any server.

@@ -19,7 +19,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("radiographs/", annotate_views.radiograph_list, name="radiograph_list"),
     path("radiographs/<int:pk>/", annotate_views.radiograph_detail, name="radiograph_detail"),
-    path("radiographs/<int:pk>/preview.png", annotate_views.radiograph_preview, name="radiograph_preview"),
+    path("radiographs/<int:pk>/preview.jpg", annotate_views.radiograph_preview, name="radiograph_preview"),
     path("imports/", annotate_views.import_list, name="import_list"),
     path("imports/<int:pk>/", annotate_views.import_detail, name="import_detail"),
     path("api/", include(router.urls)),

@@ -159,3 +159,58 @@ def test_folders_are_walked_recursively(dicom_bytes, tmp_path):
     (tmp_path / "a" / "b" / "2.dcm").write_bytes(dicom_bytes(seed=2))
     outcomes = list(services.ingest_sources([tmp_path], source="cli"))
     assert [o.status for o in outcomes] == ["imported", "imported"]
+
+
+def test_two_copies_in_one_batch_import_once(dicom_bytes, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    data = dicom_bytes(seed=7)
+    (folder / "a.dcm").write_bytes(data)
+    (folder / "b.dcm").write_bytes(data)
+    outcomes = list(services.ingest_sources([folder], source="cli"))
+    assert [o.status for o in outcomes] == ["imported", "present"]
+    assert outcomes[0].radiograph_id == outcomes[1].radiograph_id
+    assert Radiograph.objects.count() == 1
+
+
+def test_files_left_by_a_crash_are_adopted_by_the_next_import(dicom_bytes, monkeypatch):
+    data = dicom_bytes(seed=8)
+    with monkeypatch.context() as patch:
+        patch.setattr(Radiograph.objects, "create", lambda **kw: (_ for _ in ()).throw(KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):
+            ingest(data)
+    assert stored_files() == set()  # even an interrupt removes what it wrote
+    # Simulate a kill -9 between writing the files and the row: files, no row.
+    from annotate import ingest as ingest_module
+
+    prepared = ingest_module._prepare(data)
+    assert len(stored_files()) == 3 and Radiograph.objects.count() == 0
+    outcome = ingest(data)
+    assert outcome.status == "imported"
+    radiograph = Radiograph.objects.get()
+    assert stored_files() == {radiograph.original.name, radiograph.pixels.name, radiograph.preview.name}
+    assert radiograph.sha256 == prepared.sha256
+
+
+def test_a_failure_mid_batch_leaves_no_file_without_its_row(dicom_bytes, tmp_path, monkeypatch):
+    from annotate import ingest as ingest_module
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for seed in range(6):
+        (folder / f"{seed}.dcm").write_bytes(dicom_bytes(seed=seed))
+    real_commit = ingest_module._commit
+    calls = []
+
+    def commit_then_fail(prepared, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("database went away")
+        return real_commit(prepared, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "_commit", commit_then_fail)
+    with pytest.raises(RuntimeError):
+        list(services.ingest_sources([folder], source="cli"))
+    kept = {name for r in Radiograph.objects.all() for name in (r.original.name, r.pixels.name, r.preview.name)}
+    assert Radiograph.objects.count() == 2
+    assert {f for f in stored_files() if not f.endswith(".tmp")} == kept

@@ -99,6 +99,7 @@ class ImportJobViewSet(
     serializer_class = ImportJobSerializer
     permission_classes = [HasRole.of(RESEARCHER)]
     parser_classes = [MultiPartParser]
+    queryset = ImportJob.objects.all()  # narrowed per user in get_queryset
 
     def get_queryset(self) -> Any:
         jobs = ImportJob.objects.all()

@@ -37,3 +37,33 @@ class ImportJobAdmin(admin.ModelAdmin):
     list_display = ["id", "created_by", "source", "status", "total", "created_at", "finished_at"]
     list_filter = ["status", "source"]
     inlines = [ImportItemInline]
+
+
+# Labelling: the history of every change is browsable from each row.
+from simple_history.admin import SimpleHistoryAdmin  # noqa: E402
+
+from annotate.labels import Adjudication, Assignment, GroundTruthHip, HipLabel  # noqa: E402
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(SimpleHistoryAdmin):
+    list_display = ["id", "radiograph", "slot", "labeler", "status", "taken_at", "submitted_at"]
+    list_filter = ["status"]
+
+
+@admin.register(HipLabel)
+class HipLabelAdmin(SimpleHistoryAdmin):
+    list_display = ["id", "assignment", "side", "hip_class", "source", "removed_at"]
+    list_filter = ["hip_class", "side", "source"]
+
+
+@admin.register(Adjudication)
+class AdjudicationAdmin(SimpleHistoryAdmin):
+    list_display = ["id", "radiograph", "status", "truth_source", "decided_by", "decided_at"]
+    list_filter = ["status", "truth_source"]
+
+
+@admin.register(GroundTruthHip)
+class GroundTruthHipAdmin(SimpleHistoryAdmin):
+    list_display = ["id", "radiograph", "side", "hip_class", "removed_at"]
+    list_filter = ["hip_class", "side"]

@@ -30,6 +30,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from PIL import Image
 
+from annotate import labelling
 from annotate.dicom import DecodedImage, DicomRejected, decode_dicom, render_preview
 from annotate.models import ImportItem, ImportJob, Patient, Radiograph, Study
 from annotate.sources import SourceError, SourceItem
@@ -200,6 +201,7 @@ def _commit(prepared: _Prepared, *, name: str, source: str, user: Any, job: Impo
                 imported_by=user if getattr(user, "is_authenticated", False) else None,
                 import_job=job,
             )
+            labelling.assignments_create(radiographs=[radiograph])
     except IntegrityError:
         # Another process imported the same instance in the meantime. Its row
         # may point at the very files we wrote (same content, same names), so

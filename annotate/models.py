@@ -151,3 +151,13 @@ class ImportItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.status}"
+
+
+# The labelling models live in their own module; importing them here makes
+# them part of this app's models.
+from annotate.labels import (  # noqa: E402,F401
+    Adjudication,
+    Assignment,
+    GroundTruthHip,
+    HipLabel,
+)

@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "simple_history",
     "annotate",
     "ml",
     "readerstudy",
@@ -88,6 +89,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Records who made each change that the history of labels keeps.
+    "simple_history.middleware.HistoryRequestMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -162,6 +165,13 @@ FILE_UPLOAD_TEMP_DIR = None
 PREVIEW_MAX_SIZE = env_int("PREVIEW_MAX_SIZE", 1024)
 # Threads that decode and store files during an import (0: one per CPU).
 INGEST_WORKERS = env_int("INGEST_WORKERS", 0)
+
+# Labelling: how many labellers read each radiograph blind, how long an
+# unfinished image stays with its labeller, and how well two boxes of one hip
+# must overlap for the labellers to agree.
+LABELS_PER_RADIOGRAPH = env_int("LABELS_PER_RADIOGRAPH", 2)
+ASSIGNMENT_TIMEOUT_MINUTES = env_int("ASSIGNMENT_TIMEOUT_MINUTES", 120)
+AGREEMENT_IOU = float(env_str("AGREEMENT_IOU", "0.5"))
 
 # Celery: Redis when REDIS_URL is set; otherwise Kombu's filesystem transport
 # inside DATA_DIR, so the demo runs a real worker without any server.

@@ -5,6 +5,8 @@ from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from annotate import api as annotate_api
+from annotate import labelling_api
+from annotate import labelling_views as label_views
 from annotate import views as annotate_views
 from config import views
 
@@ -22,6 +24,22 @@ urlpatterns = [
     path("radiographs/<int:pk>/preview.jpg", annotate_views.radiograph_preview, name="radiograph_preview"),
     path("imports/", annotate_views.import_list, name="import_list"),
     path("imports/<int:pk>/", annotate_views.import_detail, name="import_detail"),
+    path("label/", label_views.label_start, name="label_start"),
+    path("label/<int:pk>/", label_views.label_page, name="label_page"),
+    path("adjudicate/", label_views.adjudication_queue, name="adjudication_queue"),
+    path("adjudicate/<int:pk>/", label_views.adjudicate_page, name="adjudicate_page"),
+    path("labelling/progress/", label_views.progress_page, name="labelling_progress"),
+    path("labelling/agreement/", label_views.agreement_page, name="labelling_agreement"),
+    path("api/radiographs/<int:pk>/pixels/", labelling_api.radiograph_pixels, name="radiograph-pixels"),
+    path("api/labelling/next/", labelling_api.labelling_next, name="labelling-next"),
+    path("api/labelling/assignments/<int:pk>/", labelling_api.assignment_detail, name="assignment-detail"),
+    path("api/labelling/assignments/<int:pk>/submit/", labelling_api.assignment_submit, name="assignment-submit"),
+    path("api/labelling/progress/", labelling_api.labelling_progress, name="labelling-progress"),
+    path("api/labelling/agreement/", labelling_api.labelling_agreement, name="labelling-agreement"),
+    path("api/adjudications/", labelling_api.adjudication_list, name="adjudication-list"),
+    path("api/adjudications/<int:pk>/", labelling_api.adjudication_detail, name="adjudication-detail"),
+    path("api/adjudications/<int:pk>/resolve/", labelling_api.adjudication_resolve, name="adjudication-resolve"),
+    path("api/ground-truth/", labelling_api.ground_truth, name="ground-truth"),
     path("api/", include(router.urls)),
     path("api/token/", obtain_auth_token, name="api_token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),

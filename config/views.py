@@ -6,8 +6,9 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
+from annotate.labels import Adjudication, Assignment
 from annotate.models import ImportJob, Radiograph
-from annotate.roles import ADJUDICATOR, RESEARCHER, has_role
+from annotate.roles import ADJUDICATOR, LABELER, RESEARCHER, has_role
 
 
 @login_required
@@ -20,6 +21,19 @@ def home(request: HttpRequest) -> HttpResponse:
         context["running_imports"] = ImportJob.objects.filter(
             created_by=request.user, status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]
         ).count()
+    if has_role(request.user, ADJUDICATOR):
+        context["pending_adjudications"] = Adjudication.objects.filter(status=Adjudication.Status.PENDING).count()
+    if has_role(request.user, LABELER):
+        mine = Assignment.objects.filter(labeler=request.user)
+        context["labelling_in_progress"] = mine.filter(status=Assignment.Status.IN_PROGRESS).exists()
+        context["labelling_done"] = mine.filter(status=Assignment.Status.SUBMITTED).count()
+        context["labelling_available"] = (
+            Assignment.objects.filter(status=Assignment.Status.OPEN)
+            .exclude(radiograph__in=mine.values("radiograph"))
+            .values("radiograph")
+            .distinct()
+            .count()
+        )
     return render(request, "home.html", context)
 
 

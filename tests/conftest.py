@@ -49,7 +49,7 @@ def users(db: Any) -> dict[str, Any]:
     result = {}
     for key, (username, roles, staff) in ROLE_USERS.items():
         user = UserFactory(username=username, is_staff=staff)
-        user.groups.set([Group.objects.get(name=role) for role in roles])
+        user.groups.set([Group.objects.get_or_create(name=role)[0] for role in roles])
         result[key] = user
     return result
 

@@ -1,0 +1,59 @@
+"""Pages of labelling and adjudication: thin views; the pages talk to the API."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+
+from annotate import labelling
+from annotate.labels import Adjudication, Assignment
+from annotate.roles import ADJUDICATOR, LABELER, RESEARCHER, role_required
+
+
+@role_required(LABELER)
+def label_start(request: HttpRequest) -> HttpResponse:
+    """ "Start labelling": the labeller's current image or the next one."""
+    assignment = labelling.assignment_next(user=request.user)
+    if assignment is None:
+        done = Assignment.objects.filter(labeler=request.user, status=Assignment.Status.SUBMITTED).count()
+        return render(request, "annotate/label_none.html", {"done": done})
+    return redirect("label_page", pk=assignment.pk)
+
+
+@role_required(LABELER)
+def label_page(request: HttpRequest, pk: int) -> HttpResponse:
+    assignment = get_object_or_404(Assignment, pk=pk, labeler=request.user)
+    if assignment.status == Assignment.Status.SUBMITTED:
+        return redirect("label_start")
+    return render(
+        request, "annotate/label.html", {"assignment": assignment, "api_url": f"/api/labelling/assignments/{pk}/"}
+    )
+
+
+@role_required(ADJUDICATOR)
+def adjudication_queue(request: HttpRequest) -> HttpResponse:
+    pending = Adjudication.objects.filter(status=Adjudication.Status.PENDING).select_related("radiograph")
+    resolved = (
+        Adjudication.objects.filter(status=Adjudication.Status.RESOLVED)
+        .select_related("decided_by")
+        .order_by("-decided_at")[:20]
+    )
+    return render(request, "annotate/adjudication_queue.html", {"pending": pending, "resolved": resolved})
+
+
+@role_required(ADJUDICATOR)
+def adjudicate_page(request: HttpRequest, pk: int) -> HttpResponse:
+    adjudication = get_object_or_404(Adjudication, pk=pk)
+    return render(
+        request, "annotate/adjudicate.html", {"adjudication": adjudication, "api_url": f"/api/adjudications/{pk}/"}
+    )
+
+
+@role_required(RESEARCHER)
+def progress_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "annotate/progress.html", labelling.labelling_progress())
+
+
+@role_required(RESEARCHER, ADJUDICATOR)
+def agreement_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "annotate/agreement.html", {"stats": labelling.agreement_statistics()})

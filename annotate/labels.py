@@ -1,0 +1,178 @@
+"""Labelling models: assignments, labellers' hips, adjudication, ground truth.
+
+Kept apart from models.py (the archive) so each file does one thing; both
+are the annotate app's models. Every change is kept by django-simple-history
+(who, when, before and after); hips are never deleted outright, only marked
+removed.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from simple_history.models import HistoricalRecords
+
+from annotate.models import Radiograph
+
+CLASSES = ("normal", "fn_displaced", "fn_nondisplaced", "intertrochanteric", "orif", "arthroplasty")
+FRACTURE_CLASSES = ("fn_displaced", "fn_nondisplaced", "intertrochanteric")
+
+
+class HipClass(models.TextChoices):
+    NORMAL = "normal", "Normal"
+    FN_DISPLACED = "fn_displaced", "Displaced femoral neck fracture"
+    FN_NONDISPLACED = "fn_nondisplaced", "Nondisplaced femoral neck fracture"
+    INTERTROCHANTERIC = "intertrochanteric", "Intertrochanteric fracture"
+    ORIF = "orif", "Previous internal fixation (ORIF)"
+    ARTHROPLASTY = "arthroplasty", "Previous arthroplasty"
+
+
+class Side(models.TextChoices):
+    # The patient's side: on a standard AP film the patient's left hip is on
+    # the image's right-hand half.
+    RIGHT = "right", "Right"
+    LEFT = "left", "Left"
+
+
+class Exclusion(models.TextChoices):
+    CROSS_TABLE_LATERAL = "cross_table_lateral", "Cross-table lateral"
+    NO_HIP = "no_hip", "No hip in view"
+    NOT_DIAGNOSTIC = "not_diagnostic", "Not diagnostic"
+
+
+class TruthSource(models.TextChoices):
+    AGREEMENT = "agreement", "Agreement of two labellers"
+    CONSENSUS = "consensus", "Radiograph consensus"
+    CT = "ct", "CT"
+    MRI = "mri", "MRI"
+    POSTOP = "postop", "Post-operative imaging"
+    OPERATIVE = "operative", "Fixation chosen at operation"
+
+
+class Assignment(models.Model):
+    """One labelling slot of one radiograph. Each radiograph has
+    ``LABELS_PER_RADIOGRAPH`` slots, taken by different labellers."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"  # in the pool
+        IN_PROGRESS = "in_progress"
+        SUBMITTED = "submitted"
+
+    radiograph = models.ForeignKey(Radiograph, on_delete=models.PROTECT, related_name="assignments")
+    slot = models.PositiveSmallIntegerField()
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="assignments"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN, db_index=True)
+    taken_at = models.DateTimeField(null=True, blank=True)
+    last_saved_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    # Seconds the image was open in front of the labeller (sent by the page).
+    active_seconds = models.FloatField(default=0)
+    excluded = models.CharField(max_length=32, choices=Exclusion.choices, blank=True)
+    note = models.TextField(blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["radiograph_id", "slot"]
+        constraints = [
+            models.UniqueConstraint(fields=["radiograph", "slot"], name="assignment_slot_once"),
+            models.UniqueConstraint(
+                fields=["radiograph", "labeler"],
+                condition=models.Q(labeler__isnull=False),
+                name="assignment_one_labeler_per_radiograph",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Assignment {self.pk} (radiograph {self.radiograph_id}, slot {self.slot}, {self.status})"
+
+
+class BoxFields(models.Model):
+    """A hip: box in original-image pixel coordinates, side and class."""
+
+    side = models.CharField(max_length=8, choices=Side.choices)
+    hip_class = models.CharField(max_length=24, choices=HipClass.choices)
+    x = models.FloatField()
+    y = models.FloatField()
+    width = models.FloatField()
+    height = models.FloatField()
+
+    class Meta:
+        abstract = True
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        return (self.x, self.y, self.width, self.height)
+
+
+class HipLabel(BoxFields):
+    class Source(models.TextChoices):
+        MANUAL = "manual"
+        MODEL = "model", "Model proposal"
+        IMPORT = "import"
+
+    assignment = models.ForeignKey(Assignment, on_delete=models.PROTECT, related_name="hips")
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.MANUAL)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.hip_class}"
+
+
+class Adjudication(models.Model):
+    """What became of a radiograph once all its labellers submitted."""
+
+    class Status(models.TextChoices):
+        AGREED = "agreed"  # ground truth by itself
+        PENDING = "pending"  # in the adjudication queue
+        RESOLVED = "resolved"
+
+    radiograph = models.OneToOneField(Radiograph, on_delete=models.PROTECT, related_name="adjudication")
+    status = models.CharField(max_length=16, choices=Status.choices, db_index=True)
+    # Why the labellers disagreed, as short codes and sentences.
+    disagreements = models.JSONField(default=list, blank=True)
+    excluded = models.CharField(max_length=32, choices=Exclusion.choices, blank=True)
+    truth_source = models.CharField(max_length=16, choices=TruthSource.choices, blank=True)
+    note = models.TextField(blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Adjudication of radiograph {self.radiograph_id} ({self.status})"
+
+
+class GroundTruthHip(BoxFields):
+    """The one table of truth that the model and the reader study read."""
+
+    radiograph = models.ForeignKey(Radiograph, on_delete=models.PROTECT, related_name="truth_hips")
+    adjudication = models.ForeignKey(Adjudication, on_delete=models.PROTECT, related_name="hips")
+    removed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["radiograph_id", "side"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["radiograph", "side"],
+                condition=models.Q(removed_at__isnull=True),
+                name="truth_one_hip_per_side",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Truth {self.side} {self.hip_class} on radiograph {self.radiograph_id}"

@@ -150,7 +150,7 @@ def _own_assignment(request: Request, pk: int) -> Assignment:
     return assignment
 
 
-@extend_schema(responses={200: dict, 204: None})
+@extend_schema(request=None, responses={200: dict, 204: None})
 @api_view(["POST"])
 @permission_classes([HasRole.of(LABELER)])
 def labelling_next(request: Request) -> Response:
@@ -194,7 +194,11 @@ def assignment_submit(request: Request, pk: int) -> Response:
     return Response(assignment_json(assignment))
 
 
-@extend_schema(parameters=[OpenApiParameter("status", str, enum=list(Adjudication.Status.values))], responses=dict)
+@extend_schema(
+    operation_id="adjudications_list",
+    parameters=[OpenApiParameter("status", str, enum=list(Adjudication.Status.values))],
+    responses=dict,
+)
 @api_view(["GET"])
 @permission_classes([HasRole.of(ADJUDICATOR)])
 def adjudication_list(request: Request) -> Response:
@@ -210,7 +214,7 @@ def adjudication_list(request: Request) -> Response:
     )  # fmt: skip
 
 
-@extend_schema(responses=dict)
+@extend_schema(operation_id="adjudications_retrieve", responses=dict)
 @api_view(["GET"])
 @permission_classes([HasRole.of(ADJUDICATOR)])
 def adjudication_detail(request: Request, pk: int) -> Response:
@@ -301,3 +305,61 @@ def radiograph_pixels_response(user: Any, pk: int) -> HttpResponse:
 @api_view(["GET"])
 def radiograph_pixels(request: Request, pk: int) -> HttpResponse:
     return radiograph_pixels_response(request.user, pk)
+
+
+class AnnotationImportSerializer(serializers.Serializer):
+    file = serializers.FileField()
+    format = serializers.ChoiceField([("coco", "COCO JSON"), ("via", "VIA 2 project")])
+    as_user = serializers.CharField(help_text="the labeller whose submitted work the file becomes")
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("format", str, enum=["coco", "via", "csv"]),
+        OpenApiParameter("ground_truth", bool, description="the ground truth only, not every labeller's labels"),
+    ],
+    responses={(200, "application/octet-stream"): bytes},
+)
+@api_view(["GET"])
+@permission_classes([HasRole.of(RESEARCHER)])
+def annotations_export(request: Request) -> HttpResponse:
+    """Download labels (every labeller's, or the ground truth) as COCO, VIA or CSV."""
+    from annotate import exchange
+
+    fmt = request.query_params.get("format", "coco")
+    if fmt not in exchange.EXPORT_FORMATS:
+        raise ApiValidationError({"format": f"use one of {', '.join(exchange.EXPORT_FORMATS)}"})
+    ground_truth = request.query_params.get("ground_truth", "").lower() in {"1", "true", "yes"}
+    export = exchange.annotations_export(fmt=fmt, ground_truth=ground_truth)
+    return HttpResponse(
+        export.data,
+        content_type=export.content_type,
+        headers={"Content-Disposition": f'attachment; filename="{export.filename}"'},
+    )
+
+
+MAX_ANNOTATION_FILE_BYTES = 200 * 1024**2
+
+
+@extend_schema(request={"multipart/form-data": AnnotationImportSerializer}, responses=dict)
+@api_view(["POST"])
+@permission_classes([HasRole.of(RESEARCHER)])
+def annotations_import(request: Request) -> Response:
+    """Load a COCO or VIA file as a labeller's submitted work; a malformed
+    file is refused whole, naming the key or line at fault."""
+    import dataclasses
+
+    from annotate import exchange
+
+    upload = AnnotationImportSerializer(data=request.data)
+    upload.is_valid(raise_exception=True)
+    file = upload.validated_data["file"]
+    if file.size > MAX_ANNOTATION_FILE_BYTES:
+        raise ApiValidationError({"file": "annotation file too large (the limit is 200 MB)"})
+    try:
+        report = exchange.annotations_import(
+            fmt=upload.validated_data["format"], data=file.read(), username=upload.validated_data["as_user"]
+        )
+    except ValueError as exc:
+        raise ApiValidationError({"detail": str(exc)}) from None
+    return Response({"summary": report.line(), **dataclasses.asdict(report)})

@@ -57,3 +57,12 @@ def progress_page(request: HttpRequest) -> HttpResponse:
 @role_required(RESEARCHER, ADJUDICATOR)
 def agreement_page(request: HttpRequest) -> HttpResponse:
     return render(request, "annotate/agreement.html", {"stats": labelling.agreement_statistics()})
+
+
+@role_required(RESEARCHER)
+def exchange_page(request: HttpRequest) -> HttpResponse:
+    """Download labels in each format; upload a COCO or VIA file as a labeller's work."""
+    from django.contrib.auth import get_user_model
+
+    labelers = get_user_model().objects.filter(groups__name=LABELER).order_by("username")
+    return render(request, "annotate/exchange.html", {"labelers": labelers})

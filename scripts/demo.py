@@ -1,6 +1,8 @@
 """The demo: the whole product on SQLite, synthetic radiographs and a real Celery worker.
 
-Run by `make demo`. Idempotent: a second run reuses the data folder and
+Run by `make demo`. Makes phantoms, imports them, labels most of them twice
+from their ground truth (with disagreements planted for the adjudicator), then
+starts a Celery worker and the web server. Idempotent: a second run reuses the data folder and
 imports nothing new. Environment: DATA_DIR (default ./var), DEMO_STUDIES
 (default 240), PORT (default 8000); with REDIS_URL set the worker uses Redis,
 otherwise a broker folder inside DATA_DIR.
@@ -29,12 +31,18 @@ def main() -> int:
     port = os.environ.get("PORT", "8000")
 
     manage("migrate", "--no-input", "-v", "0")
+    manage("create_demo_users", "--quiet")
     phantoms = data_dir / "phantoms"
     if not (phantoms / "annotations.coco.json").exists():
         print(f"Making {studies} synthetic studies in {phantoms} ...", flush=True)
         manage("make_phantoms", "--studies", studies, "--seed", "2020", "--out", str(phantoms))
     print("Importing the synthetic radiographs ...", flush=True)
     manage("import_dicom", str(phantoms))
+    # The phantoms' ground truth plays labeler1 and labeler2, with a handful
+    # of disagreements planted for the adjudicator; the last tenth of the
+    # images stays unlabelled for whoever logs in as a labeller.
+    print("Double-labelling the phantoms ...", flush=True)
+    subprocess.run([PYTHON, "scripts/demo_labels.py", str(phantoms)], cwd=ROOT, check=True)
 
     worker = subprocess.Popen(
         [PYTHON, "-m", "celery", "-A", "config", "worker", "-Q", "default,ml", "--concurrency", "1",

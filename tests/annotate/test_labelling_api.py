@@ -173,3 +173,30 @@ def test_assignment_and_adjudication_pages_refuse_others(client_as, users, radio
     for role in ["labeler", "reader", "researcher"]:
         assert client_as(role).get("/adjudicate/1/").status_code == 403
         assert client_as(role).get("/api/adjudications/1/").status_code == 403
+
+
+def test_export_and_import_through_the_web(client_as, users, radiograph, luke):
+    import io
+
+    taken = labelling.assignment_next(user=users["labeler"])
+    labelling.assignment_submit(assignment_id=taken.id, user=users["labeler"],
+                                hips=[HipInput("right", "orif", 10, 20, 100, 100)])  # fmt: skip
+    researcher = client_as("researcher")
+    response = researcher.get("/api/annotations/export/?format=coco")
+    assert response.status_code == 200 and "attachment" in response["Content-Disposition"]
+    coco = json.loads(response.content)
+    assert [a["category_id"] for a in coco["annotations"]] == [5]  # orif
+    for role in ["labeler", "reader", "adjudicator"]:
+        assert client_as(role).get("/api/annotations/export/?format=coco").status_code == 403
+    # The same file, loaded as luke's work, makes both labellers agree.
+    upload = io.BytesIO(response.content)
+    upload.name = "labels.coco.json"
+    imported = researcher.post("/api/annotations/import/", {"file": upload, "format": "coco", "as_user": "luke"})
+    assert imported.status_code == 200, imported.content
+    assert Adjudication.objects.get().status == "agreed"
+    broken = io.BytesIO(b'{"images": [}')
+    broken.name = "broken.json"
+    refused = researcher.post("/api/annotations/import/", {"file": broken, "format": "coco", "as_user": "luke"})
+    assert refused.status_code == 400 and "line 1" in refused.json()["detail"]
+    assert client_as("researcher").get("/labelling/exchange/").status_code == 200
+    assert client_as("labeler").get("/labelling/exchange/").status_code == 403

@@ -26,12 +26,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--password", default="demo-password", help="password for every demo account")
+        parser.add_argument("--quiet", action="store_true", help="do not print the credentials")
 
     def handle(self, *args: Any, **options: Any) -> None:
         password = options["password"]
         groups = {role: Group.objects.get_or_create(name=role)[0] for role in ROLES}
         User = get_user_model()
-        self.stdout.write("Demo accounts (username / password):")
+        quiet = options["quiet"]
+        if not quiet:
+            self.stdout.write("Demo accounts (username / password):")
         for username, roles, staff in DEMO_USERS:
             user, _ = User.objects.get_or_create(username=username)
             user.is_staff = user.is_superuser = staff
@@ -39,4 +42,5 @@ class Command(BaseCommand):
             user.save()
             user.groups.set([groups[role] for role in roles])
             label = "staff (all roles, admin)" if staff else ", ".join(roles)
-            self.stdout.write(f"  {username:<12} / {password}   {label}")
+            if not quiet:
+                self.stdout.write(f"  {username:<12} / {password}   {label}")

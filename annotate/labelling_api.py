@@ -150,6 +150,17 @@ def _own_assignment(request: Request, pk: int) -> Assignment:
     return assignment
 
 
+def _save_with(service: Any, request: Request, assignment: Assignment) -> Assignment:
+    """Validate the page's labelling and hand it to a save or submit service."""
+    data = LabellingInputSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    return _call(
+        service, assignment_id=assignment.id, user=request.user, hips=_hip_inputs(data.validated_data),
+        excluded=data.validated_data["excluded"], note=data.validated_data["note"],
+        active_seconds=data.validated_data["active_seconds"],
+    )  # fmt: skip
+
+
 @extend_schema(request=None, responses={200: dict, 204: None})
 @api_view(["POST"])
 @permission_classes([HasRole.of(LABELER)])
@@ -168,13 +179,7 @@ def assignment_detail(request: Request, pk: int) -> Response:
     """Get, or save (autosave: the whole state each time), one's own assignment."""
     assignment = _own_assignment(request, pk)
     if request.method == "PUT":
-        data = LabellingInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        assignment = _call(
-            labelling.assignment_save, assignment_id=assignment.id, user=request.user,
-            hips=_hip_inputs(data.validated_data), excluded=data.validated_data["excluded"],
-            note=data.validated_data["note"], active_seconds=data.validated_data["active_seconds"],
-        )  # fmt: skip
+        assignment = _save_with(labelling.assignment_save, request, assignment)
     return Response(assignment_json(assignment))
 
 
@@ -183,14 +188,7 @@ def assignment_detail(request: Request, pk: int) -> Response:
 @permission_classes([HasRole.of(LABELER)])
 def assignment_submit(request: Request, pk: int) -> Response:
     """Save and submit; submitting twice stores one labelling."""
-    assignment = _own_assignment(request, pk)
-    data = LabellingInputSerializer(data=request.data)
-    data.is_valid(raise_exception=True)
-    assignment = _call(
-        labelling.assignment_submit, assignment_id=assignment.id, user=request.user,
-        hips=_hip_inputs(data.validated_data), excluded=data.validated_data["excluded"],
-        note=data.validated_data["note"], active_seconds=data.validated_data["active_seconds"],
-    )  # fmt: skip
+    assignment = _save_with(labelling.assignment_submit, request, _own_assignment(request, pk))
     return Response(assignment_json(assignment))
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -57,8 +59,14 @@ def radiograph_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "annotate/radiograph_detail.html", {"radiograph": radiograph, "siblings": siblings})
 
 
-@role_required(RESEARCHER, ADJUDICATOR)
+@login_required
 def radiograph_preview(request: HttpRequest, pk: int) -> FileResponse:
+    # Researchers and adjudicators see every preview, a labeller those of the
+    # radiographs assigned to them (the same rule as for the pixels).
+    from annotate.labelling_api import may_see_pixels
+
+    if not may_see_pixels(request.user, pk):
+        raise PermissionDenied("This radiograph is not yours to see.")
     radiograph = get_object_or_404(Radiograph, pk=pk)
     response = FileResponse(radiograph.preview.open("rb"), content_type="image/jpeg")
     response["Cache-Control"] = "private, max-age=86400"

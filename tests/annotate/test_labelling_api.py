@@ -200,3 +200,10 @@ def test_export_and_import_through_the_web(client_as, users, radiograph, luke):
     assert refused.status_code == 400 and "line 1" in refused.json()["detail"]
     assert client_as("researcher").get("/labelling/exchange/").status_code == 200
     assert client_as("labeler").get("/labelling/exchange/").status_code == 403
+
+
+def test_labeller_sees_the_preview_of_assigned_radiographs_only(client_as, radiograph):
+    url = f"/radiographs/{radiograph.id}/preview.jpg"
+    assert client_as("labeler").get(url).status_code == 403
+    client_as("labeler").post("/api/labelling/next/")
+    assert client_as("labeler").get(url).status_code == 200

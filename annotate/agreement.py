@@ -36,7 +36,8 @@ def iou(a: Box, b: Box) -> float:
     inter_h = max(0.0, min(ay2, by2) - max(a[1], b[1]))
     inter = inter_w * inter_h
     union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
+    # min(): rounding can put identical boxes a hair above 1.
+    return min(1.0, inter / union) if union > 0 else 0.0
 
 
 def disagreements(a: Labelling, b: Labelling, *, iou_threshold: float) -> list[str]:

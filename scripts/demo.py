@@ -45,7 +45,7 @@ def main() -> int:
     subprocess.run([PYTHON, "scripts/demo_labels.py", str(phantoms)], cwd=ROOT, check=True)
 
     worker = subprocess.Popen(
-        [PYTHON, "-m", "celery", "-A", "config", "worker", "-Q", "default,ml", "--concurrency", "1",
+        [PYTHON, "-m", "celery", "-A", "config", "--quiet", "worker", "-Q", "default,ml", "--concurrency", "1",
          "--loglevel", "WARNING", "--max-tasks-per-child", "50"],
         cwd=ROOT,
     )  # fmt: skip

@@ -194,3 +194,12 @@ def test_agreement_statistics(radiographs, labelers):
 
     expected = cohen_kappa_score(["normal", "fn_displaced", "normal"], ["normal", "fn_displaced", "fn_nondisplaced"])
     assert stats["kappa_six_class"] == pytest.approx(expected)
+
+
+def test_iou_histogram_counts_every_hip():
+    from annotate import agreement
+
+    box = (10.1, 20.3, 100.7, 99.9)
+    assert agreement.iou(box, box) == 1.0
+    assert agreement.iou((0, 0, 10, 10), (5, 0, 10, 10)) == 50 / 150
+    assert agreement.iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0

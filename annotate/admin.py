@@ -45,25 +45,33 @@ from simple_history.admin import SimpleHistoryAdmin  # noqa: E402
 from annotate.labels import Adjudication, Assignment, GroundTruthHip, HipLabel  # noqa: E402
 
 
+class NoDeleteHistoryAdmin(SimpleHistoryAdmin):
+    """Labels and truth are never deleted outright, not even from the admin:
+    hips are marked removed, and the history keeps every version."""
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+
 @admin.register(Assignment)
-class AssignmentAdmin(SimpleHistoryAdmin):
+class AssignmentAdmin(NoDeleteHistoryAdmin):
     list_display = ["id", "radiograph", "slot", "labeler", "status", "taken_at", "submitted_at"]
     list_filter = ["status"]
 
 
 @admin.register(HipLabel)
-class HipLabelAdmin(SimpleHistoryAdmin):
+class HipLabelAdmin(NoDeleteHistoryAdmin):
     list_display = ["id", "assignment", "side", "hip_class", "source", "removed_at"]
     list_filter = ["hip_class", "side", "source"]
 
 
 @admin.register(Adjudication)
-class AdjudicationAdmin(SimpleHistoryAdmin):
+class AdjudicationAdmin(NoDeleteHistoryAdmin):
     list_display = ["id", "radiograph", "status", "truth_source", "decided_by", "decided_at"]
     list_filter = ["status", "truth_source"]
 
 
 @admin.register(GroundTruthHip)
-class GroundTruthHipAdmin(SimpleHistoryAdmin):
+class GroundTruthHipAdmin(NoDeleteHistoryAdmin):
     list_display = ["id", "radiograph", "side", "hip_class", "removed_at"]
     list_filter = ["hip_class", "side"]

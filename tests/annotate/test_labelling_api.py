@@ -207,3 +207,15 @@ def test_labeller_sees_the_preview_of_assigned_radiographs_only(client_as, radio
     assert client_as("labeler").get(url).status_code == 403
     client_as("labeler").post("/api/labelling/next/")
     assert client_as("labeler").get(url).status_code == 200
+
+
+def test_admin_never_deletes_labels(client_as, users, radiograph):
+    taken = labelling.assignment_next(user=users["labeler"])
+    labelling.assignment_save(assignment_id=taken.id, user=users["labeler"],
+                              hips=[HipInput("right", "normal", 10, 20, 100, 100)])  # fmt: skip
+    staff = client_as("staff")
+    users["staff"].is_superuser = True
+    users["staff"].save()
+    hip = taken.hips.get()
+    assert staff.get(f"/admin/annotate/hiplabel/{hip.id}/delete/").status_code == 403
+    assert staff.get(f"/admin/annotate/hiplabel/{hip.id}/history/").status_code == 200

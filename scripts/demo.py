@@ -4,7 +4,7 @@ Run by `make demo`. Makes phantoms, imports them, labels most of them twice
 from their ground truth (with disagreements planted for the adjudicator), then
 starts a Celery worker and the web server. Idempotent: a second run reuses the data folder and
 imports nothing new. Environment: DATA_DIR (default ./var), DEMO_STUDIES
-(default 240), PORT (default 8000); with REDIS_URL set the worker uses Redis,
+(default 160), PORT (default 8000); with REDIS_URL set the worker uses Redis,
 otherwise a broker folder inside DATA_DIR.
 """
 
@@ -27,7 +27,7 @@ def manage(*args: str) -> None:
 def main() -> int:
     os.environ.setdefault("DEBUG", "true")
     data_dir = Path(os.environ.setdefault("DATA_DIR", str(ROOT / "var")))
-    studies = os.environ.get("DEMO_STUDIES", "240")
+    studies = os.environ.get("DEMO_STUDIES", "160")
     port = os.environ.get("PORT", "8000")
 
     manage("migrate", "--no-input", "-v", "0")
@@ -38,6 +38,10 @@ def main() -> int:
         manage("make_phantoms", "--studies", studies, "--seed", "2020", "--out", str(phantoms))
     print("Importing the synthetic radiographs ...", flush=True)
     manage("import_dicom", str(phantoms))
+    # The platform keeps its own copy of each original: the phantoms' DICOMs
+    # can go (a third of the demo's disk), their COCO ground truth stays.
+    for path in phantoms.rglob("*.dcm"):
+        path.unlink()
     # The phantoms' ground truth plays labeler1 and labeler2, with a handful
     # of disagreements planted for the adjudicator; the last tenth of the
     # images stays unlabelled for whoever logs in as a labeller.

@@ -15,7 +15,7 @@ import {
   hipPayload,
   renderHelp,
 } from "./boxes.js";
-import { Viewer, bindViewerControls } from "./viewer.js";
+import { Viewer, bindHelpOverlay, bindViewerControls } from "./viewer.js";
 
 export const SLOT_COLORS = { 1: "#3d8bff", 2: "#ff4fd8", 3: "#9be15d", 4: "#ffffff" };
 const TRUTH_SOURCES = {
@@ -51,6 +51,7 @@ const ui = {
   resolve: $("resolve"),
   status: $("adjudication-status"),
 };
+const toggleHelp = bindHelpOverlay(ui.help);
 
 const viewer = new Viewer(ui.canvas, {
   pixelsUrl: data.pixelsUrl,
@@ -88,15 +89,6 @@ function hideError() {
   ui.error.hidden = true;
 }
 
-function toggleHelp(force) {
-  ui.help.hidden = typeof force === "boolean" ? !force : !ui.help.hidden;
-}
-ui.help.addEventListener("click", (event) => {
-  if (event.target === ui.help) toggleHelp(false);
-});
-window.addEventListener("keydown", (event) => {
-  if (event.key === "Escape" && !ui.help.hidden) toggleHelp(false);
-});
 
 // "left hip: fn_displaced / normal" -> "left hip: Displaced femoral neck fracture / Normal".
 function humanise(reason) {

@@ -20,7 +20,7 @@ import {
   renderClassLegend,
   renderHelp,
 } from "./boxes.js";
-import { Viewer, bindViewerControls } from "./viewer.js";
+import { Viewer, bindHelpOverlay, bindViewerControls } from "./viewer.js";
 
 const SAVE_DELAY_MS = 800;
 const app = document.getElementById("label-app");
@@ -43,6 +43,7 @@ const ui = {
   submit: $("submit"),
   status: $("assignment-status"),
 };
+const toggleHelp = bindHelpOverlay(ui.help);
 
 const apiUrl = data.apiUrl;
 // Drafts are kept per user: on a shared workstation nobody sees another's work.
@@ -347,15 +348,6 @@ function showNotice(text, ms = 6000) {
   renderPanel();
 }
 
-function toggleHelp(force) {
-  ui.help.hidden = typeof force === "boolean" ? !force : !ui.help.hidden;
-}
-ui.help.addEventListener("click", (event) => {
-  if (event.target === ui.help) toggleHelp(false);
-});
-window.addEventListener("keydown", (event) => {
-  if (event.key === "Escape" && !ui.help.hidden) toggleHelp(false);
-});
 
 function ago(ms) {
   const s = Math.max(0, Math.round(ms / 1000));

@@ -655,3 +655,18 @@ export function bindViewerControls(viewer, root, { readout = null, onHelp = null
   update();
   return update;
 }
+
+// The keys overlay of the viewer pages: "?" toggles it; Esc or a click
+// outside its box closes it. Returns the toggle (true shows, false hides).
+export function bindHelpOverlay(help) {
+  const toggle = (force) => {
+    help.hidden = typeof force === "boolean" ? !force : !help.hidden;
+  };
+  help.addEventListener("click", (event) => {
+    if (event.target === help) toggle(false);
+  });
+  window.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !help.hidden) toggle(false);
+  });
+  return toggle;
+}

@@ -1,0 +1,138 @@
+"""Network and training configurations for the hip classifier (Krogue et al. 2020).
+
+The paper (Materials and Methods, "Model"): a DenseNet-169 initialised with
+ImageNet weights, a squeeze-and-excitation block at the end, a six-way softmax;
+224 x 224 x 3 input; Adam, learning rate 0.00001, batch size 25, "learning rate
+decay of 0.9", weighted cross-entropy; training stopped after 10 epochs without
+improvement in validation accuracy. Each training hip appears at two zooms.
+
+Configurations:
+
+- ``paper``: exactly that. The paper gives no maximum epoch count (early
+  stopping ends training); ``epochs`` = 100 is our cap. "Decay of 0.9" is read as
+  multiplying the learning rate by 0.9 once per epoch (see ``nets.compile_model``).
+- ``cpu-small``: a DenseNet with blocks (2, 2, 2, 2) at 128 x 128, trained from
+  scratch (no ImageNet weights exist for it), hence Adam 1e-3; trains on 2 CPU
+  cores in minutes. Same SE block and head.
+- ``tiny``: blocks (1, 1, 1, 1) at 64 x 64, for tests.
+
+A config is a frozen dataclass; ``as_dict`` / ``from_dict`` give a JSON-safe
+round trip so a saved model can carry its config. No Django imports here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+NUM_CLASSES = 6
+DENSENET169_BLOCKS = (6, 12, 32, 32)
+BACKBONES = ("densenet169", "densenet")
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """One network + training configuration.
+
+    backbone: ``"densenet169"`` (``keras.applications.DenseNet169``; blocks must be
+    (6, 12, 32, 32)) or ``"densenet"`` (the same DenseNet design with any block counts,
+    built by ``nets.densenet_backbone``). ``weights_path``: a local weights file for
+    the backbone (for DenseNet-169 the Keras ImageNet "notop" .h5); None = random init.
+    Nothing is ever downloaded.
+    """
+
+    name: str
+    backbone: str = "densenet169"
+    blocks: tuple[int, ...] = DENSENET169_BLOCKS
+    input_size: int = 224
+    growth_rate: int = 32
+    se_ratio: int = 16
+    num_classes: int = NUM_CLASSES
+    learning_rate: float = 1e-5
+    batch_size: int = 25
+    lr_decay: float = 0.9
+    patience: int = 10
+    epochs: int = 100
+    zooms: tuple[float, ...] = (1.0, 1.5)
+    weights_path: str | None = None
+
+    def __post_init__(self) -> None:
+        # Coerce list -> tuple (from JSON) without breaking frozenness.
+        object.__setattr__(self, "blocks", tuple(int(b) for b in self.blocks))
+        object.__setattr__(self, "zooms", tuple(float(z) for z in self.zooms))
+        if self.weights_path is not None:
+            object.__setattr__(self, "weights_path", str(self.weights_path))
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.backbone == "densenet169" and self.blocks != DENSENET169_BLOCKS:
+            raise ValueError(f"densenet169 has blocks {DENSENET169_BLOCKS}, got {self.blocks}")
+        if len(self.blocks) != 4 or any(b < 1 for b in self.blocks):
+            raise ValueError(f"blocks must be four positive counts, got {self.blocks}")
+        if self.input_size < 32:
+            raise ValueError(f"input_size must be >= 32 (the DenseNet downsamples by 32), got {self.input_size}")
+        for attr in ("se_ratio", "num_classes", "batch_size", "patience", "epochs", "growth_rate"):
+            if int(getattr(self, attr)) < 1:
+                raise ValueError(f"{attr} must be >= 1, got {getattr(self, attr)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if not self.zooms or any(z <= 0 for z in self.zooms):
+            raise ValueError(f"zooms must be positive, got {self.zooms}")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.input_size, self.input_size, 3)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        d["blocks"] = list(self.blocks)
+        d["zooms"] = list(self.zooms)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown config keys: {sorted(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> NetConfig:
+        return dataclasses.replace(self, **changes)
+
+
+CONFIGS: dict[str, NetConfig] = {
+    "paper": NetConfig(name="paper"),
+    "cpu-small": NetConfig(
+        name="cpu-small",
+        backbone="densenet",
+        blocks=(2, 2, 2, 2),
+        input_size=128,
+        learning_rate=1e-3,
+        batch_size=32,
+        patience=5,
+        epochs=30,
+    ),
+    "tiny": NetConfig(
+        name="tiny",
+        backbone="densenet",
+        blocks=(1, 1, 1, 1),
+        input_size=64,
+        learning_rate=1e-3,
+        batch_size=8,
+        patience=2,
+        epochs=2,
+    ),
+}
+
+
+def get_config(name: str, **overrides: Any) -> NetConfig:
+    """The named configuration, optionally with fields replaced (e.g. ``weights_path=``)."""
+    try:
+        config = CONFIGS[name]
+    except KeyError:
+        raise KeyError(f"unknown config {name!r}; known: {sorted(CONFIGS)}") from None
+    return config.replace(**overrides) if overrides else config

@@ -1,0 +1,312 @@
+"""Training input pipeline for the hip classifier (Krogue et al. 2020): hip
+records -> ``tf.data.Dataset`` of ``(images, labels)``.
+
+Images are float32 (B, S, S, 3), S = ``config.input_size``, normalised by
+``crops.to_model_input``; labels int32 (B,) class indices 0..5.
+
+- Training (``augment`` given): each element is ``augment.augment_hip`` on the
+  record's radiograph: a zoom level drawn from ``augment.zooms`` (the paper's
+  two box sizes), box wiggling, contrast-changing cutout and Gaussian-mixture
+  masking, each with its probability. The crop work is NumPy/Pillow, run by
+  ``tf.numpy_function`` in ``Dataset.map(num_parallel_calls=AUTOTUNE,
+  deterministic=True)``, then batched and prefetched.
+- Validation / test (``augment=None``): the plain ``crops.hip_crop`` at
+  ``zoom`` (default 1.0): exactly ``to_model_input(hip_crop(...))``. For
+  test-time averaging over zooms, build one dataset per zoom
+  (``make_dataset(..., zoom=1.5)``) or use ``eval_zoom_datasets``; with
+  ``shuffle=False`` their elements are in record order, so predictions align.
+
+Reproducibility. Element i of epoch e uses ``numpy.random.default_rng([seed,
+e, i])`` (i = the record's index in ``records``), and the epoch's order is
+``default_rng([seed, e]).permutation(n)`` when ``shuffle``. The epoch counter
+e starts at 0 and counts iterations of *this* dataset object (each Keras
+epoch iterates it once). So: the same records, config, seed and epoch give
+identical batches, whatever the number of parallel calls or the thread timing
+(each element depends only on its own (seed, epoch, index), and
+``deterministic=True`` keeps the output order); a freshly built dataset
+restarts at epoch 0. Not covered: an iteration abandoned mid-way still
+consumes an epoch number; the model's own training (TF kernels on several
+threads) is not bit-reproducible from this seed.
+
+Pixels. A record's full-resolution pixels come from ``pixels``: a callable
+returning a 2-D array, or a path to a ``.npy`` file (memory-mapped read). They
+are kept in an LRU cache bounded in bytes (``cache_bytes``), keyed by
+``radiograph`` (both hips of a film share one entry), so each radiograph is
+loaded at most once per epoch while the cache holds the epoch's films (and
+once in all when it holds every film). Crops only read the box's pixels.
+
+No Django imports here.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import tensorflow as tf  # noqa: E402
+
+from ml.core.augment import AugmentConfig, augment_hip  # noqa: E402
+from ml.core.configs import NetConfig  # noqa: E402
+from ml.core.crops import CropSpec, hip_crop, to_model_input  # noqa: E402
+
+PixelSource = Callable[[], np.ndarray] | str | os.PathLike
+DEFAULT_CACHE_BYTES = 1 << 30  # 1 GiB: ~70 radiographs of 3000 x 2500 uint16
+
+
+@dataclass(frozen=True)
+class HipRecord:
+    """One hip: where its radiograph's pixels come from, the window, the box.
+
+    pixels: a callable returning the 2-D array (uint16 "higher = brighter", as
+    ``annotate.dicom.decode_dicom`` gives) or a path to a ``.npy`` file.
+    window: (centre, width) in pixel units. box: (x, y, w, h) in pixels (COCO).
+    side: "right" or "left" (the patient's side). label: class index 0..5.
+    radiograph: the cache key shared by the hips of one film; default the
+    path (for a path) or the callable's identity (pass the same callable for
+    both hips, or set this)."""
+
+    pixels: PixelSource
+    window: tuple[float, float]
+    box: tuple[float, float, float, float]
+    side: str
+    label: int
+    patient: str = ""
+    radiograph: str | None = None
+    invert: bool = False
+    cache_key: object = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.side not in ("right", "left"):
+            raise ValueError(f"side must be 'right' or 'left', got {self.side!r}")
+        if int(self.label) != self.label or self.label < 0:
+            raise ValueError(f"label must be a class index >= 0, got {self.label!r}")
+        if self.radiograph is not None:
+            key: object = ("radiograph", str(self.radiograph))
+        elif callable(self.pixels):
+            key = ("callable", id(self.pixels))
+        else:
+            key = ("path", str(Path(self.pixels)))
+        object.__setattr__(self, "cache_key", key)
+
+    def load_pixels(self) -> np.ndarray:
+        """The full-resolution 2-D pixels (no caching)."""
+        if callable(self.pixels):
+            arr = self.pixels()
+        else:
+            arr = np.load(Path(self.pixels), mmap_mode="r")
+        arr = np.asarray(arr)
+        if arr.ndim != 2:
+            raise ValueError(f"pixels must be 2-D, got shape {arr.shape}")
+        return arr
+
+
+class PixelCache:
+    """Thread-safe LRU cache of loaded radiographs, bounded in bytes. An array
+    larger than the bound is returned but not kept. ``loads`` counts loads."""
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.max_bytes = int(max_bytes)
+        self._items: OrderedDict[object, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._key_locks: dict[object, threading.Lock] = {}
+        self.loads = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, record: HipRecord) -> np.ndarray:
+        key = record.cache_key
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:  # one load per film even when both hips ask at once
+            with self._lock:
+                if key in self._items:
+                    self._items.move_to_end(key)
+                    return self._items[key]
+            arr = np.ascontiguousarray(record.load_pixels())  # reads a memmap into memory
+            with self._lock:
+                self.loads += 1
+                if arr.nbytes <= self.max_bytes:
+                    self._items[key] = arr
+                    self._bytes += arr.nbytes
+                    while self._bytes > self.max_bytes:
+                        _, old = self._items.popitem(last=False)
+                        self._bytes -= old.nbytes
+                self._key_locks.pop(key, None)
+        return arr
+
+
+def element_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator of element ``index`` in epoch ``epoch``."""
+    return np.random.default_rng([int(seed), int(epoch), int(index)])
+
+
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
+    """Record indices in the order epoch ``epoch`` visits them."""
+    if not shuffle:
+        return np.arange(n, dtype=np.int64)
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(n).astype(np.int64)
+
+
+def make_example(
+    record: HipRecord,
+    pixels: np.ndarray,
+    *,
+    size: int,
+    augment: AugmentConfig | None,
+    rng: np.random.Generator | None = None,
+    zoom: float = 1.0,
+) -> np.ndarray:
+    """One model input (size, size, 3) float32: augmented if ``augment``
+    (needs ``rng``), else the plain crop at ``zoom``."""
+    if augment is not None:
+        if rng is None:
+            raise ValueError("augmentation needs rng")
+        crop = augment_hip(
+            pixels,
+            record.box,
+            record.side,
+            window=record.window,
+            rng=rng,
+            config=augment,
+            spec=CropSpec(size=size),
+            invert=record.invert,
+        )
+    else:
+        crop = hip_crop(
+            pixels,
+            record.box,
+            record.side,
+            window=record.window,
+            spec=CropSpec(size=size, zoom=zoom),
+            invert=record.invert,
+        )
+    return to_model_input(crop)
+
+
+def make_dataset(
+    records: Sequence[HipRecord],
+    *,
+    config: NetConfig,
+    augment: AugmentConfig | None,
+    seed: int,
+    shuffle: bool,
+    batch_size: int | None = None,
+    cache_pixels: bool = True,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+    zoom: float = 1.0,
+    drop_remainder: bool = False,
+    num_parallel_calls: int | None = None,
+    prefetch: int | None = None,
+) -> tf.data.Dataset:
+    """``tf.data.Dataset`` of (images float32 (B, S, S, 3), labels int32 (B,)).
+
+    ``augment``: an ``AugmentConfig`` for training (random zoom from its
+    ``zooms`` plus the paper's augmentations), None for validation/test (the
+    plain crop at ``zoom``). ``batch_size`` defaults to ``config.batch_size``.
+    ``num_parallel_calls`` / ``prefetch`` default to ``tf.data.AUTOTUNE``.
+    The dataset's ``pixel_cache`` attribute is the ``PixelCache`` (None when
+    ``cache_pixels`` is False). See the module docstring for determinism."""
+    records = list(records)
+    if not records:
+        raise ValueError("no records")
+    for r in records:
+        if not 0 <= r.label < config.num_classes:
+            raise ValueError(f"label {r.label} outside 0..{config.num_classes - 1}")
+    if not zoom > 0:
+        raise ValueError(f"zoom must be > 0, got {zoom!r}")
+    size = int(config.input_size)
+    n = len(records)
+    batch = int(batch_size or config.batch_size)
+    cache = PixelCache(cache_bytes) if cache_pixels else None
+    labels = np.array([r.label for r in records], dtype=np.int32)
+    epoch_counter = [0]
+    counter_lock = threading.Lock()
+
+    def order():
+        with counter_lock:
+            epoch = epoch_counter[0]
+            epoch_counter[0] += 1
+        for i in epoch_order(n, seed, epoch, shuffle):
+            yield np.int64(i), np.int64(epoch)
+
+    def load(index, epoch):
+        record = records[int(index)]
+        pixels = cache.get(record) if cache is not None else record.load_pixels()
+        rng = element_rng(seed, int(epoch), int(index)) if augment is not None else None
+        image = make_example(record, pixels, size=size, augment=augment, rng=rng, zoom=zoom)
+        return image, labels[int(index)]
+
+    def tf_load(index, epoch):
+        image, label = tf.numpy_function(load, [index, epoch], (tf.float32, tf.int32), stateful=False)
+        image.set_shape((size, size, 3))
+        label.set_shape(())
+        return image, label
+
+    spec = (tf.TensorSpec((), tf.int64), tf.TensorSpec((), tf.int64))
+    ds = tf.data.Dataset.from_generator(order, output_signature=spec)
+    parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
+    ds = ds.map(tf_load, num_parallel_calls=parallel, deterministic=True)
+    ds = ds.batch(batch, drop_remainder=drop_remainder)
+    ds = ds.prefetch(tf.data.AUTOTUNE if prefetch is None else prefetch)
+    ds = ds.apply(tf.data.experimental.assert_cardinality((n // batch) if drop_remainder else -(-n // batch)))
+    ds.pixel_cache = cache  # type: ignore[attr-defined]
+    return ds
+
+
+def eval_zoom_datasets(
+    records: Sequence[HipRecord],
+    *,
+    config: NetConfig,
+    zooms: Sequence[float] | None = None,
+    batch_size: int | None = None,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+) -> dict[float, tf.data.Dataset]:
+    """Unaugmented, unshuffled datasets, one per zoom (default ``config.zooms``),
+    for test-time averaging: predictions of each are in record order."""
+    zooms = tuple(config.zooms if zooms is None else zooms)
+    return {
+        float(z): make_dataset(
+            records,
+            config=config,
+            augment=None,
+            seed=0,
+            shuffle=False,
+            batch_size=batch_size,
+            cache_bytes=cache_bytes,
+            zoom=float(z),
+        )
+        for z in zooms
+    }
+
+
+def records_labels(records: Sequence[HipRecord]) -> np.ndarray:
+    """The records' labels, int32, in record order."""
+    return np.array([r.label for r in records], dtype=np.int32)
+
+
+__all__ = [
+    "HipRecord",
+    "PixelCache",
+    "element_rng",
+    "epoch_order",
+    "eval_zoom_datasets",
+    "make_dataset",
+    "make_example",
+    "records_labels",
+]

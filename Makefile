@@ -31,3 +31,4 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/ingest.py
 	$(PY) bench/viewer.py
+	$(PY) bench/train.py

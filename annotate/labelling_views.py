@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from annotate import labelling
-from annotate.labels import Adjudication, Assignment
+from annotate.labels import Adjudication, Assignment, Exclusion
 from annotate.roles import ADJUDICATOR, LABELER, RESEARCHER, role_required
 
 
@@ -25,9 +25,9 @@ def label_page(request: HttpRequest, pk: int) -> HttpResponse:
     assignment = get_object_or_404(Assignment, pk=pk, labeler=request.user)
     if assignment.status == Assignment.Status.SUBMITTED:
         return redirect("label_start")
-    return render(
-        request, "annotate/label.html", {"assignment": assignment, "api_url": f"/api/labelling/assignments/{pk}/"}
-    )
+    api_url = f"/api/labelling/assignments/{pk}/"
+    context = {"assignment": assignment, "api_url": api_url, "exclusions": Exclusion.choices}
+    return render(request, "annotate/label.html", context)
 
 
 @role_required(ADJUDICATOR)
@@ -44,9 +44,8 @@ def adjudication_queue(request: HttpRequest) -> HttpResponse:
 @role_required(ADJUDICATOR)
 def adjudicate_page(request: HttpRequest, pk: int) -> HttpResponse:
     adjudication = get_object_or_404(Adjudication, pk=pk)
-    return render(
-        request, "annotate/adjudicate.html", {"adjudication": adjudication, "api_url": f"/api/adjudications/{pk}/"}
-    )
+    context = {"adjudication": adjudication, "api_url": f"/api/adjudications/{pk}/", "exclusions": Exclusion.choices}
+    return render(request, "annotate/adjudicate.html", context)
 
 
 @role_required(RESEARCHER)

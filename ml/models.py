@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from annotate.labels import HipClass, Side
+from annotate.labels import BoxFields
 from annotate.models import Patient, Radiograph
 
 
@@ -39,18 +39,12 @@ class DatasetVersion(models.Model):
         return f"Dataset {self.pk}{f' {self.name}' if self.name else ''} (seed {self.seed})"
 
 
-class DatasetHip(models.Model):
+class DatasetHip(BoxFields):
     """One frozen ground-truth hip of a dataset version."""
 
     dataset = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="hips")
     radiograph = models.ForeignKey(Radiograph, on_delete=models.PROTECT, related_name="+")
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="+")
-    side = models.CharField(max_length=8, choices=Side.choices)
-    hip_class = models.CharField(max_length=24, choices=HipClass.choices)
-    x = models.FloatField()
-    y = models.FloatField()
-    width = models.FloatField()
-    height = models.FloatField()
     split = models.CharField(max_length=16, choices=Split.choices, db_index=True)
 
     class Meta:

@@ -173,6 +173,18 @@ LABELS_PER_RADIOGRAPH = env_int("LABELS_PER_RADIOGRAPH", 2)
 ASSIGNMENT_TIMEOUT_MINUTES = env_int("ASSIGNMENT_TIMEOUT_MINUTES", 120)
 AGREEMENT_IOU = float(env_str("AGREEMENT_IOU", "0.5"))
 
+# Models. DENSENET169_WEIGHTS: a local copy of Keras' ImageNet DenseNet-169 "notop"
+# weights (densenet169_weights_tf_dim_ordering_tf_kernels_notop.h5) for the paper
+# configuration; empty = random initialisation (nothing is ever downloaded).
+# A trainer writes a heartbeat every TRAINING_HEARTBEAT_SECONDS; another delivery of
+# the run takes over when it has been silent for three of them.
+# BOOTSTRAP_ITERATIONS: the paper's 2000 resamples for every confidence interval.
+DENSENET169_WEIGHTS = env_str("DENSENET169_WEIGHTS")
+TRAINING_HEARTBEAT_SECONDS = float(env_str("TRAINING_HEARTBEAT_SECONDS", "10"))
+BOOTSTRAP_ITERATIONS = env_int("BOOTSTRAP_ITERATIONS", 2000)
+# Score every new radiograph with the active classifier as it arrives.
+SCORE_ON_ARRIVAL = env_bool("SCORE_ON_ARRIVAL", True)
+
 # Celery: Redis when REDIS_URL is set; otherwise Kombu's filesystem transport
 # inside DATA_DIR, so the demo runs a real worker without any server.
 REDIS_URL = env_str("REDIS_URL")

@@ -213,6 +213,7 @@ def make_dataset(
     drop_remainder: bool = False,
     num_parallel_calls: int | None = None,
     prefetch: int | None = None,
+    first_epoch: int = 0,
 ) -> tf.data.Dataset:
     """``tf.data.Dataset`` of (images float32 (B, S, S, 3), labels int32 (B,)).
 
@@ -220,6 +221,8 @@ def make_dataset(
     ``zooms`` plus the paper's augmentations), None for validation/test (the
     plain crop at ``zoom``). ``batch_size`` defaults to ``config.batch_size``.
     ``num_parallel_calls`` / ``prefetch`` default to ``tf.data.AUTOTUNE``.
+    ``first_epoch``: the epoch number of the first iteration (a training run resumed
+    after epoch e passes e, so it draws what an uninterrupted run would have drawn).
     The dataset's ``pixel_cache`` attribute is the ``PixelCache`` (None when
     ``cache_pixels`` is False). See the module docstring for determinism."""
     records = list(records)
@@ -235,7 +238,7 @@ def make_dataset(
     batch = int(batch_size or config.batch_size)
     cache = PixelCache(cache_bytes) if cache_pixels else None
     labels = np.array([r.label for r in records], dtype=np.int32)
-    epoch_counter = [0]
+    epoch_counter = [int(first_epoch)]
     counter_lock = threading.Lock()
 
     def order():

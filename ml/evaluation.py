@@ -1,0 +1,160 @@
+"""Evaluating a model version on its dataset version's held-out test split, as the paper does.
+
+The test hips are read by the model (their predictions are stored like any
+other), then ``ml.core.report`` computes the paper's figures with 2000
+bootstrap iterations of one image per patient (``BOOTSTRAP_ITERATIONS``) and
+writes metrics.json, the CSV files and the figures (PNG and SVG) into the
+version's ``evaluation_dir``. The version row keeps the headline figures for
+the Models pages.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.utils import timezone
+
+from annotate.labels import CLASSES
+from ml.models import DatasetHip, ModelVersion, Split
+
+# Files of an evaluation that users may download (name -> content type).
+DOWNLOADS = {
+    "metrics.json": "application/json",
+    "metrics.csv": "text/csv",
+    "confusion_matrix.csv": "text/csv",
+    "roc_binary.csv": "text/csv",
+    "roc_per_class.csv": "text/csv",
+    "thresholds.csv": "text/csv",
+    "predictions.csv": "text/csv",
+    "confusion_matrix.png": "image/png",
+    "confusion_matrix.svg": "image/svg+xml",
+    "roc_binary.png": "image/png",
+    "roc_binary.svg": "image/svg+xml",
+    "roc_per_class.png": "image/png",
+    "roc_per_class.svg": "image/svg+xml",
+    "thresholds.png": "image/png",
+    "thresholds.svg": "image/svg+xml",
+}
+HEADLINE = (
+    "binary_accuracy",
+    "binary_sensitivity",
+    "binary_specificity",
+    "binary_auc",
+    "multiclass_accuracy",
+    "binary_kappa",
+    "multiclass_kappa",
+)
+
+
+def test_predictions(version: ModelVersion, *, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Read the test split's hips with ``version`` (storing the predictions); returns the
+    arrays the report needs, in hip order: truth indices, probabilities, patient ids."""
+    from ml import scoring
+
+    hips = list(
+        DatasetHip.objects.filter(dataset=version.dataset, split=Split.TEST)
+        .select_related("radiograph")
+        .order_by("radiograph_id", "side")
+    )
+    if not hips:
+        raise ValueError(f"dataset version {version.dataset_id} has no test hips")
+    by_radiograph: dict[int, list[DatasetHip]] = {}
+    for hip in hips:
+        by_radiograph.setdefault(hip.radiograph_id, []).append(hip)
+    from ml.core.serving import Hip
+
+    predictor = scoring.predictor(version)
+    rows = []
+    work = list(by_radiograph.values())
+    items = (
+        (
+            scoring.load_pixels(group[0].radiograph),
+            (group[0].radiograph.window_center, group[0].radiograph.window_width),
+            [Hip(side=h.side, box=h.box) for h in group],
+            False,
+        )
+        for group in work
+    )
+    for group, predictions in zip(work, predictor.predict_many(items), strict=True):
+        scoring.store_predictions(version, group[0].radiograph_id, predictions, box_source="ground_truth")
+        for hip, pred in zip(group, predictions, strict=True):
+            rows.append((hip, pred))
+        if progress is not None:
+            progress(len(group))
+    return {
+        "truth": np.array([CLASSES.index(h.hip_class) for h, _ in rows]),
+        "probabilities": np.array([p.probabilities for _, p in rows], dtype=np.float64),
+        "patients": np.array([h.patient_id for h, _ in rows]),
+        "hips": [(h.radiograph_id, h.side, h.hip_class) for h, _ in rows],
+    }
+
+
+def _predictions_csv(data: dict[str, Any]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["radiograph", "side", "truth", "predicted", "fracture_probability", *CLASSES])
+    for (rid, side, truth), probs in zip(data["hips"], data["probabilities"], strict=True):
+        from ml.core.stats import fracture_probability
+
+        writer.writerow(
+            [
+                rid,
+                side,
+                truth,
+                CLASSES[int(np.argmax(probs))],
+                f"{float(fracture_probability(probs[None])[0]):.6f}",
+                *(f"{p:.6f}" for p in probs),
+            ]
+        )
+    return out.getvalue()
+
+
+def evaluate_version(
+    version: ModelVersion,
+    *,
+    out_dir: str | Path | None = None,
+    iterations: int | None = None,
+    seed: int = 0,
+    progress: Callable[[str, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``version`` on its test split; write the report to its ``evaluation_dir``
+    (and copy it to ``out_dir`` when given). Returns the report dict."""
+    from ml.core.report import evaluation_report, write_report
+
+    notify = progress or (lambda event, info: None)
+    notify("evaluate", {"model_version": version.pk})
+    data = test_predictions(version)
+    report = evaluation_report(
+        data["truth"],
+        data["probabilities"],
+        data["patients"],
+        iterations=int(iterations or settings.BOOTSTRAP_ITERATIONS),
+        seed=seed,
+    )
+    folder = version.evaluation_dir
+    temp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(temp, ignore_errors=True)
+    temp.mkdir(parents=True)
+    write_report(report, temp)
+    (temp / "predictions.csv").write_text(_predictions_csv(data))
+    shutil.rmtree(folder, ignore_errors=True)
+    temp.rename(folder)
+    ModelVersion.objects.filter(pk=version.pk).update(
+        evaluation={key: report[key] for key in (*HEADLINE, "per_class", "n_cases", "n_patients", "iterations")},
+        evaluated_at=timezone.now(),
+    )
+    version.refresh_from_db()
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for path in folder.iterdir():
+            shutil.copy2(path, out / path.name)
+    return report

@@ -1,0 +1,210 @@
+"""Serving the classifier: the active model, per-hip predictions with heatmaps, batch scoring.
+
+Every prediction is stored with the model version that made it (``HipPrediction``),
+its heatmap as an RGBA PNG in the default storage, placed on the radiograph by
+``heatmap_rect``. The hips' boxes come from the ground truth until a detector
+gives them (``hip_boxes``). The network work is ``ml.core.serving``'s.
+
+A loaded model is kept per process (``predictor``), so a worker loads a bundle
+once, not once per radiograph.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from annotate.labels import GroundTruthHip
+from annotate.models import Radiograph
+from annotate.storage import Buffers
+from ml.models import HipPrediction, Kind, ModelVersion
+
+logger = logging.getLogger(__name__)
+
+
+class NoActiveModel(LookupError):
+    """No classifier has been activated yet."""
+
+
+def active_model(kind: str = Kind.CLASSIFIER) -> ModelVersion | None:
+    return ModelVersion.objects.filter(kind=kind, is_active=True).first()
+
+
+def require_active_model(kind: str = Kind.CLASSIFIER) -> ModelVersion:
+    version = active_model(kind)
+    if version is None:
+        raise NoActiveModel(f"no {kind} is active yet: train one and activate it on the Models page")
+    return version
+
+
+def activate(version: ModelVersion, *, score: bool = True) -> ModelVersion:
+    """Make ``version`` the active model of its kind and (``score``) queue scoring of every
+    radiograph with hip boxes that it has not read yet."""
+    with transaction.atomic():
+        list(ModelVersion.objects.select_for_update().filter(kind=version.kind))  # one activation at a time
+        ModelVersion.objects.filter(kind=version.kind, is_active=True).exclude(pk=version.pk).update(is_active=False)
+        ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+        if score and version.kind == Kind.CLASSIFIER:
+            from ml.tasks import score_radiographs
+
+            transaction.on_commit(lambda: score_radiographs.delay(model_version_id=version.pk))
+    version.refresh_from_db()
+    return version
+
+
+@functools.lru_cache(maxsize=2)
+def _predictor(pk: int, sha256: str) -> Any:
+    from ml.core.serving import Predictor
+
+    version = ModelVersion.objects.get(pk=pk)
+    return Predictor.from_bundle(version.bundle_path)
+
+
+def predictor(version: ModelVersion) -> Any:
+    """The loaded ``ml.core.serving.Predictor`` of ``version`` (loaded once per process)."""
+    return _predictor(version.pk, version.bundle_sha256)
+
+
+def hip_boxes(radiograph_id: int) -> list[Any]:
+    """The hips to read on a radiograph: its ground-truth boxes (``ml.core.serving.Hip``)."""
+    from ml.core.serving import Hip
+
+    rows = GroundTruthHip.objects.filter(radiograph_id=radiograph_id, removed_at__isnull=True).order_by("side")
+    return [Hip(side=row.side, box=row.box) for row in rows]
+
+
+def load_pixels(radiograph: Radiograph) -> np.ndarray:
+    return np.load(default_storage.path(radiograph.pixels.name), mmap_mode="r")
+
+
+def _heatmap_name(version: ModelVersion, radiograph_id: int, side: str) -> str:
+    return f"heatmaps/{version.pk}/{radiograph_id}-{side}.png"
+
+
+def store_predictions(
+    version: ModelVersion, radiograph_id: int, predictions: Sequence[Any], *, box_source: str
+) -> list[HipPrediction]:
+    from ml.core.serving import heatmap_png
+
+    rows = []
+    for pred in predictions:
+        name = _heatmap_name(version, radiograph_id, pred.side)
+        if default_storage.exists(name):
+            default_storage.delete(name)
+        stored = default_storage.save(name, Buffers(heatmap_png(pred)))
+        row, _ = HipPrediction.objects.update_or_create(
+            model_version=version,
+            radiograph_id=radiograph_id,
+            side=pred.side,
+            defaults={
+                "box": [float(v) for v in pred.box],
+                "box_source": box_source,
+                "probabilities": [float(p) for p in pred.probabilities],
+                "fracture_probability": float(pred.fracture_probability),
+                "predicted_class": pred.predicted_class,
+                "top2": list(pred.top2),
+                "heatmap": stored,
+                "heatmap_rect": [float(v) for v in pred.heatmap_rect],
+            },
+        )
+        rows.append(row)
+    return rows
+
+
+def predict_radiograph(
+    version: ModelVersion, radiograph: Radiograph, hips: Sequence[Any] | None = None, *, box_source: str = ""
+) -> list[HipPrediction]:
+    """Read one radiograph's hips (default: its ground-truth boxes) and store the predictions."""
+    if hips is None:
+        hips, box_source = hip_boxes(radiograph.pk), box_source or "ground_truth"
+    window = (radiograph.window_center, radiograph.window_width)
+    predictions = predictor(version).predict_hips(load_pixels(radiograph), window, list(hips))
+    return store_predictions(version, radiograph.pk, predictions, box_source=box_source or "manual")
+
+
+def radiographs_to_score(version: ModelVersion, *, again: bool = False) -> list[int]:
+    """Radiographs with ground-truth hips (``again``: all of them; else those ``version`` has not read)."""
+    truth = GroundTruthHip.objects.filter(removed_at__isnull=True)
+    if not again:
+        truth = truth.exclude(
+            radiograph_id__in=HipPrediction.objects.filter(model_version=version).values("radiograph_id")
+        )
+    return list(truth.values_list("radiograph_id", flat=True).distinct().order_by("radiograph_id"))
+
+
+def score_radiographs(
+    *,
+    model_version_id: int,
+    radiograph_ids: Iterable[int] | None = None,
+    batch_size: int = 32,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Score radiographs in batches (default: every radiograph with ground-truth hips that
+    this version has not read). Idempotent: a radiograph already read is read again and
+    its rows replaced. Returns the number of radiographs scored."""
+    version = ModelVersion.objects.get(pk=model_version_id)
+    ids = radiographs_to_score(version) if radiograph_ids is None else sorted(set(radiograph_ids))
+    radiographs = Radiograph.objects.in_bulk(ids)
+    work = [(rid, hip_boxes(rid)) for rid in ids if rid in radiographs]
+    work = [(rid, hips) for rid, hips in work if hips]
+    items = (
+        (
+            load_pixels(radiographs[rid]),
+            (radiographs[rid].window_center, radiographs[rid].window_width),
+            hips,
+            False,
+        )
+        for rid, hips in work
+    )
+    scored = 0
+    for (rid, _hips), predictions in zip(
+        work, predictor(version).predict_many(items, batch_size=batch_size), strict=True
+    ):
+        store_predictions(version, rid, predictions, box_source="ground_truth")
+        scored += 1
+        if progress is not None:
+            progress(1)
+    logger.info("model version %s scored %d radiographs", version.pk, scored)
+    return scored
+
+
+def queue_scoring(radiograph_ids: Sequence[int]) -> None:
+    """After commit, have the active classifier read these radiographs (when one is active)."""
+    if not settings.SCORE_ON_ARRIVAL or not radiograph_ids:
+        return
+    version = active_model()
+    if version is None:
+        return
+    from ml.tasks import score_radiographs as task
+
+    ids = list(radiograph_ids)
+    transaction.on_commit(lambda: task.delay(model_version_id=version.pk, radiograph_ids=ids))
+
+
+def prediction_json(row: HipPrediction, *, request: Any = None) -> dict[str, Any]:
+    from django.urls import reverse
+
+    from annotate.labels import CLASSES
+
+    url = reverse("prediction-heatmap", args=[row.pk])
+    return {
+        "id": row.pk,
+        "radiograph": row.radiograph_id,
+        "model_version": row.model_version_id,
+        "side": row.side,
+        "box": row.box,
+        "box_source": row.box_source,
+        "probabilities": dict(zip(CLASSES, row.probabilities, strict=True)),
+        "top2": row.top2,
+        "predicted_class": row.predicted_class,
+        "fracture_probability": row.fracture_probability,
+        "heatmap_url": request.build_absolute_uri(url) if request is not None else url,
+        "heatmap_rect": row.heatmap_rect,
+    }

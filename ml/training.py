@@ -1,0 +1,433 @@
+"""Training runs: one code path for the Celery task and ``manage.py train``.
+
+``training_start`` records a run (refusing a duplicate) and queues it;
+``run_training`` trains it, in a worker or in the foreground. The network,
+loss and input pipeline are ``ml.core``'s; this module adds what makes a run
+survive real life:
+
+- **Checkpoints.** After every epoch the model (weights and optimizer state)
+  and the run's state (history, best validation accuracy, epochs without gain)
+  go into ``DATA_DIR/training/<run>/epoch-NNNN/``, written under a temporary
+  name and renamed whole; the best weights so far into ``best-NNNN.weights.h5``.
+  A worker that dies loses at most the epoch under way: the redelivered task
+  (``acks_late``) loads the newest complete checkpoint and goes on from there.
+- **One trainer at a time.** The trainer holding a run writes a heartbeat into
+  its row every ``TRAINING_HEARTBEAT_SECONDS``. A delivery of a run whose heartbeat is fresh
+  (a second message, or the broker redelivering a long task) does not train:
+  it waits and looks again, and takes over only when the heartbeat has gone
+  stale (the trainer died) or ends when the run has ended.
+- **Cancelling.** The page sets ``cancel_requested``; the trainer looks at it
+  between batches and stops at once; the run ends "cancelled", no model.
+- **Early stopping** as the paper: after ``config.patience`` epochs without a
+  gain in validation accuracy; the best epoch's weights become the model.
+
+The row is only ever changed with ``QuerySet.update`` of the fields this
+module owns, so a cancel request written by the web at the same moment is
+never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from annotate.labels import CLASSES
+from ml.core.configs import CONFIGS, NetConfig, get_config
+from ml.core.modelfile import bundle_identity
+from ml.models import DatasetHip, DatasetVersion, Kind, ModelVersion, Split, TrainingRun
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+class TrainingRefused(ValueError):
+    """A run that may not start: a duplicate, an empty split, an unknown config."""
+
+
+# --------------------------------------------------------------------------- starting
+
+
+def config_for(name: str) -> NetConfig:
+    """The named configuration with this site's local ImageNet weights, if any, for DenseNet-169."""
+    try:
+        config = get_config(name)
+    except KeyError as error:
+        raise TrainingRefused(str(error.args[0])) from None
+    if config.backbone == "densenet169" and settings.DENSENET169_WEIGHTS:
+        config = config.replace(weights_path=str(settings.DENSENET169_WEIGHTS))
+    return config
+
+
+def training_start(
+    *,
+    dataset: DatasetVersion,
+    config_name: str,
+    user: Any = None,
+    seed: int = 0,
+    activate: bool = False,
+    epochs: int | None = None,
+    enqueue: bool = True,
+) -> TrainingRun:
+    """Record a training run and (``enqueue``) queue it on the ``ml`` queue once committed.
+
+    Refuses (``TrainingRefused``) a config/dataset pair that already has a model version
+    or a queued, running or finished run: retraining an unchanged dataset with the same
+    config would only make the same model again."""
+    config = config_for(config_name)
+    if epochs is not None:
+        config = config.replace(epochs=int(epochs))
+    splits = set(DatasetHip.objects.filter(dataset=dataset).values_list("split", flat=True).distinct())
+    missing = {Split.TRAIN, Split.VALIDATION} - splits
+    if missing:
+        raise TrainingRefused(f"dataset version {dataset.pk} has no {' or '.join(sorted(missing))} hips")
+    identity = bundle_identity(config, dataset.content_hash)
+    existing = ModelVersion.objects.filter(identity=identity).first()
+    if existing is not None:
+        raise TrainingRefused(
+            f"model version {existing.pk} was already trained with config {config_name!r} on dataset "
+            f"version {dataset.pk}, which has not changed since"
+        )
+    try:
+        with transaction.atomic():
+            run = TrainingRun.objects.create(
+                kind=Kind.CLASSIFIER,
+                config_name=config_name,
+                config=config.as_dict(),
+                dataset=dataset,
+                seed=seed,
+                identity=identity,
+                activate_when_done=activate,
+                epochs=config.epochs,
+                created_by=user if getattr(user, "is_authenticated", False) else None,
+            )
+    except IntegrityError:
+        other = TrainingRun.objects.filter(identity=identity, status__in=["queued", "running", "succeeded"]).first()
+        raise TrainingRefused(
+            f"training run {other.pk if other else '?'} already trains config {config_name!r} on dataset "
+            f"version {dataset.pk}"
+        ) from None
+    if enqueue:
+        from ml.tasks import train_model
+
+        transaction.on_commit(lambda: train_model.delay(run_id=run.pk))
+    return run
+
+
+def training_cancel(run: TrainingRun) -> bool:
+    """Ask a live run to stop; a queued run ends at once. False when it had already ended."""
+    changed = TrainingRun.objects.filter(pk=run.pk, status__in=TrainingRun.LIVE).update(cancel_requested=True)
+    TrainingRun.objects.filter(pk=run.pk, status="queued").update(
+        status="cancelled", finished_at=timezone.now(), log=f"{run.log}cancelled before it started\n"
+    )
+    return bool(changed)
+
+
+# --------------------------------------------------------------------------- heartbeat
+
+
+def heartbeat_seconds() -> float:
+    return float(settings.TRAINING_HEARTBEAT_SECONDS)
+
+
+def beat(run_id: int, holder: str) -> None:
+    TrainingRun.objects.filter(pk=run_id).update(holder=holder, heartbeat_at=timezone.now())
+
+
+def other_holder(run: TrainingRun, holder: str) -> str | None:
+    """Another trainer holding ``run`` with a fresh heartbeat, if any."""
+    if not run.holder or run.holder == holder or run.heartbeat_at is None:
+        return None
+    silent = (timezone.now() - run.heartbeat_at).total_seconds()
+    return run.holder if silent < 3 * heartbeat_seconds() else None
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+@dataclass
+class Checkpoint:
+    epoch: int  # epochs completed
+    path: Path
+    state: dict[str, Any]
+
+
+def run_dir(run_id: int) -> Path:
+    return Path(settings.DATA_DIR) / "training" / str(run_id)
+
+
+def latest_checkpoint(run_id: int) -> Checkpoint | None:
+    folder = run_dir(run_id)
+    if not folder.is_dir():
+        return None
+    done = sorted(p for p in folder.glob("epoch-[0-9][0-9][0-9][0-9]") if (p / "state.json").is_file())
+    if not done:
+        return None
+    path = done[-1]
+    state = json.loads((path / "state.json").read_text())
+    return Checkpoint(epoch=int(state["epoch"]), path=path, state=state)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in [*folder.iterdir(), folder]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def save_checkpoint(run_id: int, model: Any, state: dict[str, Any]) -> Path:
+    folder = run_dir(run_id)
+    final = folder / f"epoch-{state['epoch']:04d}"
+    temp = folder / f".epoch-{state['epoch']:04d}.tmp"
+    shutil.rmtree(temp, ignore_errors=True)
+    temp.mkdir(parents=True)
+    model.save(temp / "model.keras")
+    (temp / "state.json").write_text(json.dumps(state, indent=1))
+    _fsync_tree(temp)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(temp, final)
+    for old in folder.glob("epoch-[0-9][0-9][0-9][0-9]"):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def save_best(run_id: int, model: Any, epoch: int) -> str:
+    folder = run_dir(run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"best-{epoch:04d}.weights.h5"
+    temp = folder / f".{name}.tmp.weights.h5"
+    model.save_weights(temp)
+    os.replace(temp, folder / name)
+    return name
+
+
+def prune_best(run_id: int, keep: str) -> None:
+    for old in run_dir(run_id).glob("best-*.weights.h5"):
+        if old.name != keep:
+            old.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- records
+
+
+def hip_records(dataset: DatasetVersion, split: str) -> list[Any]:
+    """The split's hips as ``pipeline.HipRecord``s (pixels memory-mapped from the radiographs' .npy)."""
+    from django.core.files.storage import default_storage
+
+    from ml.core.pipeline import HipRecord
+
+    hips = DatasetHip.objects.filter(dataset=dataset, split=split).select_related("radiograph").order_by("pk")
+    return [
+        HipRecord(
+            pixels=default_storage.path(hip.radiograph.pixels.name),
+            window=(hip.radiograph.window_center, hip.radiograph.window_width),
+            box=hip.box,
+            side=hip.side,
+            label=CLASSES.index(hip.hip_class),
+            patient=str(hip.patient_id),
+            radiograph=str(hip.radiograph_id),
+        )
+        for hip in hips
+    ]
+
+
+# --------------------------------------------------------------------------- running
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def update_run(run_id: int, **fields: Any) -> None:
+    TrainingRun.objects.filter(pk=run_id).update(**fields)
+
+
+def append_log(run_id: int, line: str) -> None:
+    from django.db.models import Value
+    from django.db.models.functions import Concat
+
+    logger.info("training run %s: %s", run_id, line)
+    TrainingRun.objects.filter(pk=run_id).update(log=Concat("log", Value(line + "\n")))
+
+
+def _claim(run_id: int, holder: str) -> TrainingRun | None:
+    """Take the run for this trainer, or None when it has ended or another trainer holds it."""
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().get(pk=run_id)
+        if run.status in TrainingRun.ENDED:
+            return None
+        if run.cancel_requested:
+            run.status = "cancelled"
+            run.finished_at = timezone.now()
+            run.save(update_fields=["status", "finished_at"])
+            return None
+        if other_holder(run, holder) is not None:
+            return None
+        now = timezone.now()
+        TrainingRun.objects.filter(pk=run_id).update(
+            status="running",
+            attempts=run.attempts + 1,
+            started_at=run.started_at or now,
+            epoch_started_at=now,
+            holder=holder,
+            heartbeat_at=now,
+        )
+    run.refresh_from_db()
+    return run
+
+
+def run_training(run_id: int, *, holder: str, progress: Progress | None = None) -> TrainingRun:
+    """Train run ``run_id`` to its end (or resume it from its last checkpoint).
+
+    Returns the run as it ended; a run that another trainer holds or that has ended
+    is returned untouched (check ``status``). ``progress(event, info)`` is called with
+    "start" (epochs, steps_per_epoch, epoch), "batch" (step) and "epoch" (the epoch's
+    history row)."""
+    run = _claim(run_id, holder)
+    if run is None:
+        return TrainingRun.objects.get(pk=run_id)
+    try:
+        _train(run, holder=holder, progress=progress or (lambda event, info: None))
+    except _Cancelled:
+        append_log(run.pk, "cancelled")
+        update_run(run.pk, status="cancelled", finished_at=timezone.now())
+        shutil.rmtree(run_dir(run.pk), ignore_errors=True)
+    except Exception as error:  # the run fails with the reason shown on its page; the worker goes on
+        logger.exception("training run %s failed", run.pk)
+        append_log(run.pk, f"failed: {type(error).__name__}: {error}")
+        update_run(run.pk, status="failed", error=f"{type(error).__name__}: {error}", finished_at=timezone.now())
+    return TrainingRun.objects.get(pk=run.pk)
+
+
+def _train(run: TrainingRun, *, holder: str, progress: Progress) -> None:
+    import keras
+
+    from ml.callbacks import RunCallback
+    from ml.core.augment import AugmentConfig
+    from ml.core.nets import balanced_class_weights, build_model, compile_model
+    from ml.core.pipeline import make_dataset, records_labels
+
+    config = NetConfig.from_dict(run.config)
+    train_records = hip_records(run.dataset, Split.TRAIN)
+    val_records = hip_records(run.dataset, Split.VALIDATION)
+    if not train_records or not val_records:
+        raise TrainingRefused("the dataset version has no training or no validation hips")
+    labels = records_labels(train_records)
+    class_weights = balanced_class_weights(labels, config.num_classes)
+    steps = math.ceil(len(train_records) / config.batch_size)
+    update_run(run.pk, steps_per_epoch=steps, steps=0)
+
+    checkpoint = latest_checkpoint(run.pk)
+    keras.utils.set_random_seed(int(run.seed) + (checkpoint.epoch if checkpoint else 0))
+    if checkpoint is not None:
+        model = keras.saving.load_model(checkpoint.path / "model.keras", compile=True)
+        state = checkpoint.state
+        append_log(run.pk, f"resumed after epoch {checkpoint.epoch} (attempt {run.attempts})")
+        update_run(run.pk, epoch=state["epoch"], history=state["history"])
+    else:
+        model = compile_model(build_model(config), config, class_weights, steps_per_epoch=steps)
+        state = {"epoch": 0, "history": [], "best_val_accuracy": None, "best_epoch": 0, "best_weights": None, "wait": 0}
+        append_log(
+            run.pk,
+            f"training {config.name} on dataset version {run.dataset_id}: {len(train_records)} training hips, "
+            f"{len(val_records)} validation hips, class weights {[round(w, 3) for w in class_weights]}",
+        )
+    progress("start", {"epochs": config.epochs, "steps_per_epoch": steps, "epoch": state["epoch"]})
+
+    # first_epoch: a resumed run draws the same augmentations as an uninterrupted one.
+    train_ds = make_dataset(
+        train_records,
+        config=config,
+        augment=AugmentConfig(zooms=config.zooms),
+        seed=int(run.seed),
+        shuffle=True,
+        first_epoch=state["epoch"],
+    )
+    val_ds = make_dataset(val_records, config=config, augment=None, seed=0, shuffle=False)
+    callback = RunCallback(run.pk, holder=holder, state=state, config=config, progress=progress)
+    if state["epoch"] < config.epochs and state["wait"] < config.patience:
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.epochs,
+            initial_epoch=state["epoch"],
+            callbacks=[callback],
+            shuffle=False,  # the pipeline shuffles, reproducibly from the seed
+            verbose=0,
+        )
+    if callback.cancelled:
+        raise _Cancelled
+    state = callback.state
+    if state["best_weights"]:
+        model.load_weights(run_dir(run.pk) / state["best_weights"])
+    append_log(
+        run.pk,
+        f"stopped after epoch {state['epoch']}; best validation accuracy {state['best_val_accuracy']:.4f} "
+        f"at epoch {state['best_epoch']}",
+    )
+    version = _publish(run, model, config, state)
+    append_log(run.pk, f"model version {version.pk} written")
+    from ml import evaluation
+
+    evaluation.evaluate_version(version, progress=lambda event, info: progress(event, info))
+    append_log(run.pk, "evaluated on the test split")
+    if run.activate_when_done:
+        from ml import scoring
+
+        scoring.activate(version)
+        append_log(run.pk, f"model version {version.pk} is now the active classifier")
+    update_run(run.pk, status="succeeded", finished_at=timezone.now())
+
+
+def _publish(run: TrainingRun, model: Any, config: NetConfig, state: dict[str, Any]) -> ModelVersion:
+    """Write the bundle and its ModelVersion (once: a resumed run finds the version it made)."""
+    from ml.core.modelfile import write_bundle
+
+    existing = ModelVersion.objects.filter(identity=run.identity).first()
+    if existing is not None:
+        return existing
+    name = f"models/{run.pk}-{run.identity[:12]}.hipmodel"
+    path = Path(settings.DATA_DIR) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metrics = {
+        "best_epoch": state["best_epoch"],
+        "best_val_accuracy": state["best_val_accuracy"],
+        "epochs": state["epoch"],
+    }
+    manifest = write_bundle(
+        path, model=model, config=config, dataset_hash=run.dataset.content_hash, kind=run.kind, metrics=metrics
+    )
+    from ml.core.modelfile import _sha256_file
+
+    try:
+        with transaction.atomic():
+            return ModelVersion.objects.create(
+                kind=run.kind,
+                config_name=run.config_name,
+                config=run.config,
+                dataset=run.dataset,
+                training_run=run,
+                identity=manifest.identity,
+                bundle=name,
+                bundle_sha256=_sha256_file(path),
+            )
+    except IntegrityError:
+        return ModelVersion.objects.get(identity=manifest.identity)
+
+
+def available_configs() -> list[str]:
+    return sorted(CONFIGS)

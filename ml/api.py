@@ -1,21 +1,29 @@
-"""REST API of dataset versions (researchers only)."""
+"""REST API of dataset versions, training runs, model versions and predictions (researchers only)."""
 
 from __future__ import annotations
 
+import base64
+import math
 from typing import Any
 
-from django.http import HttpResponse
+from django.conf import settings
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.decorators import api_view, permission_classes
+from rest_framework.decorators import api_view, parser_classes, permission_classes
 from rest_framework.exceptions import ValidationError as ApiValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from annotate.labels import CLASSES
+from annotate.models import Radiograph
 from annotate.roles import RESEARCHER, HasRole
 from ml import services
-from ml.models import DatasetVersion
+from ml.models import DatasetVersion, HipPrediction, Kind, ModelVersion, TrainingRun
 
 
 class DatasetCreateSerializer(serializers.Serializer):
@@ -87,4 +95,334 @@ def dataset_hips_csv(request: Request, pk: int) -> HttpResponse:
         services.hips_csv(version),
         content_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="dataset-{version.pk}-hips.csv"'},
+    )
+
+
+# --------------------------------------------------------------------------- training runs and models
+
+
+def time_left_seconds(run: TrainingRun, *, now: Any = None) -> float | None:
+    """About how long a running run has left: the mean seconds of its completed epochs (or, before
+    the first one ends, the current epoch's pace) times the epochs left, less the part of the
+    current epoch already done. None when unknown or not running; early stopping may end it sooner."""
+    if run.status != TrainingRun.Status.RUNNING or not run.epochs:
+        return None
+    fraction = min(run.steps / run.steps_per_epoch, 1.0) if run.steps_per_epoch else 0.0
+    seconds = [row["seconds"] for row in run.history if isinstance(row.get("seconds"), int | float)]
+    if seconds:
+        per_epoch = sum(seconds) / len(seconds)
+    elif fraction > 0 and run.epoch_started_at is not None:
+        elapsed = ((now or timezone.now()) - run.epoch_started_at).total_seconds()
+        per_epoch = max(elapsed, 0.0) / fraction
+    else:
+        return None
+    return round(max(run.epochs - run.epoch - fraction, 0.0) * per_epoch, 1)
+
+
+def best_val_accuracy(run: TrainingRun) -> float | None:
+    values = [
+        row.get("val_accuracy")
+        for row in run.history
+        if isinstance(row.get("val_accuracy"), int | float) and math.isfinite(row["val_accuracy"])
+    ]
+    return max(values) if values else None
+
+
+def _model_version_id(run: TrainingRun) -> int | None:
+    try:
+        return run.model_version.pk
+    except ModelVersion.DoesNotExist:
+        return None
+
+
+def run_json(run: TrainingRun) -> dict[str, Any]:
+    version_id = _model_version_id(run)
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "config_name": run.config_name,
+        "config": run.config,
+        "dataset": run.dataset_id,
+        "seed": run.seed,
+        "activate_when_done": run.activate_when_done,
+        "epoch": run.epoch,
+        "epochs": run.epochs,
+        "steps": run.steps,
+        "steps_per_epoch": run.steps_per_epoch,
+        "history": run.history,
+        "best_val_accuracy": best_val_accuracy(run),
+        "log": run.log,
+        "error": run.error,
+        "attempts": run.attempts,
+        "cancel_requested": run.cancel_requested,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "epoch_started_at": run.epoch_started_at,
+        "time_left_seconds": time_left_seconds(run),
+        "model_version": version_id,
+        "model_version_url": reverse("model_detail", args=[version_id]) if version_id else None,
+        "url": reverse("training-run-detail", args=[run.pk]),
+        "page_url": reverse("run_detail", args=[run.pk]),
+    }
+
+
+def evaluation_files(version: ModelVersion) -> dict[str, str]:
+    """The downloadable evaluation files of ``version`` that exist: name -> URL."""
+    from ml.evaluation import DOWNLOADS
+
+    folder = version.evaluation_dir
+    return {name: reverse("model-file", args=[version.pk, name]) for name in DOWNLOADS if (folder / name).is_file()}
+
+
+def version_json(version: ModelVersion) -> dict[str, Any]:
+    return {
+        "id": version.pk,
+        "kind": version.kind,
+        "config_name": version.config_name,
+        "config": version.config,
+        "dataset": version.dataset_id,
+        "training_run": version.training_run_id,
+        "identity": version.identity,
+        "bundle_sha256": version.bundle_sha256,
+        "is_active": version.is_active,
+        "evaluation": version.evaluation,
+        "evaluated_at": version.evaluated_at,
+        "created_at": version.created_at,
+        "files": evaluation_files(version),
+        "url": reverse("model-detail", args=[version.pk]),
+        "page_url": reverse("model_detail", args=[version.pk]),
+    }
+
+
+class TrainingRunCreateSerializer(serializers.Serializer):
+    dataset = serializers.IntegerField(min_value=1)
+    config = serializers.CharField(max_length=50, default="cpu-small")
+    seed = serializers.IntegerField(min_value=0, max_value=2**63 - 1, default=0)
+    activate = serializers.BooleanField(default=False)
+
+
+def _bad_request(message: str) -> Response:
+    return Response({"detail": message}, status=status.HTTP_400_BAD_REQUEST)
+
+
+@extend_schema(methods=["GET"], responses=dict, summary="List training runs", operation_id="training_runs_list")
+@extend_schema(
+    methods=["POST"], request=TrainingRunCreateSerializer, responses={201: dict, 400: dict},
+    summary="Start a training run (queued on the ml queue)", operation_id="training_runs_create",
+)  # fmt: skip
+@api_view(["GET", "POST"])
+@permission_classes([HasRole.of(RESEARCHER)])
+def training_run_list(request: Request) -> Response:
+    from ml import training
+
+    if request.method == "GET":
+        runs = TrainingRun.objects.select_related("model_version")
+        return Response([run_json(run) for run in runs])
+    serializer = TrainingRunCreateSerializer(data=request.data)
+    if not serializer.is_valid():
+        return Response(serializer.errors, status=status.HTTP_400_BAD_REQUEST)
+    data = serializer.validated_data
+    dataset = DatasetVersion.objects.filter(pk=data["dataset"]).first()
+    if dataset is None:
+        return _bad_request(f"no dataset version {data['dataset']}")
+    try:
+        run = training.training_start(
+            dataset=dataset, config_name=data["config"], user=request.user, seed=data["seed"], activate=data["activate"]
+        )
+    except training.TrainingRefused as error:
+        return _bad_request(str(error))
+    return Response(run_json(run), status=status.HTTP_201_CREATED)
+
+
+@extend_schema(responses=dict, summary="A training run with its progress", operation_id="training_runs_retrieve")
+@api_view(["GET"])
+@permission_classes([HasRole.of(RESEARCHER)])
+def training_run_detail(request: Request, pk: int) -> Response:
+    run = get_object_or_404(TrainingRun.objects.select_related("model_version"), pk=pk)
+    return Response(run_json(run))
+
+
+@extend_schema(
+    request=None, responses={200: dict, 409: dict},
+    summary="Cancel a training run (409 when it has ended)", operation_id="training_runs_cancel",
+)  # fmt: skip
+@api_view(["POST"])
+@permission_classes([HasRole.of(RESEARCHER)])
+def training_run_cancel(request: Request, pk: int) -> Response:
+    from ml import training
+
+    run = get_object_or_404(TrainingRun, pk=pk)
+    if not training.training_cancel(run):
+        run.refresh_from_db()
+        return Response({"detail": f"training run {run.pk} has already ended ({run.status})"}, status=409)
+    run = TrainingRun.objects.select_related("model_version").get(pk=pk)
+    return Response(run_json(run))
+
+
+@extend_schema(responses=dict, summary="List model versions", operation_id="models_list")
+@api_view(["GET"])
+@permission_classes([HasRole.of(RESEARCHER)])
+def model_list(request: Request) -> Response:
+    return Response([version_json(v) for v in ModelVersion.objects.all()])
+
+
+@extend_schema(responses=dict, summary="A model version with its evaluation", operation_id="models_retrieve")
+@api_view(["GET"])
+@permission_classes([HasRole.of(RESEARCHER)])
+def model_detail(request: Request, pk: int) -> Response:
+    return Response(version_json(get_object_or_404(ModelVersion, pk=pk)))
+
+
+@extend_schema(
+    request=None, responses=dict, summary="Make a model version the active one of its kind",
+    operation_id="models_activate",
+)  # fmt: skip
+@api_view(["POST"])
+@permission_classes([HasRole.of(RESEARCHER)])
+def model_activate(request: Request, pk: int) -> Response:
+    from ml import scoring
+
+    version = scoring.activate(get_object_or_404(ModelVersion, pk=pk))
+    return Response(version_json(version))
+
+
+@extend_schema(
+    responses={(200, "application/octet-stream"): bytes},
+    summary="A file of a model version's evaluation (metrics, CSV tables, figures)",
+    operation_id="models_file",
+)
+@api_view(["GET"])
+@permission_classes([HasRole.of(RESEARCHER)])
+def model_file(request: Request, pk: int, name: str) -> FileResponse:
+    from ml.evaluation import DOWNLOADS
+
+    version = get_object_or_404(ModelVersion, pk=pk)
+    if name not in DOWNLOADS:  # only the known names: no path ever comes from the request
+        raise Http404("no such evaluation file")
+    path = version.evaluation_dir / name
+    if not path.is_file():
+        raise Http404("this model version has no such evaluation file (not evaluated yet?)")
+    attachment = name.endswith((".csv", ".json"))
+    return FileResponse(
+        path.open("rb"),
+        content_type=DOWNLOADS[name],
+        as_attachment=attachment,
+        filename=f"model-{version.pk}-{name}" if attachment else name,
+    )
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+def _chosen_version(value: Any) -> ModelVersion:
+    """The model version named by ``value`` (an id) or else the active classifier (NoActiveModel)."""
+    from ml import scoring
+
+    if value in (None, ""):
+        return scoring.require_active_model()
+    try:
+        pk = int(value)
+    except (TypeError, ValueError):
+        raise ApiValidationError({"detail": f"model must be a model version id, got {value!r}"}) from None
+    version = ModelVersion.objects.filter(pk=pk, kind=Kind.CLASSIFIER).first()
+    if version is None:
+        raise ApiValidationError({"detail": f"no classifier model version {pk}"})
+    return version
+
+
+@extend_schema(
+    responses={200: dict, 409: dict},
+    summary="The stored hip predictions of a radiograph (?model=<version id>, default the active model)",
+    operation_id="radiograph_predictions",
+)
+@api_view(["GET"])
+@permission_classes([HasRole.of(RESEARCHER)])
+def radiograph_predictions(request: Request, pk: int) -> Response:
+    from ml import scoring
+
+    radiograph = get_object_or_404(Radiograph, pk=pk)
+    try:
+        version = _chosen_version(request.query_params.get("model"))
+    except scoring.NoActiveModel as error:
+        return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+    rows = HipPrediction.objects.filter(model_version=version, radiograph=radiograph).order_by("side")
+    return Response([scoring.prediction_json(row, request=request) for row in rows])
+
+
+@extend_schema(
+    responses={(200, "image/png"): bytes}, summary="The heatmap of a hip prediction (RGBA PNG)",
+    operation_id="prediction_heatmap",
+)  # fmt: skip
+@api_view(["GET"])
+@permission_classes([HasRole.of(RESEARCHER)])
+def prediction_heatmap(request: Request, pk: int) -> FileResponse:
+    row = get_object_or_404(HipPrediction, pk=pk)
+    if not row.heatmap or not row.heatmap.storage.exists(row.heatmap.name):
+        raise Http404("the heatmap file is missing")
+    response = FileResponse(row.heatmap.open("rb"), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+class PredictSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="one DICOM file")
+    boxes = serializers.CharField(help_text='JSON: [{"side": "right"|"left", "box": [x, y, w, h]}] in image pixels')
+    model = serializers.IntegerField(required=False, help_text="model version id (default: the active classifier)")
+
+
+@extend_schema(
+    request={"multipart/form-data": PredictSerializer}, responses={200: dict, 400: dict, 409: dict, 413: dict},
+    summary="Read the hips of an uploaded DICOM file (nothing is stored)", operation_id="predict",
+)  # fmt: skip
+@api_view(["POST"])
+@permission_classes([HasRole.of(RESEARCHER)])
+@parser_classes([MultiPartParser, FormParser])
+def predict(request: Request) -> Response:
+    from annotate.dicom import DicomRejected, decode_dicom
+    from ml import scoring
+    from ml.core.serving import heatmap_png
+    from ml.hips import BadBoxes, parse_boxes
+
+    upload = request.FILES.get("file")
+    if upload is None:
+        return _bad_request("send the DICOM file as the multipart field 'file'")
+    if upload.size > settings.MAX_DICOM_BYTES:
+        return Response(
+            {"detail": f"the file is larger than the limit of {settings.MAX_DICOM_BYTES} bytes"},
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    boxes = request.data.get("boxes")
+    if not boxes:
+        return _bad_request('send the hip boxes as the field \'boxes\': [{"side": "right", "box": [x, y, w, h]}]')
+    try:
+        version = _chosen_version(request.data.get("model"))
+    except scoring.NoActiveModel as error:
+        return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+    try:
+        image = decode_dicom(upload.read())
+    except DicomRejected as error:
+        return _bad_request(str(error))
+    try:
+        hips = parse_boxes(boxes, rows=image.pixels.shape[0], columns=image.pixels.shape[1])
+    except BadBoxes as error:
+        return _bad_request(str(error))
+    predictions = scoring.predictor(version).predict_hips(image.pixels, (image.window_center, image.window_width), hips)
+    return Response(
+        {
+            "model_version": version.pk,
+            "hips": [
+                {
+                    "side": pred.side,
+                    "box": [float(v) for v in pred.box],
+                    "probabilities": dict(zip(CLASSES, (float(p) for p in pred.probabilities), strict=True)),
+                    "top2": list(pred.top2),
+                    "predicted_class": pred.predicted_class,
+                    "fracture_probability": float(pred.fracture_probability),
+                    "heatmap_rect": [float(v) for v in pred.heatmap_rect],
+                    "heatmap_png_base64": base64.b64encode(heatmap_png(pred)).decode("ascii"),
+                }
+                for pred in predictions
+            ],
+        }
     )

@@ -3,7 +3,8 @@
 ``urlpatterns``: the pages, included from config/urls.py with
 ``path("models/", include("ml.urls"))``. ``api_urlpatterns``: the API,
 included with ``path("api/", include(ml.urls.api_urlpatterns))``
-(before the router's ``path("api/", include(router.urls))`` or after; no overlap).
+(before the router's ``path("api/", include(router.urls))``: ``radiographs/<id>/predictions/``
+must be matched here first).
 """
 
 from django.urls import path
@@ -11,6 +12,12 @@ from django.urls import path
 from ml import api, views
 
 urlpatterns = [
+    path("", views.model_list, name="model_list"),
+    path("runs/<int:pk>/", views.run_detail, name="run_detail"),
+    path("runs/<int:pk>/cancel/", views.run_cancel, name="run_cancel"),
+    path("versions/<int:pk>/", views.model_detail, name="model_detail"),
+    path("versions/<int:pk>/activate/", views.model_activate, name="model_activate"),
+    path("radiographs/<int:pk>/predictions/", views.radiograph_predictions, name="radiograph_predictions"),
     path("datasets/", views.dataset_list, name="dataset_list"),
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset_detail"),
 ]
@@ -19,4 +26,14 @@ api_urlpatterns = [
     path("datasets/", api.dataset_list, name="dataset-list"),
     path("datasets/<int:pk>/", api.dataset_detail, name="dataset-detail"),
     path("datasets/<int:pk>/hips.csv", api.dataset_hips_csv, name="dataset-hips-csv"),
+    path("training-runs/", api.training_run_list, name="training-run-list"),
+    path("training-runs/<int:pk>/", api.training_run_detail, name="training-run-detail"),
+    path("training-runs/<int:pk>/cancel/", api.training_run_cancel, name="training-run-cancel"),
+    path("models/", api.model_list, name="model-list"),
+    path("models/<int:pk>/", api.model_detail, name="model-detail"),
+    path("models/<int:pk>/activate/", api.model_activate, name="model-activate"),
+    path("models/<int:pk>/files/<str:name>", api.model_file, name="model-file"),
+    path("radiographs/<int:pk>/predictions/", api.radiograph_predictions, name="radiograph-predictions"),
+    path("predictions/<int:pk>/heatmap.png", api.prediction_heatmap, name="prediction-heatmap"),
+    path("predict/", api.predict, name="predict"),
 ]

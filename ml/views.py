@@ -1,15 +1,21 @@
-"""Pages of dataset versions (researchers only)."""
+"""Pages of dataset versions, training runs, model versions and predictions (researchers only)."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
 
+from annotate.models import Radiograph
 from annotate.roles import RESEARCHER, role_required
 from ml import services
-from ml.models import DatasetVersion
+from ml.models import DatasetVersion, HipPrediction, ModelVersion, TrainingRun
 
 
 class FreezeForm(forms.Form):
@@ -64,4 +70,222 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "binary": binary,
             "chi2": [("Six classes", table["chi2_multiclass"]), ("Fracture vs not", table["chi2_binary"])],
         },
+    )
+
+
+# --------------------------------------------------------------------------- models
+
+
+class TrainForm(forms.Form):
+    dataset = forms.ModelChoiceField(
+        queryset=DatasetVersion.objects.order_by("-created_at", "-id"), label="Dataset version", empty_label=None
+    )
+    config = forms.ChoiceField(label="Configuration", choices=())
+    seed = forms.IntegerField(min_value=0, max_value=2**63 - 1, initial=0)
+    activate = forms.BooleanField(required=False, label="Activate when done")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from ml.training import available_configs
+
+        super().__init__(*args, **kwargs)
+        names = available_configs()
+        self.fields["config"].choices = [(name, name) for name in names]
+        self.fields["config"].initial = "cpu-small" if "cpu-small" in names else (names[0] if names else None)
+        self.fields["dataset"].label_from_instance = lambda v: f"{v.pk}{f' {v.name}' if v.name else ''} (seed {v.seed})"
+
+
+def fmt_ci(figure: Any) -> str:
+    """ "0.912 (0.88–0.94)" from {"mean", "ci_low", "ci_high"}; "–" where undefined."""
+    if not isinstance(figure, dict) or figure.get("mean") is None:
+        return "–"
+    text = f"{figure['mean']:.3f}"
+    if figure.get("ci_low") is not None and figure.get("ci_high") is not None:
+        text += f" ({figure['ci_low']:.2f}–{figure['ci_high']:.2f})"
+    return text
+
+
+HEADLINE_LABELS = (
+    ("binary_accuracy", "Binary accuracy (fracture vs not)"),
+    ("binary_sensitivity", "Binary sensitivity"),
+    ("binary_specificity", "Binary specificity"),
+    ("binary_auc", "Binary AUC"),
+    ("binary_kappa", "Binary Cohen's kappa"),
+    ("multiclass_accuracy", "Multiclass accuracy (six classes)"),
+    ("multiclass_kappa", "Multiclass Cohen's kappa"),
+)
+
+
+def _version_figures(version: ModelVersion) -> dict[str, str]:
+    evaluation = version.evaluation or {}
+    return {key: fmt_ci(evaluation.get(key)) for key, _ in HEADLINE_LABELS}
+
+
+@role_required(RESEARCHER)
+def model_list(request: HttpRequest) -> HttpResponse:
+    from ml import training
+    from ml.api import best_val_accuracy
+
+    form = TrainForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            run = training.training_start(
+                dataset=data["dataset"],
+                config_name=data["config"],
+                user=request.user,
+                seed=data["seed"],
+                activate=data["activate"],
+            )
+        except training.TrainingRefused as error:
+            form.add_error(None, str(error))
+        else:
+            messages.success(request, f"Training run {run.pk} queued.")
+            return redirect("run_detail", pk=run.pk)
+    runs = list(TrainingRun.objects.select_related("dataset", "model_version", "created_by")[:100])
+    for run in runs:
+        run.best_val = best_val_accuracy(run)
+    versions = list(ModelVersion.objects.select_related("dataset"))
+    for version in versions:
+        version.figures = _version_figures(version)
+    return render(request, "ml/model_list.html", {"form": form, "runs": runs, "versions": versions})
+
+
+@role_required(RESEARCHER)
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    from ml.api import run_json
+
+    run = get_object_or_404(TrainingRun.objects.select_related("dataset", "model_version"), pk=pk)
+    data = run_json(run)
+    return render(
+        request,
+        "ml/run_detail.html",
+        {
+            "run": run,
+            "model_version_id": data["model_version"],
+            "history": run.history,
+            "config_json": json.dumps(run.config, indent=2, sort_keys=True),
+        },
+    )
+
+
+@role_required(RESEARCHER)
+@require_POST
+def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    from ml import training
+
+    run = get_object_or_404(TrainingRun, pk=pk)
+    if training.training_cancel(run):
+        messages.success(request, f"Training run {run.pk}: cancel requested.")
+    else:
+        messages.error(request, f"Training run {run.pk} has already ended ({run.status}).")
+    return redirect("run_detail", pk=run.pk)
+
+
+@role_required(RESEARCHER)
+@require_POST
+def model_activate(request: HttpRequest, pk: int) -> HttpResponse:
+    from ml import scoring
+
+    version = scoring.activate(get_object_or_404(ModelVersion, pk=pk))
+    messages.success(request, f"Model version {version.pk} is now the active {version.get_kind_display().lower()}.")
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return redirect(target)
+    return redirect("model_detail", pk=version.pk)
+
+
+@role_required(RESEARCHER)
+def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    from ml.api import evaluation_files
+
+    version = get_object_or_404(ModelVersion.objects.select_related("dataset", "training_run"), pk=pk)
+    evaluation = version.evaluation or {}
+    headline = [
+        {"key": key, "label": label, "text": fmt_ci(evaluation.get(key)), "figure": evaluation.get(key) or {}}
+        for key, label in HEADLINE_LABELS
+    ]
+    per_class = [
+        {
+            "label": key,
+            "cells": [fmt_ci((figures or {}).get(metric)) for metric in ("sensitivity", "specificity", "auc")],
+        }
+        for key, figures in (evaluation.get("per_class") or {}).items()
+    ]
+    files = evaluation_files(version)
+    figures = [
+        (name, files[name], title)
+        for name, title in (
+            ("confusion_matrix.png", "Confusion matrix (six classes)"),
+            ("roc_binary.png", "ROC: fracture vs not"),
+            ("roc_per_class.png", "ROC per class (one vs rest)"),
+            ("thresholds.png", "Sensitivity and specificity by threshold"),
+        )
+        if name in files
+    ]
+    recent: list[int] = []
+    for rid in version.predictions.order_by("-created_at", "-id").values_list("radiograph_id", flat=True)[:200]:
+        if rid not in recent:
+            recent.append(rid)
+        if len(recent) >= 20:
+            break
+    return render(
+        request,
+        "ml/model_detail.html",
+        {
+            "version": version,
+            "config_json": json.dumps(version.config, indent=2, sort_keys=True),
+            "evaluated": bool(version.evaluation),
+            "evaluation": evaluation,
+            "headline": headline,
+            "per_class": per_class,
+            "files": files,
+            "figures": figures,
+            "recent": recent,
+        },
+    )
+
+
+@role_required(RESEARCHER)
+def radiograph_predictions(request: HttpRequest, pk: int) -> HttpResponse:
+    from ml import scoring
+
+    radiograph = get_object_or_404(Radiograph, pk=pk)
+    rows = sorted(
+        HipPrediction.objects.filter(radiograph=radiograph).select_related("model_version"),
+        key=lambda row: (row.side != "right", row.side),  # the right hip first, as on the image
+    )
+    versions = sorted({row.model_version for row in rows}, key=lambda v: -v.pk)
+    chosen = None
+    wanted = request.GET.get("model", "")
+    if wanted.isdigit():
+        chosen = next((v for v in versions if v.pk == int(wanted)), None)
+        if chosen is None:
+            chosen = get_object_or_404(ModelVersion, pk=int(wanted))
+    if chosen is None:
+        active = scoring.active_model()
+        chosen = active if active is not None and active in versions else (versions[0] if versions else active)
+    hips = []
+    for row in rows:
+        if chosen is None or row.model_version_id != chosen.pk:
+            continue
+        data = scoring.prediction_json(row)
+        x0, y0, x1, y1 = row.heatmap_rect
+        bx, by, bw, bh = row.box
+        data["classes"] = sorted(data["probabilities"].items(), key=lambda item: -item[1])
+        data["heatmap_style"] = _percent_style(x0, y0, x1 - x0, y1 - y0, radiograph)
+        data["box_style"] = _percent_style(bx, by, bw, bh, radiograph)
+        hips.append(data)
+    return render(
+        request,
+        "ml/radiograph_predictions.html",
+        {"radiograph": radiograph, "version": chosen, "versions": versions, "hips": hips},
+    )
+
+
+def _percent_style(x: float, y: float, w: float, h: float, radiograph: Radiograph) -> str:
+    """CSS placing an image rectangle over the preview, in percent of the radiograph's size
+    (the preview JPEG is the whole image, scaled): it stays right at any displayed size."""
+    cols, rows = max(radiograph.columns, 1), max(radiograph.rows, 1)
+    return (
+        f"left:{100 * x / cols:.4f}%;top:{100 * y / rows:.4f}%;width:{100 * w / cols:.4f}%;height:{100 * h / rows:.4f}%"
     )

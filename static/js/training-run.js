@@ -1,0 +1,90 @@
+// Live progress of a training run: polls the API until the run has ended.
+const section = document.getElementById("run-live");
+const statusEl = document.getElementById("run-status");
+const epochEl = document.getElementById("run-epoch");
+const epochsEl = document.getElementById("run-epochs");
+const progress = document.getElementById("run-progress");
+const stepsEl = document.getElementById("run-steps");
+const timeLeftEl = document.getElementById("run-time-left");
+const errorEl = document.getElementById("run-error");
+const modelEl = document.getElementById("run-model");
+const cancelForm = document.getElementById("run-cancel");
+const historyBody = document.querySelector("#run-history tbody");
+const logEl = document.getElementById("run-log");
+const ENDED = ["succeeded", "failed", "cancelled"];
+
+function fixed(value, digits) {
+  return typeof value === "number" && Number.isFinite(value) ? value.toFixed(digits) : "–";
+}
+
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return "–";
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `about ${s} s`;
+  const m = Math.round(s / 60);
+  if (m < 60) return `about ${m} min`;
+  return `about ${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+function render(run) {
+  statusEl.textContent = run.status;
+  statusEl.className = `status ${run.status}`;
+  epochEl.textContent = run.epoch;
+  epochsEl.textContent = run.epochs;
+  progress.max = Math.max(run.steps_per_epoch, 1);
+  progress.value = Math.min(run.steps, progress.max);
+  stepsEl.textContent = `${run.steps}/${run.steps_per_epoch}`;
+  const ended = ENDED.includes(run.status);
+  timeLeftEl.textContent = ended ? "–" : duration(run.time_left_seconds);
+  cancelForm.hidden = ended;
+  errorEl.hidden = !run.error;
+  errorEl.textContent = run.error || "";
+  if (historyBody.rows.length !== run.history.length) {
+    historyBody.replaceChildren(...run.history.map((row) => {
+      const tr = document.createElement("tr");
+      const cells = [
+        String(row.epoch), fixed(row.loss, 4), fixed(row.accuracy, 4), fixed(row.val_loss, 4),
+        fixed(row.val_accuracy, 4), typeof row.learning_rate === "number" ? String(row.learning_rate) : "–",
+        fixed(row.seconds, 1),
+      ];
+      for (const text of cells) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        tr.append(td);
+      }
+      return tr;
+    }));
+  }
+  if (logEl.textContent !== run.log) {
+    const atEnd = logEl.scrollTop + logEl.clientHeight >= logEl.scrollHeight - 4;
+    logEl.textContent = run.log;  // never innerHTML
+    if (atEnd) logEl.scrollTop = logEl.scrollHeight;
+  }
+  if (run.model_version && !document.getElementById("run-model-link")) {
+    const link = document.createElement("a");
+    link.id = "run-model-link";
+    link.href = run.model_version_url;
+    link.textContent = `Model version ${run.model_version}`;
+    modelEl.replaceChildren(link);
+  }
+  modelEl.hidden = !run.model_version;
+}
+
+let waitedForModel = 0;  // a run that succeeded gets its model version link a moment later
+
+async function poll() {
+  try {
+    const response = await fetch(section.dataset.url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    if (response.ok) {
+      const run = await response.json();
+      render(run);
+      if (ENDED.includes(run.status)) {
+        if (run.status !== "succeeded" || run.model_version || waitedForModel++ > 20) return;
+      }
+    }
+  } catch (error) {
+    // A network hiccup is not the end of the run: try again.
+  }
+  setTimeout(poll, 1500);
+}
+poll();

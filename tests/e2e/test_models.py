@@ -1,0 +1,156 @@
+"""The Models pages in headless Chromium: starting a training run from the form, its page
+following the run live (status, epoch, history, the model link) without a reload, and
+cancelling a queued run."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from ml import services as ml_services
+from ml.models import ModelVersion, TrainingRun
+from tests.ml.test_datasets import ingest, write_truth
+
+pytestmark = pytest.mark.e2e
+
+CLASS_CYCLE = ["normal", "fn_displaced", "intertrochanteric", "normal", "fn_nondisplaced", "orif", "arthroplasty"]
+
+
+@pytest.fixture
+def dataset(dicom_bytes, role_groups):
+    for i in range(10):
+        radiograph = ingest(dicom_bytes, i)
+        write_truth(radiograph, [("right", CLASS_CYCLE[(2 * i) % 7]), ("left", CLASS_CYCLE[(2 * i + 1) % 7])])
+    version, _ = ml_services.dataset_freeze(seed=1)
+    return version
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """No worker runs here: record what would be queued instead of sending it to the broker."""
+    from ml import tasks
+
+    sent: list[dict] = []
+    monkeypatch.setattr(tasks.train_model, "delay", lambda **kwargs: sent.append(kwargs))
+    return sent
+
+
+def test_train_from_the_form_and_follow_the_run_live(page, login, shot, dataset, queued):
+    login(page, "researcher")
+    page.get_by_role("navigation").get_by_role("link", name="Models").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Models")
+    expect(page.get_by_label("Configuration")).to_have_value("cpu-small")
+    page.get_by_label("Configuration").select_option("tiny")
+    page.get_by_label("Seed").fill("7")
+    shot(page, "models")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Start training").click()
+
+    run = TrainingRun.objects.get()
+    assert page.url.endswith(f"/models/runs/{run.pk}/")
+    assert queued == [{"run_id": run.pk}] and run.seed == 7 and run.config_name == "tiny"
+    expect(page.locator("#run-status")).to_have_text("queued")
+    expect(page.locator("#run-epoch")).to_have_text("0")
+    expect(page.locator("#run-history tbody tr")).to_have_count(0)
+    expect(page.locator("#run-cancel")).to_be_visible()
+
+    # The trainer reports progress: the page shows it without a reload.
+    row = {"epoch": 1, "loss": 1.61, "accuracy": 0.25, "val_loss": 1.55, "val_accuracy": 0.375,
+           "learning_rate": 0.001, "seconds": 12.0}  # fmt: skip
+    now = timezone.now()
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status="running", epoch=1, history=[row], steps=3, steps_per_epoch=6, started_at=now,
+        epoch_started_at=now, log="training tiny\nepoch 1/2: loss 1.6100\n",
+    )  # fmt: skip
+    expect(page.locator("#run-status")).to_have_text("running")
+    expect(page.locator("#run-epoch")).to_have_text("1")
+    expect(page.locator("#run-history tbody tr")).to_have_count(1)
+    expect(page.locator("#run-history tbody tr td").nth(4)).to_have_text("0.3750")
+    expect(page.locator("#run-progress")).to_have_attribute("value", "3")
+    expect(page.locator("#run-time-left")).to_have_text("about 6 s")  # 12 s per epoch, half an epoch left
+    expect(page.locator("#run-log")).to_contain_text("epoch 1/2: loss 1.6100")
+    shot(page, "run-running")
+
+    TrainingRun.objects.filter(pk=run.pk).update(status="succeeded", epoch=2, finished_at=timezone.now())
+    version = ModelVersion.objects.create(
+        config_name="tiny", config=run.config, dataset=dataset, training_run=run, identity=uuid.uuid4().hex,
+        bundle="models/x.hipmodel", bundle_sha256="0" * 64,
+    )  # fmt: skip
+    expect(page.locator("#run-status")).to_have_text("succeeded")
+    link = page.locator("#run-model-link")
+    expect(link).to_have_attribute("href", f"/models/versions/{version.pk}/")
+    expect(page.locator("#run-cancel")).to_be_hidden()
+    link.click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text(f"Model version {version.pk}")
+    expect(page.locator("#not-evaluated")).to_be_visible()
+    page.get_by_role("button", name="Activate").click()
+    expect(page.locator("#model-active")).to_be_visible()
+    assert ModelVersion.objects.get(pk=version.pk).is_active
+
+
+def test_cancel_a_queued_run(page, login, dataset, queued):
+    login(page, "researcher")
+    page.goto("/models/")
+    page.get_by_label("Configuration").select_option("tiny")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Start training").click()
+    expect(page.locator("#run-status")).to_have_text("queued")
+    with page.expect_navigation():
+        page.locator("#run-cancel").get_by_role("button", name="Cancel").click()
+    expect(page.locator("#run-status")).to_have_text("cancelled")
+    expect(page.locator("#run-cancel")).to_be_hidden()
+    assert TrainingRun.objects.get().status == "cancelled"
+
+    # The same config on the same dataset may be trained again once cancelled; a live duplicate is refused.
+    page.goto("/models/")
+    page.get_by_label("Configuration").select_option("tiny")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Start training").click()
+    page.goto("/models/")
+    page.get_by_label("Configuration").select_option("tiny")
+    page.get_by_role("button", name="Start training").click()
+    expect(page.locator("#train-errors")).to_contain_text("already trains")
+    assert TrainingRun.objects.count() == 2
+
+
+def test_other_roles_do_not_see_models(page, login):
+    login(page, "labeler")
+    expect(page.get_by_role("navigation").get_by_role("link", name="Models")).to_have_count(0)
+    assert page.goto("/models/").status == 403
+
+
+def test_predictions_page_overlays_the_heatmaps(page, login, shot, dataset, data_dir, tmp_path):
+    pytest.importorskip("ml.core.serving")
+    from ml import scoring
+    from tests.e2e.helpers import wait_for_images
+    from tests.ml.test_model_pages import tiny_model_version, write_tiny_bundle
+
+    version = tiny_model_version(write_tiny_bundle(tmp_path), dataset, data_dir)
+    scoring.activate(version, score=False)
+    radiograph = dataset.hips.order_by("radiograph_id").first().radiograph
+    rows = scoring.predict_radiograph(version, radiograph)
+    login(page, "researcher")
+    page.goto(f"/models/versions/{version.pk}/")
+    page.get_by_role("link", name=f"Radiograph {radiograph.pk}").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Predictions for radiograph {radiograph.pk}")
+    wait_for_images(page, "#prediction-figure img", 3)  # the preview and two heatmaps
+    expect(page.locator(".prediction-hip")).to_have_count(2)
+    for row in rows:
+        hip = page.locator(f'.prediction-hip[data-side="{row.side}"]')
+        expect(hip.locator(".fracture-probability")).to_have_text(f"{row.fracture_probability:.3f}")
+        expect(hip.locator("tbody tr")).to_have_count(6)
+    # The heatmap lies over its rectangle of the radiograph, scaled with the preview.
+    preview = page.locator(".prediction-preview").bounding_box()
+    right = next(row for row in rows if row.side == "right")
+    heat = page.locator('.prediction-heatmap[data-side="right"]').bounding_box()
+    scale = preview["width"] / radiograph.columns
+    assert heat["x"] - preview["x"] == pytest.approx(right.heatmap_rect[0] * scale, abs=1.5)
+    assert heat["width"] == pytest.approx((right.heatmap_rect[2] - right.heatmap_rect[0]) * scale, abs=1.5)
+    shot(page, "predictions")
+    page.get_by_label("Show heatmaps").uncheck()
+    expect(page.locator(".prediction-heatmap").first).to_be_hidden()
+    page.get_by_label("Show heatmaps").check()
+    expect(page.locator(".prediction-heatmap").first).to_be_visible()

@@ -25,6 +25,9 @@ class Command(BaseCommand):
         parser.add_argument("--epochs", type=int, help="most epochs (default: the config's)")
         parser.add_argument("--activate", action="store_true", help="make it the active classifier when done")
         parser.add_argument("--resume", type=int, metavar="RUN", help="resume training run RUN from its checkpoint")
+        parser.add_argument(
+            "--queue", action="store_true", help="queue the run on a Celery worker of the ml queue and print its id"
+        )
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -43,10 +46,14 @@ class Command(BaseCommand):
                     seed=options["seed"],
                     activate=options["activate"],
                     epochs=options["epochs"],
-                    enqueue=False,
+                    enqueue=options["queue"],
                 )
             except training.TrainingRefused as error:
                 raise CommandError(str(error)) from error
+            if options["queue"]:
+                self.stdout.write(f"training run {run.pk} queued; follow it on /models/runs/{run.pk}/")
+                self.stdout.write(str(run.pk))
+                return
             self.stdout.write(f"training run {run.pk}: {run.config_name} on dataset version {dataset.pk}")
         run = training.run_training(run.pk, holder=f"cli/{os.getpid()}", progress=self._progress(options))
         if self._bar is not None:

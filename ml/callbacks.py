@@ -1,5 +1,6 @@
 """The Keras callback of a training run (see ``ml.training``): progress, heartbeat,
-cancel checks, the per-epoch checkpoint and the paper's early stopping.
+cancel checks, validation after precise BatchNorm, the per-epoch checkpoint and the
+paper's early stopping.
 
 Imported only where Keras is loaded (the trainer), never by the web process."""
 
@@ -12,6 +13,7 @@ import keras
 from django.utils import timezone
 
 from ml.core.configs import NetConfig
+from ml.core.nets import recalibrate_batch_norm
 from ml.models import TrainingRun
 from ml.training import (
     Progress,
@@ -28,8 +30,20 @@ from ml.training import (
 class RunCallback(keras.callbacks.Callback):
     """Keeps the run's row and checkpoint up to date as Keras trains."""
 
-    def __init__(self, run_id: int, *, holder: str, state: dict[str, Any], config: NetConfig, progress: Progress):
+    def __init__(
+        self,
+        run_id: int,
+        *,
+        holder: str,
+        state: dict[str, Any],
+        config: NetConfig,
+        progress: Progress,
+        validation: Any,
+        calibration: Any = None,
+    ):
         super().__init__()
+        self.validation = validation
+        self.calibration = calibration
         self.run_id = run_id
         self.holder = holder
         self.state = state
@@ -63,7 +77,13 @@ class RunCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.cancelled:
             return
-        logs = logs or {}
+        logs = dict(logs or {})
+        # Validation happens here, not in fit(): first the BatchNorm statistics are
+        # re-estimated on clean training crops (see nets.recalibrate_batch_norm).
+        if self.calibration is not None:
+            recalibrate_batch_norm(self.model, self.calibration)
+        results = self.model.evaluate(self.validation, verbose=0, return_dict=True)
+        logs.update(val_loss=results["loss"], val_accuracy=results["accuracy"])
         lr = self.model.optimizer.learning_rate
         row = {
             "epoch": epoch + 1,

@@ -44,6 +44,17 @@ def require_active_model(kind: str = Kind.CLASSIFIER) -> ModelVersion:
     return version
 
 
+def chosen_model(pk: int | None, kind: str = Kind.CLASSIFIER) -> ModelVersion:
+    """Model version ``pk``, or the active one of ``kind`` when None; ``LookupError`` with a
+    message for the user when there is none."""
+    if pk is None:
+        return require_active_model(kind)
+    version = ModelVersion.objects.filter(pk=pk).first()
+    if version is None:
+        raise LookupError(f"no model version {pk}")
+    return version
+
+
 def activate(version: ModelVersion, *, score: bool = True) -> ModelVersion:
     """Make ``version`` the active model of its kind and (``score``) queue scoring of every
     radiograph with hip boxes that it has not read yet."""

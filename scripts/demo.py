@@ -52,8 +52,25 @@ def main() -> int:
     # Two workers: imports (default queue) are not held up behind a training run (ml queue).
     workers = [
         subprocess.Popen(
-            [PYTHON, "-m", "celery", "-A", "config", "--quiet", "worker", "-Q", queue, "--concurrency", "1",
-             "--loglevel", "WARNING", "--max-tasks-per-child", "50", "-n", f"{queue}@%h"],
+            [
+                PYTHON,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "--quiet",
+                "worker",
+                "-Q",
+                queue,
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "WARNING",
+                "--max-tasks-per-child",
+                "50",
+                "-n",
+                f"{queue}@%h",
+            ],
             cwd=ROOT,
         )  # fmt: skip
         for queue in ("default", "ml")

@@ -210,3 +210,29 @@ def test_no_django_import_in_ml_core_nets():
             else:
                 continue
             assert not any(mod.split(".")[0] == "django" for mod in mods), (fname, mods)
+
+
+def test_recalibrate_batch_norm_sets_the_average_batch_statistics():
+    config = get_config("tiny")
+    model = nets.build_model(config)
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(0.5, 2.0, size=(4, *config.input_shape)).astype("float32") for _ in range(3)]
+    bn = model.get_layer("conv1_bn")
+    bn.moving_mean.assign(np.full(bn.moving_mean.shape, 123.0))  # as far off as drifting training leaves them
+    bn.moving_variance.assign(np.full(bn.moving_variance.shape, 1e-3))
+    trainable = [np.array(w) for w in model.trainable_weights]
+    conv = keras.Model(model.inputs, model.get_layer("conv1_conv").output)
+
+    assert nets.recalibrate_batch_norm(model, iter([])) == 0
+    assert float(bn.moving_mean.numpy()[0]) == 123.0  # no batch, no change
+
+    assert nets.recalibrate_batch_norm(model, [(b, np.zeros(4)) for b in batches]) == 3
+    feats = [np.asarray(conv(b)) for b in batches]
+    expected_mean = np.mean([f.mean(axis=(0, 1, 2)) for f in feats], axis=0)
+    expected_var = np.mean([f.var(axis=(0, 1, 2)) for f in feats], axis=0)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), expected_mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), expected_var, rtol=1e-3, atol=1e-5)
+    assert bn.momentum == 0.99  # put back
+    # Only moving statistics changed: every trainable weight is as it was.
+    for before, weight in zip(trainable, model.trainable_weights, strict=True):
+        np.testing.assert_array_equal(before, np.array(weight))

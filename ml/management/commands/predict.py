@@ -14,7 +14,6 @@ from annotate.labels import CLASSES
 from annotate.models import Radiograph
 from ml import scoring
 from ml.hips import BadBoxes, parse_boxes
-from ml.models import ModelVersion
 
 
 class Command(BaseCommand):
@@ -39,15 +38,10 @@ class Command(BaseCommand):
         except DicomRejected as error:
             raise CommandError(f"{path}: {error}") from None
         hips = self._hips(options["boxes"], data, image)
-        if options["model"]:
-            version = ModelVersion.objects.filter(pk=options["model"]).first()
-            if version is None:
-                raise CommandError(f"no model version {options['model']}")
-        else:
-            try:
-                version = scoring.require_active_model()
-            except scoring.NoActiveModel as error:
-                raise CommandError(str(error)) from None
+        try:
+            version = scoring.chosen_model(options["model"])
+        except LookupError as error:
+            raise CommandError(str(error)) from None
         predictions = scoring.predictor(version).predict_hips(
             image.pixels, (image.window_center, image.window_width), hips
         )

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from ml import scoring
-from ml.models import HipPrediction, ModelVersion
+from ml.models import HipPrediction
 
 
 class Command(BaseCommand):
@@ -20,15 +20,10 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["model"]:
-            version = ModelVersion.objects.filter(pk=options["model"]).first()
-            if version is None:
-                raise CommandError(f"no model version {options['model']}")
-        else:
-            try:
-                version = scoring.require_active_model()
-            except scoring.NoActiveModel as error:
-                raise CommandError(str(error)) from None
+        try:
+            version = scoring.chosen_model(options["model"])
+        except LookupError as error:
+            raise CommandError(str(error)) from None
         ids = scoring.radiographs_to_score(version, again=options["all"])
         with tqdm(total=len(ids), unit="radiograph", disable=options["no_progress"], file=self.stderr._out) as bar:
             n = scoring.score_radiographs(model_version_id=version.pk, radiograph_ids=ids, progress=bar.update)

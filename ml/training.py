@@ -325,7 +325,7 @@ def _train(run: TrainingRun, *, holder: str, progress: Progress) -> None:
 
     from ml.callbacks import RunCallback
     from ml.core.augment import AugmentConfig
-    from ml.core.nets import balanced_class_weights, build_model, compile_model
+    from ml.core.nets import build_model, class_weights_for, compile_model
     from ml.core.pipeline import make_dataset, records_labels
 
     config = NetConfig.from_dict(run.config)
@@ -334,7 +334,7 @@ def _train(run: TrainingRun, *, holder: str, progress: Progress) -> None:
     if not train_records or not val_records:
         raise TrainingRefused("the dataset version has no training or no validation hips")
     labels = records_labels(train_records)
-    class_weights = balanced_class_weights(labels, config.num_classes)
+    class_weights = class_weights_for(config, labels)
     steps = math.ceil(len(train_records) / config.batch_size)
     update_run(run.pk, steps_per_epoch=steps, steps=0)
 

@@ -16,6 +16,14 @@ Configurations:
   patience 10 as the paper. Trains on 2 CPU cores in minutes. Same SE block and head.
 - ``tiny``: blocks (1, 1, 1, 1) at 64 x 64, for tests.
 
+Class weights (``class_weighting``). The paper says "weighted cross-entropy" and no
+more. ``"balanced"`` weighs class c by n / (6 n_c) (every class counts as much as any
+other); ``"sqrt"`` (default) by its square root. On the phantoms (400 studies, seed 7,
+``cpu-small``) "balanced" made the model indifferent between a normal hip and a
+nondisplaced femoral-neck fracture whose line it cannot resolve (a third of the normal
+test hips were called fractures) and validation accuracy swung between 0.64 and 0.90 from
+epoch to epoch; "sqrt" gave a steady 0.93-0.94.
+
 A config is a frozen dataclass; ``as_dict`` / ``from_dict`` give a JSON-safe
 round trip so a saved model can carry its config. No Django imports here.
 """
@@ -29,6 +37,7 @@ from typing import Any
 NUM_CLASSES = 6
 DENSENET169_BLOCKS = (6, 12, 32, 32)
 BACKBONES = ("densenet169", "densenet")
+CLASS_WEIGHTINGS = ("sqrt", "balanced")
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,7 @@ class NetConfig:
     epochs: int = 100
     zooms: tuple[float, ...] = (1.0, 1.5)
     weights_path: str | None = None
+    class_weighting: str = "sqrt"
 
     def __post_init__(self) -> None:
         # Coerce list -> tuple (from JSON) without breaking frozenness.
@@ -78,6 +88,8 @@ class NetConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.class_weighting not in CLASS_WEIGHTINGS:
+            raise ValueError(f"class_weighting must be one of {CLASS_WEIGHTINGS}, got {self.class_weighting!r}")
         if not self.zooms or any(z <= 0 for z in self.zooms):
             raise ValueError(f"zooms must be positive, got {self.zooms}")
 

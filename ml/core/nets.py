@@ -168,11 +168,20 @@ class WeightedSparseCategoricalCrossentropy(keras.losses.Loss):
         return {**super().get_config(), "class_weights": self.class_weights}
 
 
-def balanced_class_weights(labels: Sequence[int], num_classes: int) -> list[float]:
-    """n_samples / (num_classes * count) per class (sklearn's "balanced"); absent classes get 1."""
+def balanced_class_weights(labels: Sequence[int], num_classes: int, *, power: float = 1.0) -> list[float]:
+    """(n_samples / (num_classes * count)) ** power per class; absent classes get 1.
+
+    power 1 is sklearn's "balanced": every class weighs as much as any other in the loss.
+    power 0.5 ("sqrt") halves the imbalance correction on a log scale."""
     counts = np.bincount(np.asarray(labels, dtype=int), minlength=num_classes)[:num_classes]
     total = counts.sum()
-    return [float(total / (num_classes * c)) if c else 1.0 for c in counts]
+    return [float((total / (num_classes * c)) ** power) if c else 1.0 for c in counts]
+
+
+def class_weights_for(config: NetConfig, labels: Sequence[int]) -> list[float]:
+    """The weighted cross-entropy's class weights from the training labels, by ``config.class_weighting``."""
+    power = {"balanced": 1.0, "sqrt": 0.5}[config.class_weighting]
+    return balanced_class_weights(labels, config.num_classes, power=power)
 
 
 def learning_rate_schedule(config: NetConfig, steps_per_epoch: int | None):

@@ -127,6 +127,16 @@ def test_weighted_loss_matches_hand_computation():
     clone = nets.WeightedSparseCategoricalCrossentropy.from_config(loss.get_config())
     assert clone.class_weights == w
     assert nets.balanced_class_weights([0, 0, 0, 1], 3) == pytest.approx([4 / 9, 4 / 3, 1.0])
+    assert nets.balanced_class_weights([0, 0, 0, 1], 3, power=0.5) == pytest.approx([2 / 3, (4 / 3) ** 0.5, 1.0])
+    labels = [0] * 6 + [1] * 2 + [2] * 4 + [3, 4, 5, 5]
+    assert nets.class_weights_for(get_config("tiny"), labels) == pytest.approx(
+        [(16 / 36) ** 0.5, (16 / 12) ** 0.5, (16 / 24) ** 0.5, (16 / 6) ** 0.5, (16 / 6) ** 0.5, (16 / 12) ** 0.5]
+    )
+    balanced = get_config("tiny", class_weighting="balanced")
+    expected = [16 / 36, 16 / 12, 16 / 24, 16 / 6, 16 / 6, 16 / 12]
+    assert nets.class_weights_for(balanced, labels) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="class_weighting"):
+        get_config("tiny", class_weighting="inverse")
 
 
 def test_small_backbone_matches_keras_densenet():

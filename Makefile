@@ -32,3 +32,4 @@ bench: $(STAMP)
 	$(PY) bench/ingest.py
 	$(PY) bench/viewer.py
 	$(PY) bench/train.py
+	$(PY) bench/infer.py

@@ -19,11 +19,10 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from annotate.labels import CLASSES
 from annotate.models import Radiograph
 from annotate.roles import RESEARCHER, HasRole
 from ml import services
-from ml.models import DatasetVersion, HipPrediction, Kind, ModelVersion, TrainingRun
+from ml.models import DatasetVersion, HipPrediction, ModelVersion, TrainingRun
 
 
 class DatasetCreateSerializer(serializers.Serializer):
@@ -325,10 +324,10 @@ def _chosen_version(value: Any) -> ModelVersion:
         pk = int(value)
     except (TypeError, ValueError):
         raise ApiValidationError({"detail": f"model must be a model version id, got {value!r}"}) from None
-    version = ModelVersion.objects.filter(pk=pk, kind=Kind.CLASSIFIER).first()
-    if version is None:
-        raise ApiValidationError({"detail": f"no classifier model version {pk}"})
-    return version
+    try:
+        return scoring.chosen_model(pk)
+    except LookupError as error:
+        raise ApiValidationError({"detail": str(error)}) from None
 
 
 @extend_schema(
@@ -413,13 +412,7 @@ def predict(request: Request) -> Response:
             "model_version": version.pk,
             "hips": [
                 {
-                    "side": pred.side,
-                    "box": [float(v) for v in pred.box],
-                    "probabilities": dict(zip(CLASSES, (float(p) for p in pred.probabilities), strict=True)),
-                    "top2": list(pred.top2),
-                    "predicted_class": pred.predicted_class,
-                    "fracture_probability": float(pred.fracture_probability),
-                    "heatmap_rect": [float(v) for v in pred.heatmap_rect],
+                    **scoring.prediction_summary(pred),
                     "heatmap_png_base64": base64.b64encode(heatmap_png(pred)).decode("ascii"),
                 }
                 for pred in predictions

@@ -49,10 +49,25 @@ def chosen_model(pk: int | None, kind: str = Kind.CLASSIFIER) -> ModelVersion:
     message for the user when there is none."""
     if pk is None:
         return require_active_model(kind)
-    version = ModelVersion.objects.filter(pk=pk).first()
+    version = ModelVersion.objects.filter(pk=pk, kind=kind).first()
     if version is None:
-        raise LookupError(f"no model version {pk}")
+        raise LookupError(f"no {kind} model version {pk}")
     return version
+
+
+def prediction_summary(pred: Any) -> dict[str, Any]:
+    """A fresh ``ml.core.serving.HipPrediction`` as JSON-safe data (the heatmap left out)."""
+    from annotate.labels import CLASSES
+
+    return {
+        "side": pred.side,
+        "box": [float(v) for v in pred.box],
+        "probabilities": dict(zip(CLASSES, (float(p) for p in pred.probabilities), strict=True)),
+        "top2": list(pred.top2),
+        "predicted_class": pred.predicted_class,
+        "fracture_probability": float(pred.fracture_probability),
+        "heatmap_rect": [float(v) for v in pred.heatmap_rect],
+    }
 
 
 def activate(version: ModelVersion, *, score: bool = True) -> ModelVersion:

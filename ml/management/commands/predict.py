@@ -10,7 +10,6 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotate.dicom import DicomRejected, decode_dicom
-from annotate.labels import CLASSES
 from annotate.models import Radiograph
 from ml import scoring
 from ml.hips import BadBoxes, parse_boxes
@@ -52,15 +51,7 @@ class Command(BaseCommand):
         from ml.core.serving import heatmap_png
 
         for pred in predictions:
-            item = {
-                "side": pred.side,
-                "box": list(pred.box),
-                "probabilities": dict(zip(CLASSES, (round(float(p), 6) for p in pred.probabilities), strict=True)),
-                "top2": list(pred.top2),
-                "predicted_class": pred.predicted_class,
-                "fracture_probability": round(float(pred.fracture_probability), 6),
-                "heatmap_rect": [float(v) for v in pred.heatmap_rect],
-            }
+            item = scoring.prediction_summary(pred)
             if folder is not None:
                 target = folder / f"{path.stem}-{pred.side}-heatmap.png"
                 target.write_bytes(heatmap_png(pred))

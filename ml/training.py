@@ -421,7 +421,7 @@ def _train(run: TrainingRun, *, holder: str, progress: Progress) -> None:
 
 def _publish(run: TrainingRun, model: Any, config: NetConfig, state: dict[str, Any]) -> ModelVersion:
     """Write the bundle and its ModelVersion (once: a resumed run finds the version it made)."""
-    from ml.core.modelfile import write_bundle
+    from ml.core.modelfile import sha256_file, write_bundle
 
     existing = ModelVersion.objects.filter(identity=run.identity).first()
     if existing is not None:
@@ -437,8 +437,6 @@ def _publish(run: TrainingRun, model: Any, config: NetConfig, state: dict[str, A
     manifest = write_bundle(
         path, model=model, config=config, dataset_hash=run.dataset.content_hash, kind=run.kind, metrics=metrics
     )
-    from ml.core.modelfile import _sha256_file
-
     try:
         with transaction.atomic():
             return ModelVersion.objects.create(
@@ -449,7 +447,7 @@ def _publish(run: TrainingRun, model: Any, config: NetConfig, state: dict[str, A
                 training_run=run,
                 identity=manifest.identity,
                 bundle=name,
-                bundle_sha256=_sha256_file(path),
+                bundle_sha256=sha256_file(path),
             )
     except IntegrityError:
         return ModelVersion.objects.get(identity=manifest.identity)

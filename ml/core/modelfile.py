@@ -144,7 +144,7 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def _sha256_file(path: str | os.PathLike) -> str:
+def sha256_file(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
@@ -207,7 +207,7 @@ def write_bundle(
                     metrics=metrics,
                     keras_version=keras.__version__,
                     backend=keras.backend.backend(),
-                    model_sha256=_sha256_file(model_path),
+                    model_sha256=sha256_file(model_path),
                 )
                 with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
                     archive.writestr(MANIFEST_NAME, json.dumps(manifest.as_dict(), indent=2, sort_keys=True))

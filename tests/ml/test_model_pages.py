@@ -407,7 +407,7 @@ def write_tiny_bundle(folder):
 
 def tiny_model_version(bundle, dataset, data_dir):
     """A ModelVersion of the bundle, copied to ``DATA_DIR/models/tiny.hipmodel``."""
-    from ml.core.modelfile import _sha256_file
+    from ml.core.modelfile import sha256_file
 
     path, config = bundle
     (data_dir / "models").mkdir(parents=True, exist_ok=True)
@@ -418,7 +418,7 @@ def tiny_model_version(bundle, dataset, data_dir):
         dataset=dataset,
         identity=uuid.uuid4().hex,
         bundle="models/tiny.hipmodel",
-        bundle_sha256=_sha256_file(path),
+        bundle_sha256=sha256_file(path),
         evaluation=None,
     )
 

@@ -1,0 +1,471 @@
+"""ml.core.readers against scikit-learn, statsmodels, published κ values and hand-worked studies."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.metrics import cohen_kappa_score
+from statsmodels.stats.inter_rater import cohens_kappa
+
+from ml.core.readers import (
+    CONDITIONS,
+    DIFFERENCE_COLUMNS,
+    GROUP_MEAN,
+    GROUPS,
+    MODEL,
+    MODEL_CONDITION,
+    MULTICLASS_NOTE,
+    OBSERVER_COLUMNS,
+    PREDICTION_COLUMNS,
+    RESPONSE_COLUMNS,
+    ReaderDataError,
+    analyse,
+    bootstrap_kappa,
+    read_predictions,
+    read_responses,
+    synthetic_study,
+    verdict,
+    write_csvs,
+)
+from ml.core.stats import CLASS_KEYS, FRACTURE_INDICES, bootstrap_indices
+
+Rows = list[dict[str, str]]
+
+
+def _write(path: Path, rows: Rows, columns: tuple[str, ...] | list[str]) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _table_pairs(table: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Expand a k×k table (rows = rater A) into paired label indices."""
+    t = np.asarray(table)
+    k = t.shape[0]
+    a = np.repeat(np.repeat(np.arange(k), k), t.ravel())
+    b = np.repeat(np.tile(np.arange(k), k), t.ravel())
+    return a, b
+
+
+def _kappa(truth: np.ndarray, answers: np.ndarray, k: int) -> float:
+    return float(bootstrap_kappa(truth, answers[None, :], np.arange(truth.size)[None, :], n_labels=k)[0, 0])
+
+
+def _answers(responses: Rows, predictions: Rows) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """Hand-built (binary, six-class) answer arrays per (observer, condition), in case order, with the truth."""
+    cases = list(dict.fromkeys(r["case"] for r in responses))
+    pred = {p["case"]: p for p in predictions}
+    out: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    probs = np.array([[float(pred[c][f"p_{k}"]) for k in CLASS_KEYS] for c in cases])
+    mc = probs.argmax(axis=1)
+    out[(MODEL, MODEL_CONDITION)] = (probs[:, list(FRACTURE_INDICES)].sum(axis=1) >= 0.5, mc)
+    for r in {(r["reader"], r["condition"]) for r in responses}:
+        by_case = {x["case"]: CLASS_KEYS.index(x["answer"]) for x in responses if (x["reader"], x["condition"]) == r}
+        mc = np.array([by_case[c] for c in cases])
+        out[r] = (np.isin(mc, FRACTURE_INDICES), mc)
+    truth = np.array([CLASS_KEYS.index(pred[c]["truth"]) for c in cases])
+    out[("truth", "")] = (np.isin(truth, FRACTURE_INDICES), truth)
+    return out
+
+
+def _sk(truth: np.ndarray, answer: np.ndarray, k: int) -> float:
+    return float(cohen_kappa_score(truth.astype(int), answer.astype(int), labels=list(range(k))))
+
+
+# ----------------------------------------------------------------- κ against references
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("k", [2, 6])
+def test_kappa_matches_sklearn_and_statsmodels(seed: int, k: int) -> None:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(k) if k == 2 else np.array([0, 1, 2, 3, 5])  # six-class: orif (4) absent
+    truth = rng.choice(labels, 120)
+    answer = np.where(rng.random(120) < 0.6, truth, rng.choice(labels, 120))
+    ours = _kappa(truth, answer, k)
+    assert ours == pytest.approx(_sk(truth, answer, k), abs=1e-12)
+    table = np.zeros((k, k))
+    np.add.at(table, (truth, answer), 1)
+    assert ours == pytest.approx(cohens_kappa(table).kappa, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("table", "expected", "digits"),
+    [
+        ([[20, 5], [10, 15]], 0.40, 12),
+        ([[31, 12], [4, 58]], 0.6756757, 7),
+        ([[0, 4, 1], [0, 8, 0], [0, 1, 5]], 0.4842, 4),
+    ],
+)
+def test_kappa_published_values(table: list[list[int]], expected: float, digits: int) -> None:
+    a, b = _table_pairs(table)
+    assert round(_kappa(a, b, len(table)), digits) == pytest.approx(expected, abs=10.0**-digits)
+
+
+def test_bootstrap_kappa_equals_slow_loop() -> None:
+    rng = np.random.default_rng(3)
+    n, observers = 25, 4
+    patients = np.r_[np.arange(20), rng.integers(0, 20, 5)]
+    for k in (2, 6):
+        truth = rng.integers(0, k, n)
+        answers = np.where(rng.random((observers, n)) < 0.7, truth, rng.integers(0, k, (observers, n)))
+        idx = bootstrap_indices(patients, iterations=40, seed=1)
+        fast = bootstrap_kappa(truth, answers, idx, n_labels=k)
+        assert fast.shape == (40, observers)
+        slow = np.array([[_sk(truth[row], answers[o, row], k) for o in range(observers)] for row in idx])
+        np.testing.assert_allclose(fast, slow, atol=1e-12)
+
+
+def test_bootstrap_kappa_undefined_when_chance_agreement_is_one() -> None:
+    out = bootstrap_kappa([0, 0, 0], [[0, 0, 0]], [[0, 1, 2]], n_labels=2)
+    assert np.isnan(out[0, 0])
+
+
+# ----------------------------------------------------------------- the analysis, by hand
+
+
+@pytest.fixture(scope="module")
+def small() -> tuple[Rows, Rows]:
+    return synthetic_study(n_cases=30, n_patients=24, seed=5)
+
+
+@pytest.fixture(scope="module")
+def small_result(small: tuple[Rows, Rows]) -> dict[str, Any]:
+    return analyse(*small, iterations=60, seed=7)
+
+
+def _boot_by_hand(responses: Rows, predictions: Rows, iterations: int, seed: int) -> dict[str, Any]:
+    """Point and per-iteration κ of every observer with sklearn, and the group means."""
+    answers = _answers(responses, predictions)
+    cases = list(dict.fromkeys(r["case"] for r in responses))
+    patient = {r["case"]: r["patient"] for r in responses}
+    idx = bootstrap_indices([patient[c] for c in cases], iterations=iterations, seed=seed)
+    members: dict[tuple[str, str], list[str]] = {}
+    for r in responses:
+        key = (r["group"], r["condition"])
+        if r["reader"] not in members.setdefault(key, []):
+            members[key].append(r["reader"])
+    out: dict[str, Any] = {}
+    for t, (task, k) in enumerate((("binary", 2), ("multiclass", 6))):
+        truth = answers[("truth", "")][t]
+        point, boot = {}, {}
+        for obs, pair in answers.items():
+            if obs[0] == "truth":
+                continue
+            point[obs] = _sk(truth, pair[t], k)
+            boot[obs] = np.array([_sk(truth[row], pair[t][row], k) for row in idx])
+        for (group, condition), names in members.items():
+            point[(group, condition)] = np.mean([point[(n, condition)] for n in names])
+            boot[(group, condition)] = np.mean([boot[(n, condition)] for n in names], axis=0)
+        out[task] = (point, boot)
+    return out
+
+
+def test_observers_and_comparisons_match_hand_computation(small: tuple[Rows, Rows], small_result: dict) -> None:
+    hand = _boot_by_hand(*small, iterations=60, seed=7)
+    for row in small_result["observers"]:
+        point, boot = hand[row["task"]]
+        key = (row["observer"], row["condition"])
+        assert row["kappa"] == pytest.approx(point[key], abs=1e-12)
+        low, high = np.percentile(boot[key], [2.5, 97.5])
+        assert (row["kappa_ci_low"], row["kappa_ci_high"]) == pytest.approx((low, high), abs=1e-12)
+    assert len(small_result["comparisons"]) == 28
+    for c in small_result["comparisons"]:
+        point, boot = hand[c["task"]]
+        a, b = (c["a"], c["condition_a"]), (c["b"], c["condition_b"])
+        assert c["estimate"] == pytest.approx(point[a] - point[b], abs=1e-12)
+        diff = boot[a] - boot[b]
+        assert c["boot_mean"] == pytest.approx(diff.mean(), abs=1e-12)
+        assert (c["ci_low"], c["ci_high"]) == pytest.approx(tuple(np.percentile(diff, [2.5, 97.5])), abs=1e-12)
+
+
+def test_comparison_list(small_result: dict) -> None:
+    got = [(c["a"], c["condition_a"], c["b"], c["condition_b"]) for c in small_result["comparisons"][:14]]
+    m = (MODEL, MODEL_CONDITION)
+    expected = []
+    for cond in CONDITIONS:
+        expected += [(*m, "expert", cond), (*m, "resident", cond), ("expert", cond, "resident", cond)]
+    for g in GROUPS:
+        expected += [(g, "full_quality", g, "model_quality"), (g, "model_aided", g, "full_quality")]
+    expected.append(("resident", "model_aided", "expert", "full_quality"))
+    assert got == expected
+    assert [c["task"] for c in small_result["comparisons"]] == ["binary"] * 14 + ["multiclass"] * 14
+
+
+def test_group_kappa_is_mean_of_members(small_result: dict) -> None:
+    rows = small_result["observers"]
+    groups = [r for r in rows if r["training"] == GROUP_MEAN]
+    assert len(groups) == 2 * len(GROUPS) * len(CONDITIONS)
+    for g in groups:
+        members = [
+            r
+            for r in rows
+            if r["group"] == g["group"] and r["condition"] == g["condition"] and r["task"] == g["task"]
+            if r["training"] != GROUP_MEAN
+        ]
+        assert len(members) == 5
+        for field in ("kappa", "accuracy", "sensitivity", "specificity"):
+            assert g[field] == pytest.approx(np.mean([m[field] for m in members]), abs=1e-12)
+
+
+def _tiny_study() -> tuple[Rows, Rows]:
+    readers = [
+        ("a1", "expert", "orthopedics"),
+        ("a2", "expert", "orthopedics"),
+        ("a3", "expert", "radiology"),  # alone in its training: no pair
+        ("b1", "resident", "radiology"),
+        ("b2", "resident", "radiology"),
+        ("b3", "resident", "orthopedics"),  # same training as a1/a2 but another group: no pair
+    ]
+    return synthetic_study(n_cases=12, n_patients=10, seed=11, readers=readers)
+
+
+def test_margin_by_hand() -> None:
+    responses, predictions = _tiny_study()
+    result = analyse(responses, predictions, iterations=20, seed=0)
+    answers = _answers(responses, predictions)
+    diffs = []
+    for t, k in ((0, 2), (1, 6)):
+        truth = answers[("truth", "")][t]
+        for cond in CONDITIONS:
+            for a, b in (("a1", "a2"), ("b1", "b2")):
+                diffs.append(abs(_sk(truth, answers[(a, cond)][t], k) - _sk(truth, answers[(b, cond)][t], k)))
+    margin = result["margin"]
+    assert margin["source"] == "pairs"
+    assert margin["value"] == pytest.approx(np.mean(diffs), abs=1e-12)
+    assert margin["empirical"] == margin["value"]
+    assert len(margin["pairs"]) == 12
+    assert {(p["a"], p["b"]) for p in margin["pairs"]} == {("a1", "a2"), ("b1", "b2")}
+    assert all(c["margin"] == margin["value"] for c in result["comparisons"])
+
+
+def test_margin_argument_overrides() -> None:
+    result = analyse(*_tiny_study(), iterations=20, seed=0, margin=0.25)
+    assert result["margin"]["value"] == 0.25
+    assert result["margin"]["source"] == "argument"
+    assert result["margin"]["empirical"] is not None
+    for c in result["comparisons"]:
+        assert c["margin"] == 0.25
+        assert c["verdict"] == verdict(c["ci_low"], 0.25)
+
+
+def test_no_pairs_needs_a_margin() -> None:
+    readers = [("a1", "expert", "orthopedics"), ("b1", "resident", "radiology")]
+    responses, predictions = synthetic_study(n_cases=10, n_patients=10, seed=1, readers=readers)
+    with pytest.raises(ValueError, match="margin"):
+        analyse(responses, predictions, iterations=10)
+    result = analyse(responses, predictions, iterations=10, margin=0.1)
+    assert result["margin"]["empirical"] is None
+    assert len(result["comparisons"]) == 28
+
+
+@pytest.mark.parametrize(
+    ("ci_low", "margin", "expected"),
+    [
+        (0.01, 0.103, "superior"),
+        (0.0, 0.103, "noninferior"),  # touching 0 is not superior
+        (-0.05, 0.103, "noninferior"),
+        (-0.103, 0.103, "not_noninferior"),  # touching −margin is not noninferior
+        (-0.2, 0.103, "not_noninferior"),
+        (-0.01, 0.0, "not_noninferior"),
+        (float("nan"), 0.1, "undefined"),
+        (None, 0.1, "undefined"),
+    ],
+)
+def test_verdict_thresholds(ci_low: float | None, margin: float, expected: str) -> None:
+    assert verdict(ci_low, margin) == expected  # type: ignore[arg-type]
+
+
+def test_model_binary_answer_uses_fracture_probability() -> None:
+    responses, predictions = synthetic_study(n_cases=8, n_patients=8, seed=2, readers=[("a", "expert", "x")])
+    # Make the model perfect, then give case 0 a fracture truth with argmax "normal" but P(fracture) = 0.6.
+    for p in predictions:
+        p.update({f"p_{k}": "1.0" if k == p["truth"] else "0.0" for k in CLASS_KEYS})
+    predictions[0].update(
+        {"truth": "fn_displaced", "p_normal": "0.4", "p_fn_displaced": "0.3", "p_intertrochanteric": "0.3"}
+    )
+    predictions[0].update({k: "0.0" for k in ("p_fn_nondisplaced", "p_orif", "p_arthroplasty")})
+    for r in responses:
+        if r["case"] == "c000":
+            r["truth"] = "fn_displaced"
+    result = analyse(responses, predictions, iterations=10, margin=0.1)
+    model = {r["task"]: r for r in result["observers"] if r["observer"] == MODEL}
+    assert model["binary"]["accuracy"] == 1.0
+    assert model["multiclass"]["accuracy"] == pytest.approx(7 / 8)
+
+
+def test_multiclass_metrics_are_macro_averages(small: tuple[Rows, Rows], small_result: dict) -> None:
+    answers = _answers(*small)
+    truth = answers[("truth", "")][1]
+    row = next(r for r in small_result["observers"] if r["task"] == "multiclass" and r["observer"] == "e0")
+    pred = answers[("e0", row["condition"])][1]
+    sens = [((pred == c) & (truth == c)).sum() / (truth == c).sum() for c in range(6) if (truth == c).any()]
+    spec = [((pred != c) & (truth != c)).sum() / (truth != c).sum() for c in range(6)]
+    assert row["sensitivity"] == pytest.approx(np.mean(sens))
+    assert row["specificity"] == pytest.approx(np.mean(spec))
+    assert "macro" in MULTICLASS_NOTE
+
+
+# ----------------------------------------------------------------- bad input
+
+
+def _bad(tmp_path: Path, responses: Rows, predictions: Rows) -> ReaderDataError:
+    r = _write(tmp_path / "responses.csv", responses, list(dict.fromkeys(k for x in responses for k in x)))
+    p = _write(tmp_path / "model_predictions.csv", predictions, list(dict.fromkeys(k for x in predictions for k in x)))
+    with pytest.raises(ReaderDataError) as info:
+        analyse(r, p, iterations=5, margin=0.1)
+    return info.value
+
+
+def _drop(rows: Rows, column: str) -> Rows:
+    return [{k: v for k, v in r.items() if k != column} for r in rows]
+
+
+# Study of 6 cases, 2 readers; responses are reader-major, then condition, then case, so
+# e0 model_quality c000..c005 are rows 2..7, full_quality rows 8..13, model_aided rows 14..19
+# (list index = row - 2).
+_READERS = [("e0", "expert", "orthopedics"), ("r0", "resident", "orthopedics")]
+
+
+def _mutate(kind: str, responses: Rows, predictions: Rows) -> tuple[Rows, Rows, str, int, str]:
+    """Apply one kind of damage; return the rows and the expected (file, row, column)."""
+    if kind == "missing column":
+        return _drop(responses, "answer"), predictions, "responses.csv", 1, "answer"
+    if kind == "missing prediction column":
+        return responses, _drop(predictions, "p_orif"), "model_predictions.csv", 1, "p_orif"
+    if kind == "unknown class key":
+        responses[3]["answer"] = "broken_hip"
+        return responses, predictions, "responses.csv", 5, "answer"
+    if kind == "unknown truth key":
+        predictions[2]["truth"] = "Normal"
+        return responses, predictions, "model_predictions.csv", 4, "truth"
+    if kind == "unknown condition":
+        responses[4]["condition"] = "foggy"
+        return responses, predictions, "responses.csv", 6, "condition"
+    if kind == "unknown group":
+        responses[0]["group"] = "intern"
+        return responses, predictions, "responses.csv", 2, "group"
+    if kind == "case without truth":
+        responses[2]["truth"] = ""
+        return responses, predictions, "responses.csv", 4, "truth"
+    if kind == "prediction without truth":
+        predictions[1]["truth"] = ""
+        return responses, predictions, "model_predictions.csv", 3, "truth"
+    if kind == "truth disagrees between files":
+        case = predictions[1]
+        case["truth"] = "orif" if case["truth"] != "orif" else "normal"
+        return responses, predictions, "responses.csv", 3, "truth"
+    if kind == "answer missing for a condition":
+        del responses[14]  # row 16: e0, model_aided, c002
+        return responses, predictions, "responses.csv", 4, "condition"
+    if kind == "condition missing for a reader":
+        responses = [r for r in responses if not (r["reader"] == "e0" and r["condition"] == "model_aided")]
+        return responses, predictions, "responses.csv", 2, "condition"
+    if kind == "empty answer":
+        responses[7]["answer"] = ""
+        return responses, predictions, "responses.csv", 9, "answer"
+    if kind == "case not in predictions":
+        predictions = [p for p in predictions if p["case"] != "c003"]
+        return responses, predictions, "responses.csv", 5, "case"
+    if kind == "probability not a number":
+        predictions[0]["p_normal"] = "high"
+        return responses, predictions, "model_predictions.csv", 2, "p_normal"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "missing column",
+        "missing prediction column",
+        "unknown class key",
+        "unknown truth key",
+        "unknown condition",
+        "unknown group",
+        "case without truth",
+        "prediction without truth",
+        "truth disagrees between files",
+        "answer missing for a condition",
+        "condition missing for a reader",
+        "empty answer",
+        "case not in predictions",
+        "probability not a number",
+    ],
+)
+def test_bad_input_names_file_row_and_column(tmp_path: Path, kind: str) -> None:
+    responses, predictions = synthetic_study(n_cases=6, n_patients=6, seed=4, readers=_READERS)
+    responses, predictions, file, row, column = _mutate(kind, responses, predictions)
+    err = _bad(tmp_path, responses, predictions)
+    assert isinstance(err, ValueError)
+    assert Path(err.file).name == file
+    assert (err.row, err.column) == (row, column)
+    message = str(err)
+    assert file in message and f"row {row}," in message and repr(column) in message
+
+
+def test_bad_rows_in_memory_name_the_default_file() -> None:
+    responses, _ = synthetic_study(n_cases=6, n_patients=6, seed=4, readers=_READERS)
+    responses[5]["answer"] = "?"
+    with pytest.raises(ReaderDataError, match=r"^responses\.csv, row 7, column 'answer'"):
+        read_responses(responses)
+
+
+def test_dataframe_input() -> None:
+    pd = pytest.importorskip("pandas")
+    responses, predictions = synthetic_study(n_cases=10, n_patients=9, seed=8, readers=_READERS)
+    from_frames = analyse(pd.DataFrame(responses), pd.DataFrame(predictions), iterations=20, margin=0.1)
+    from_rows = analyse(responses, predictions, iterations=20, margin=0.1)
+    assert from_frames == from_rows
+    frame = pd.DataFrame(predictions)
+    frame.loc[3, "truth"] = None
+    with pytest.raises(ReaderDataError, match=r"model_predictions\.csv, row 5, column 'truth'"):
+        read_predictions(frame)
+
+
+def test_csv_files_read_like_rows(tmp_path: Path) -> None:
+    responses, predictions = synthetic_study(n_cases=10, n_patients=9, seed=8, readers=_READERS)
+    r = _write(tmp_path / "responses.csv", responses, RESPONSE_COLUMNS)
+    p = _write(tmp_path / "model_predictions.csv", predictions, PREDICTION_COLUMNS)
+    assert analyse(r, p, iterations=20, margin=0.1) == analyse(responses, predictions, iterations=20, margin=0.1)
+
+
+# ----------------------------------------------------------------- the paper-size study
+
+
+def test_paper_size_study_end_to_end(tmp_path: Path) -> None:
+    responses, predictions = synthetic_study(n_cases=100, n_patients=90, seed=0)
+    assert len({r["reader"] for r in responses}) == 10
+    first = analyse(responses, predictions, iterations=2000, seed=42)
+    again = analyse(read_responses(responses), read_predictions(predictions), iterations=2000, seed=42)
+    assert first == again
+    other = analyse(responses, predictions, iterations=2000, seed=43)
+    assert other["comparisons"] != first["comparisons"]
+    assert (first["n_cases"], first["n_patients"], first["iterations"]) == (100, 90, 2000)
+    assert len(first["observers"]) == 2 * (1 + 3 * (10 + 2))
+    assert len(first["comparisons"]) == 28
+    assert {c["verdict"] for c in first["comparisons"]} <= {"superior", "noninferior", "not_noninferior"}
+    assert len(first["margin"]["pairs"]) == 2 * 3 * (3 + 1 + 3 + 1)  # 3 + 1 pairs per group, per condition and task
+    assert len(first["roc_check"]) == 6
+    for check in first["roc_check"]:
+        assert isinstance(check["below_band"], bool)
+        assert check["model_superior"] == (check["kappa_verdict"] == "superior" and check["below_band"])
+    for row in first["observers"]:
+        assert row["kappa_ci_low"] <= row["kappa"] + 0.1 and row["kappa_ci_low"] <= row["kappa_ci_high"]
+
+    paths = write_csvs(first, tmp_path / "out")
+    with open(paths["kappa_differences.csv"], newline="") as fh:
+        lines = list(csv.reader(fh))
+    assert tuple(lines[0]) == DIFFERENCE_COLUMNS and len(lines) == 29
+    with open(paths["observers.csv"], newline="") as fh:
+        lines = list(csv.reader(fh))
+    assert tuple(lines[0]) == OBSERVER_COLUMNS and len(lines) == 1 + len(first["observers"])
+    report = json.loads(paths["report.json"].read_text())
+    assert report["multiclass_note"] == MULTICLASS_NOTE
+    assert report["comparisons"] == first["comparisons"]

@@ -33,3 +33,4 @@ bench: $(STAMP)
 	$(PY) bench/viewer.py
 	$(PY) bench/train.py
 	$(PY) bench/infer.py
+	$(PY) bench/report.py

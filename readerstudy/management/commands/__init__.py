@@ -1,0 +1,1 @@
+"""``python manage.py reader_report`` and friends."""

@@ -65,7 +65,11 @@ class Command(BaseCommand):
             f"{report['n_cases']} cases of {report['n_patients']} patients, {n_readers} readers and the model, "
             f"{report['iterations']} bootstrap iterations (seed {report['seed']})"
         )
-        self.stdout.write(f"margin {margin['value']:.3f} ({margin['source']}, {len(margin['pairs'])} pairs)")
+        if margin["source"] == "argument":
+            self.stdout.write(f"margin {margin['value']:.3f} (given with --margin)")
+        else:
+            pairs = len(margin["pairs"])
+            self.stdout.write(f"margin {margin['value']:.3f} (mean kappa difference of {pairs} same-training pairs)")
         for row in report["comparisons"]:
             if row["a"] == readers.MODEL:
                 low = "–" if row["ci_low"] is None else f"{row['ci_low']:.3f}"

@@ -56,7 +56,7 @@ from matplotlib.figure import Figure
 
 from ml.core import readers
 from ml.core.mrmc import model_vs_readers
-from ml.core.report import CLASS_LABELS
+from ml.core.report import confusion_figure, roc_axes
 from ml.core.roc import roc_auc, roc_band, roc_curve
 from ml.core.stats import BINARY_LABELS, CLASS_KEYS, FRACTURE_INDICES, bootstrap_indices, cohen_kappa
 from ml.core.stats import normalized_confusion_matrix as _normalized_cm
@@ -278,34 +278,10 @@ def _ci(row: Mapping[str, Any], low: str = "ci_low", high: str = "ci_high") -> s
 
 
 def _confusion_figure(report: Mapping[str, Any]) -> Figure:
-    cm = report["figures"]["confusion_matrix"]
-    labels = [CLASS_LABELS.get(k, k) for k in cm["labels"]]
-    values = np.array([[np.nan if v is None else v for v in row] for row in cm["normalized"]], dtype=float)
-    fig = Figure(figsize=(7.5, 6.5))
-    ax = fig.add_subplot()
-    image = ax.imshow(np.ma.masked_invalid(values), cmap="Blues", vmin=0.0, vmax=1.0)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    for i in range(values.shape[0]):
-        for j in range(values.shape[1]):
-            v = values[i, j]
-            color = "white" if not np.isnan(v) and v > 0.5 else "black"
-            ax.text(j, i, "–" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", color=color, fontsize=9)
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("Predicted label")
-    ax.set_ylabel("True label")
-    ax.set_title(f"Model on the reader-study cases (n = {report['n_cases']}), normalized confusion matrix")
-    return fig
-
-
-def _roc_axes(ax: Any, title: str) -> None:
-    ax.plot([0, 1], [0, 1], linestyle=":", color="0.6", linewidth=1)
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.01)
-    ax.set_aspect("equal")
-    ax.set_xlabel("1 − Specificity")
-    ax.set_ylabel("Sensitivity")
-    ax.set_title(title)
+    return confusion_figure(
+        report["figures"]["confusion_matrix"],
+        f"Model on the reader-study cases (n = {report['n_cases']}), normalized confusion matrix",
+    )
 
 
 def _draw_model_roc(ax: Any, report: Mapping[str, Any]) -> None:
@@ -324,7 +300,7 @@ def _roc_model_figure(report: Mapping[str, Any]) -> Figure:
     fig = Figure(figsize=(6, 6))
     ax = fig.add_subplot()
     _draw_model_roc(ax, report)
-    _roc_axes(ax, "Model: fracture vs no fracture")
+    roc_axes(ax, "Model: fracture vs no fracture")
     ax.legend(loc="lower right", fontsize=8)
     return fig
 
@@ -370,7 +346,7 @@ def _roc_readers_figure(report: Mapping[str, Any], condition: str) -> Figure:
                 edgecolors="k",
                 label=f"{group} mean{suffix}",
             )
-    _roc_axes(ax, f"Model ROC and readers, {_CONDITION_LABELS[condition]}")
+    roc_axes(ax, f"Model ROC and readers, {_CONDITION_LABELS[condition]}")
     ax.legend(loc="lower right", fontsize=7)
     return fig
 

@@ -335,7 +335,8 @@ def _fmt_auc(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _roc_axes(ax: Any, title: str | None = None) -> None:
+def roc_axes(ax: Any, title: str | None = None) -> None:
+    """Square unit axes with the chance diagonal, as every ROC figure of the project draws them."""
     ax.plot([0, 1], [0, 1], linestyle=":", color="0.6", linewidth=1)
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
@@ -346,8 +347,9 @@ def _roc_axes(ax: Any, title: str | None = None) -> None:
         ax.set_title(title)
 
 
-def _confusion_figure(report: Mapping[str, Any]) -> Figure:
-    cm = report["confusion_matrix"]
+def confusion_figure(cm: Mapping[str, Any], title: str = "Normalized confusion matrix") -> Figure:
+    """The paper's Figure 3: a row-normalised confusion matrix (``{"labels", "normalized"}``,
+    None for an empty row) as an annotated heatmap."""
     labels = [CLASS_LABELS.get(k, k) for k in cm["labels"]]
     values = np.array([[np.nan if v is None else v for v in row] for row in cm["normalized"]], dtype=float)
     fig = Figure(figsize=(7.5, 6.5))
@@ -364,8 +366,12 @@ def _confusion_figure(report: Mapping[str, Any]) -> Figure:
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("Predicted label")
     ax.set_ylabel("True label")
-    ax.set_title("Normalized confusion matrix")
+    ax.set_title(title)
     return fig
+
+
+def _confusion_figure(report: Mapping[str, Any]) -> Figure:
+    return confusion_figure(report["confusion_matrix"])
 
 
 def _binary_roc_figure(report: Mapping[str, Any]) -> Figure:
@@ -386,7 +392,7 @@ def _binary_roc_figure(report: Mapping[str, Any]) -> Figure:
         ax.plot(binary["fpr"], binary["tpr"], color="C0", linewidth=2, label=label + ")")
     else:
         ax.text(0.5, 0.5, "ROC undefined: one class only", ha="center", va="center")
-    _roc_axes(ax, "Fracture vs no fracture")
+    roc_axes(ax, "Fracture vs no fracture")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right", fontsize=8)
     return fig
@@ -407,7 +413,7 @@ def _per_class_roc_figure(report: Mapping[str, Any]) -> Figure:
             )
         else:
             ax.plot([], [], color=f"C{c}", label=f"{name} (undefined)")
-    _roc_axes(ax, "Each class vs the rest")
+    roc_axes(ax, "Each class vs the rest")
     ax.legend(loc="lower right", fontsize=8)
     return fig
 
@@ -422,7 +428,7 @@ def _thresholds_figure(report: Mapping[str, Any]) -> Figure:
         curve = report["roc"]["per_class"][key]
         best = report["thresholds"][key]
         name = CLASS_LABELS.get(key, key)
-        _roc_axes(ax, f"{name} (AUC = {_fmt_auc(curve['auc'])})")
+        roc_axes(ax, f"{name} (AUC = {_fmt_auc(curve['auc'])})")
         ax.xaxis.label.set_size(8)
         ax.yaxis.label.set_size(8)
         if not curve["fpr"] or best["threshold"] is None:

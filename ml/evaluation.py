@@ -68,22 +68,13 @@ def test_predictions(version: ModelVersion, *, progress: Callable[[int], None] |
         by_radiograph.setdefault(hip.radiograph_id, []).append(hip)
     from ml.core.serving import Hip
 
-    predictor = scoring.predictor(version)
+    groups = list(by_radiograph.values())
+    work = [(group[0].radiograph, [Hip(side=h.side, box=h.box) for h in group]) for group in groups]
     rows = []
-    work = list(by_radiograph.values())
-    items = (
-        (
-            scoring.load_pixels(group[0].radiograph),
-            (group[0].radiograph.window_center, group[0].radiograph.window_width),
-            [Hip(side=h.side, box=h.box) for h in group],
-            False,
-        )
-        for group in work
-    )
-    for group, predictions in zip(work, predictor.predict_many(items), strict=True):
-        scoring.store_predictions(version, group[0].radiograph_id, predictions, box_source="ground_truth")
-        for hip, pred in zip(group, predictions, strict=True):
-            rows.append((hip, pred))
+    for group, (_radiograph, predictions) in zip(
+        groups, scoring.read_and_store(version, work, box_source="ground_truth"), strict=True
+    ):
+        rows.extend(zip(group, predictions, strict=True))
         if progress is not None:
             progress(len(group))
     return {
@@ -98,22 +89,15 @@ def _predictions_csv(data: dict[str, Any]) -> str:
     import csv
     import io
 
+    from ml.core.stats import fracture_probability
+
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["radiograph", "side", "truth", "predicted", "fracture_probability", *CLASSES])
-    for (rid, side, truth), probs in zip(data["hips"], data["probabilities"], strict=True):
-        from ml.core.stats import fracture_probability
-
-        writer.writerow(
-            [
-                rid,
-                side,
-                truth,
-                CLASSES[int(np.argmax(probs))],
-                f"{float(fracture_probability(probs[None])[0]):.6f}",
-                *(f"{p:.6f}" for p in probs),
-            ]
-        )
+    fractures = fracture_probability(data["probabilities"])
+    for (rid, side, truth), probs, p_fracture in zip(data["hips"], data["probabilities"], fractures, strict=True):
+        predicted = CLASSES[int(np.argmax(probs))]
+        writer.writerow([rid, side, truth, predicted, f"{p_fracture:.6f}", *(f"{p:.6f}" for p in probs)])
     return out.getvalue()
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -100,10 +100,18 @@ def predictor(version: ModelVersion) -> Any:
 
 def hip_boxes(radiograph_id: int) -> list[Any]:
     """The hips to read on a radiograph: its ground-truth boxes (``ml.core.serving.Hip``)."""
+    return hip_boxes_of([radiograph_id]).get(radiograph_id, [])
+
+
+def hip_boxes_of(radiograph_ids: Iterable[int]) -> dict[int, list[Any]]:
+    """``hip_boxes`` of many radiographs in one query (radiographs without hips left out)."""
     from ml.core.serving import Hip
 
-    rows = GroundTruthHip.objects.filter(radiograph_id=radiograph_id, removed_at__isnull=True).order_by("side")
-    return [Hip(side=row.side, box=row.box) for row in rows]
+    rows = GroundTruthHip.objects.filter(radiograph_id__in=list(radiograph_ids), removed_at__isnull=True)
+    boxes: dict[int, list[Any]] = {}
+    for row in rows.order_by("radiograph_id", "side"):
+        boxes.setdefault(row.radiograph_id, []).append(Hip(side=row.side, box=row.box))
+    return boxes
 
 
 def load_pixels(radiograph: Radiograph) -> np.ndarray:
@@ -165,6 +173,26 @@ def radiographs_to_score(version: ModelVersion, *, again: bool = False) -> list[
     return list(truth.values_list("radiograph_id", flat=True).distinct().order_by("radiograph_id"))
 
 
+def read_and_store(
+    version: ModelVersion,
+    work: Sequence[tuple[Radiograph, Sequence[Any]]],
+    *,
+    box_source: str,
+    batch_size: int = 32,
+) -> Iterator[tuple[Radiograph, list[Any]]]:
+    """Read each (radiograph, hips) of ``work`` with ``version`` in batches across radiographs,
+    store the predictions, and yield each radiograph with its ``ml.core.serving`` predictions."""
+    items = (
+        (load_pixels(radiograph), (radiograph.window_center, radiograph.window_width), list(hips), False)
+        for radiograph, hips in work
+    )
+    for (radiograph, _hips), predictions in zip(
+        work, predictor(version).predict_many(items, batch_size=batch_size), strict=True
+    ):
+        store_predictions(version, radiograph.pk, predictions, box_source=box_source)
+        yield radiograph, predictions
+
+
 def score_radiographs(
     *,
     model_version_id: int,
@@ -178,22 +206,10 @@ def score_radiographs(
     version = ModelVersion.objects.get(pk=model_version_id)
     ids = radiographs_to_score(version) if radiograph_ids is None else sorted(set(radiograph_ids))
     radiographs = Radiograph.objects.in_bulk(ids)
-    work = [(rid, hip_boxes(rid)) for rid in ids if rid in radiographs]
-    work = [(rid, hips) for rid, hips in work if hips]
-    items = (
-        (
-            load_pixels(radiographs[rid]),
-            (radiographs[rid].window_center, radiographs[rid].window_width),
-            hips,
-            False,
-        )
-        for rid, hips in work
-    )
+    boxes = hip_boxes_of(ids)
+    work = [(radiographs[rid], boxes[rid]) for rid in ids if rid in radiographs and rid in boxes]
     scored = 0
-    for (rid, _hips), predictions in zip(
-        work, predictor(version).predict_many(items, batch_size=batch_size), strict=True
-    ):
-        store_predictions(version, rid, predictions, box_source="ground_truth")
+    for _ in read_and_store(version, work, box_source="ground_truth", batch_size=batch_size):
         scored += 1
         if progress is not None:
             progress(1)

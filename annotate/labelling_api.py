@@ -275,13 +275,18 @@ def pixels_gzip_name(radiograph: Radiograph) -> str:
 
 
 def radiograph_pixels_response(user: Any, pk: int) -> HttpResponse:
-    """The decoded 16-bit pixels, raw little-endian, gzip-compressed once and
-    kept beside the .npy; the browser inflates them itself."""
+    """The pixels of radiograph ``pk`` for ``user``, who must be allowed to see them."""
     if not user.is_authenticated:
         raise ApiPermissionDenied("log in first")
     if not may_see_pixels(user, pk):
         raise ApiPermissionDenied("this radiograph is not yours to see")
-    radiograph = get_object_or_404(Radiograph, pk=pk)
+    return pixels_response(get_object_or_404(Radiograph, pk=pk))
+
+
+def pixels_response(radiograph: Radiograph) -> HttpResponse:
+    """The decoded 16-bit pixels, raw little-endian, gzip-compressed once and
+    kept beside the .npy; the browser inflates them itself. No permission check:
+    the caller has made it (a reader-study case checks the reader's phase)."""
     name = pixels_gzip_name(radiograph)
     if not default_storage.exists(name):
         import numpy as np

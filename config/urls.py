@@ -10,6 +10,8 @@ from annotate import labelling_views as label_views
 from annotate import views as annotate_views
 from config import views
 from ml.urls import api_urlpatterns as ml_api_urlpatterns
+from readerstudy.urls import api_urlpatterns as readerstudy_api_urlpatterns
+from readerstudy.urls import reader_urlpatterns
 
 router = DefaultRouter()
 router.register("radiographs", annotate_api.RadiographViewSet, basename="radiograph")
@@ -45,7 +47,10 @@ urlpatterns = [
     path("api/annotations/import/", labelling_api.annotations_import, name="annotations-import"),
     path("labelling/exchange/", label_views.exchange_page, name="labelling_exchange"),
     path("models/", include("ml.urls")),
+    path("studies/", include("readerstudy.urls")),
+    path("reader/", include(reader_urlpatterns)),
     path("api/", include(ml_api_urlpatterns)),
+    path("api/", include(readerstudy_api_urlpatterns)),
     path("api/", include(router.urls)),
     path("api/token/", obtain_auth_token, name="api_token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),

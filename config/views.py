@@ -8,7 +8,8 @@ from django.shortcuts import render
 
 from annotate.labels import Adjudication, Assignment
 from annotate.models import ImportJob, Radiograph
-from annotate.roles import ADJUDICATOR, LABELER, RESEARCHER, has_role
+from annotate.roles import ADJUDICATOR, LABELER, READER, RESEARCHER, has_role
+from readerstudy.reader_views import reader_studies
 
 
 @login_required
@@ -34,6 +35,8 @@ def home(request: HttpRequest) -> HttpResponse:
             .distinct()
             .count()
         )
+    if has_role(request.user, READER):
+        context["reader_studies"] = reader_studies(request.user)
     return render(request, "home.html", context)
 
 

@@ -3,7 +3,8 @@
 Run by `make demo`. Makes phantoms, imports them, labels most of them twice
 from their ground truth (with disagreements planted for the adjudicator), then
 freezes a dataset version, queues the training of the ``cpu-small`` classifier
-(activated when done), and starts Celery workers and the web server. Idempotent: a second run reuses the data folder and
+(activated when done), starts scripts/demo_study.py (the reader study, made once the
+classifier is active), and starts Celery workers and the web server. Idempotent: a second run reuses the data folder and
 imports nothing new. Environment: DATA_DIR (default ./var), DEMO_STUDIES
 (default 160), PORT (default 8000); with REDIS_URL set the worker uses Redis,
 otherwise a broker folder inside DATA_DIR.
@@ -75,6 +76,7 @@ def main() -> int:
         )  # fmt: skip
         for queue in ("default", "ml")
     ]
+    background: list[subprocess.Popen] = []
     try:
         # The cpu-small classifier trains on the worker while the site runs (progress on
         # the Models page) and becomes the active model when done; a second demo run
@@ -85,11 +87,16 @@ def main() -> int:
             [PYTHON, "manage.py", "train", "--config", "cpu-small", "--activate", "--queue"], cwd=ROOT, check=False
         )
         manage("create_demo_users")
+        # The reader study waits in the background for the classifier, then makes demo-study
+        # with simulated readers and reader1 left for a person (scripts/demo_study.py).
+        background.append(subprocess.Popen([PYTHON, "scripts/demo_study.py"], cwd=ROOT))
         print(f"\nThe site is at http://127.0.0.1:{port}/ (Ctrl+C stops it and the worker).\n", flush=True)
         subprocess.run([PYTHON, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"], cwd=ROOT)
     except KeyboardInterrupt:
         pass
     finally:
+        for process in background:
+            process.terminate()
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
         for worker in workers:
@@ -97,6 +104,11 @@ def main() -> int:
                 worker.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 worker.kill()
+        for process in background:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
     return 0
 
 

@@ -168,7 +168,7 @@ def _or_cross_check(
         for condition in readers.CONDITIONS:
             for panel in _OR_GROUPS:
                 names = [r for (r, c) in answers if c == condition and (panel == "all" or group_of[r] == panel)]
-                if not names:
+                if len(names) < 2:  # OR's reader variance needs two readers; a panel of one has no row
                     continue
                 matrix = np.stack([convert(answers[(r, condition)]) for r in names])
                 result = model_vs_readers(m, matrix, t, fom, level=level)
@@ -502,7 +502,7 @@ def _sections(report: Mapping[str, Any]) -> list[tuple[str, list[str], list[list
         ("Table 5: between human groups and conditions (κ difference = a − b)", diff_header, table5),
         ("Noninferiority margin", ["", "value", "", ""], margin_rows),
         (
-            "Margin pairs: readers of one group and training",
+            "Margin pairs: readers of one training",
             ["task", "condition", "group", "training", "a", "b", "κ a", "κ b", "|difference|"],
             pairs,
         ),
@@ -600,11 +600,14 @@ def _pdf(report: Mapping[str, Any], figures: Mapping[str, Figure]) -> bytes:
 # --------------------------------------------------------------------------- writing
 
 
-def _render(report: Mapping[str, Any], folder: Path) -> None:
-    """Every file of :data:`REPORT_FILES` into ``folder`` (a fresh temporary one)."""
+def _render(report: Mapping[str, Any], folder: Path, progress: Callable[[str], None] | None = None) -> None:
+    """Every file of :data:`REPORT_FILES` into ``folder`` (a fresh temporary one); ``progress(stage)``
+    is told when the figures (``"figures"``) and the HTML and PDF (``"pdf"``) begin."""
     readers.write_csvs(report, folder)
     figures: dict[str, Figure] = {}
     pngs: dict[str, bytes] = {}
+    if progress is not None:
+        progress("figures")
     for stem in FIGURES:
         fig = _DRAW[stem](report)
         FigureCanvasAgg(fig)
@@ -616,17 +619,24 @@ def _render(report: Mapping[str, Any], folder: Path) -> None:
             if fmt == "png":
                 pngs[stem] = buf.getvalue()
         figures[stem] = fig
+    if progress is not None:
+        progress("pdf")
     (folder / "report.html").write_text(_html(report, pngs), encoding="utf-8")
     (folder / "report.pdf").write_bytes(_pdf(report, figures))
 
 
 def write_report(
-    report: Mapping[str, Any], out_dir: str | os.PathLike[str], *, inputs_sha256: str | None = None
+    report: Mapping[str, Any],
+    out_dir: str | os.PathLike[str],
+    *,
+    inputs_sha256: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Write :data:`REPORT_FILES` into ``out_dir``; returns their paths in that order.
 
     ``inputs_sha256`` (see :func:`inputs_sha256`) is recorded in ``report.json`` and the summary
-    table. All files are rendered into a temporary sibling folder first; then, if ``out_dir`` is
+    table. ``progress(stage)``, when given, is called as the figures and then the HTML/PDF begin
+    (it changes nothing written). All files are rendered into a temporary sibling folder first; then, if ``out_dir`` is
     missing or empty, the folder is renamed onto it (one atomic step), else each file is moved in
     with ``os.replace`` and other files in ``out_dir`` are kept. On any error the temporary
     folder is removed and ``out_dir`` is left as it was.
@@ -640,7 +650,7 @@ def write_report(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
-        _render(data, tmp)
+        _render(data, tmp, progress)
         for name in REPORT_FILES:
             os.chmod(tmp / name, 0o644)
         if out.is_dir() and any(out.iterdir()):

@@ -37,9 +37,9 @@ Statistics (:func:`analyse`):
 - All observers' κ for all iterations come from one ``np.bincount`` over
   (observer, iteration, truth, answer) keys (:func:`bootstrap_kappa`), not a Python loop:
   the paper-size study (31 observers, 2000 iterations, both tasks) takes well under a second.
-- Margin pairs are two readers of the same ``training`` *within the same group* (an attending
-  and a resident of the same specialty are not a pair, as in the paper), for each condition and
-  each task, on all cases; the margin is the mean of their |κ_i − κ_j|.
+- Margin pairs are two readers of the same ``training`` (whatever their group: the trainings
+  name the level too, ``orthopedics_attending`` vs ``orthopedics_resident``), for each condition
+  and each task, on all cases; the margin is the mean of their |κ_i − κ_j|.
 
 Multiclass sensitivity and specificity in the observers table are **macro averages** of the
 one-vs-rest figures over the six classes (a class absent from the truth has no sensitivity
@@ -692,13 +692,13 @@ def _comparison_pairs() -> list[tuple[tuple[str, str], tuple[str, str]]]:
 def _margin(
     observers: Sequence[_Observer], point: Mapping[str, NDArray[np.float64]], margin: float | None
 ) -> dict[str, Any]:
-    """Mean |κ_i − κ_j| over pairs of readers of one group and training, all conditions, both tasks."""
+    """Mean |κ_i − κ_j| over pairs of readers of one training, all conditions, both tasks."""
     pairs = []
     for task in TASKS:
         for i in range(1, len(observers)):
             for j in range(i + 1, len(observers)):
                 a, b = observers[i], observers[j]
-                if (a.condition, a.group, a.training) != (b.condition, b.group, b.training):
+                if (a.condition, a.training) != (b.condition, b.training):
                     continue
                 ka, kb = float(point[task][i]), float(point[task][j])
                 pairs.append(
@@ -718,7 +718,7 @@ def _margin(
     empirical = float(np.mean(diffs)) if diffs else None
     if margin is None:
         if empirical is None:
-            raise ValueError("no two readers share a group and training, so there is no empirical margin; pass margin=")
+            raise ValueError("no two readers share a training, so there is no empirical margin; pass margin=")
         return {"value": empirical, "source": "pairs", "empirical": empirical, "pairs": pairs}
     if not margin >= 0:
         raise ValueError("margin must be >= 0")
@@ -866,8 +866,8 @@ def synthetic_study(
     rng = np.random.default_rng(seed)
     if readers is None:
         readers = [
-            *((f"e{i}", "expert", "orthopedics" if i < 3 else "radiology") for i in range(5)),
-            *((f"r{i}", "resident", "orthopedics" if i < 3 else "radiology") for i in range(5)),
+            *((f"e{i}", "expert", "orthopedics_attending" if i < 3 else "radiology_attending") for i in range(5)),
+            *((f"r{i}", "resident", "orthopedics_resident" if i < 3 else "radiology_resident") for i in range(5)),
         ]
     patient = np.r_[np.arange(n_patients), rng.integers(0, n_patients, n_cases - n_patients)]
     truth = rng.choice(len(CLASS_KEYS), n_cases, p=[0.4, 0.15, 0.1, 0.15, 0.1, 0.1])

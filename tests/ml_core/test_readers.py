@@ -219,12 +219,16 @@ def _tiny_study() -> tuple[Rows, Rows]:
     readers = [
         ("a1", "expert", "orthopedics"),
         ("a2", "expert", "orthopedics"),
-        ("a3", "expert", "radiology"),  # alone in its training: no pair
+        ("a3", "expert", "emergency"),  # alone in its training: no pair
         ("b1", "resident", "radiology"),
         ("b2", "resident", "radiology"),
-        ("b3", "resident", "orthopedics"),  # same training as a1/a2 but another group: no pair
+        ("b3", "resident", "orthopedics"),  # same training as a1/a2 in another group: a pair too
     ]
     return synthetic_study(n_cases=12, n_patients=10, seed=11, readers=readers)
+
+
+# The contract pairs observers by training alone.
+PAIRS = (("a1", "a2"), ("a1", "b3"), ("a2", "b3"), ("b1", "b2"))
 
 
 def test_margin_by_hand() -> None:
@@ -235,14 +239,14 @@ def test_margin_by_hand() -> None:
     for t, k in ((0, 2), (1, 6)):
         truth = answers[("truth", "")][t]
         for cond in CONDITIONS:
-            for a, b in (("a1", "a2"), ("b1", "b2")):
+            for a, b in PAIRS:
                 diffs.append(abs(_sk(truth, answers[(a, cond)][t], k) - _sk(truth, answers[(b, cond)][t], k)))
     margin = result["margin"]
     assert margin["source"] == "pairs"
     assert margin["value"] == pytest.approx(np.mean(diffs), abs=1e-12)
     assert margin["empirical"] == margin["value"]
-    assert len(margin["pairs"]) == 12
-    assert {(p["a"], p["b"]) for p in margin["pairs"]} == {("a1", "a2"), ("b1", "b2")}
+    assert len(margin["pairs"]) == 4 * 3 * 2  # pairs, conditions, tasks
+    assert {(p["a"], p["b"]) for p in margin["pairs"]} == set(PAIRS)
     assert all(c["margin"] == margin["value"] for c in result["comparisons"])
 
 

@@ -1,0 +1,228 @@
+"""Statistics reports of a reader study: the study's own data through :mod:`ml.core.reader_report`.
+
+Every report is kept (a new row and folder each time, never overwritten), with the SHA-256 of the
+two input CSVs it came from, so a downloaded report can be traced to the answers behind it:
+
+``DATA_DIR/reader-reports/<id>/inputs/``  ``responses.csv`` and ``model_predictions.csv`` as exported
+``DATA_DIR/reader-reports/<id>/report/``  every file of :data:`ml.core.reader_report.REPORT_FILES`
+
+``report_start`` checks the study can be reported and creates the row (queueing the
+``build_study_report`` task after commit); ``report_build`` does the work and writes its progress
+(0..1) and stage to the row at each step so the report page shows a live bar. The report folder
+is written by ``write_report`` on the local disk (it renders into a temporary folder and renames),
+not through the storage API: the report is a folder of files that the command line writes too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from readerstudy import services
+from readerstudy.models import PHASES, Reader, ReaderStudy, StudyReport
+
+logger = logging.getLogger(__name__)
+
+REPORTS_DIR = "reader-reports"
+INPUT_FILES: tuple[str, ...] = ("responses.csv", "model_predictions.csv")
+MIN_READERS = 2
+MAX_ITERATIONS = 100_000
+
+# Progress (0..1) at the start of each stage; the stage's name is kept in ``summary["stage"]``
+# while the report runs.
+STAGES: dict[str, float] = {"export": 0.02, "bootstrap": 0.15, "figures": 0.6, "pdf": 0.8}
+
+
+def complete_readers(study: ReaderStudy) -> list[Reader]:
+    """The readers who answered every case under all three conditions (the report's observers)."""
+    counts = {
+        condition: Count("responses", filter=Q(responses__condition=condition), distinct=True) for condition in PHASES
+    }
+    rows = Reader.objects.filter(study=study).annotate(**{f"n_{c}": n for c, n in counts.items()})
+    return [r for r in rows if all(getattr(r, f"n_{c}") == study.case_count for c in PHASES)]
+
+
+def report_folder(report: StudyReport) -> Path:
+    """The report's folder on disk (``DATA_DIR/<report.folder>``)."""
+    return Path(settings.DATA_DIR) / (report.folder or f"{REPORTS_DIR}/{report.pk}")
+
+
+def report_file_path(report: StudyReport, name: str) -> Path | None:
+    """The path of one of the report's files by its plain name (``report.html``, ``responses.csv``,
+    ...), or None when ``name`` is not one of them or is not (yet) there. Only names of the known
+    files are accepted, and the resolved path must lie inside the report's folder."""
+    from ml.core.reader_report import REPORT_FILES
+
+    if name in INPUT_FILES:
+        sub = "inputs"
+    elif name in REPORT_FILES:
+        sub = "report"
+    else:
+        return None
+    root = report_folder(report).resolve()
+    path = (root / sub / name).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    return path
+
+
+def report_start(
+    *,
+    study: ReaderStudy,
+    user: Any,
+    iterations: int = 2000,
+    seed: int = 0,
+    margin: float | None = None,
+    queue: bool = True,
+) -> StudyReport:
+    """A new report of ``study`` in status ``queued``; with ``queue`` the ``build_study_report`` task
+    is sent once the transaction commits (the command line builds it inline instead).
+
+    Refused (``StudyError``) for a study without a model or a model-aided phase, with fewer than
+    two readers who answered all three conditions, without a margin when no two of those readers
+    share a training (the margin comes from such pairs), or with bad settings."""
+    if study.status not in (ReaderStudy.Status.OPEN, ReaderStudy.Status.CLOSED):
+        raise services.StudyError(f"study {study.name} is {study.status}: its cases are not ready for a report")
+    if study.model_version_id is None or not study.aided_phase:
+        raise services.StudyError(
+            f"study {study.name} has no model or no model-aided phase: the report compares the model with the "
+            "readers under all three conditions"
+        )
+    if not 1 <= iterations <= MAX_ITERATIONS:
+        raise services.StudyError(f"iterations must be between 1 and {MAX_ITERATIONS}, got {iterations}")
+    if margin is not None and not margin >= 0:
+        raise services.StudyError(f"the margin must be 0 or more, got {margin}")
+    complete = complete_readers(study)
+    if len(complete) < MIN_READERS:
+        raise services.StudyError(
+            f"a report needs at least {MIN_READERS} readers who answered every case under all three conditions; "
+            f"study {study.name} has {len(complete)}"
+        )
+    if margin is None:
+        kinds = [r.training for r in complete]
+        if len(set(kinds)) == len(kinds):
+            raise services.StudyError(
+                "no two readers who answered everything share a training, so there is no "
+                "noninferiority margin to compute from them: give a margin"
+            )
+    with transaction.atomic():
+        report = StudyReport.objects.create(
+            study=study, iterations=iterations, seed=seed, margin=margin, created_by=user
+        )
+        report.folder = f"{REPORTS_DIR}/{report.pk}"
+        report.save(update_fields=["folder"])
+        if queue:
+            from readerstudy.tasks import build_study_report
+
+            transaction.on_commit(lambda: build_study_report.delay(report_id=report.pk))
+    return report
+
+
+def _stage(report_id: int, stage: str, callback: Callable[[float, str], None] | None) -> None:
+    value = STAGES[stage]
+    StudyReport.objects.filter(pk=report_id).update(progress=value, summary={"stage": stage})
+    if callback is not None:
+        callback(value, stage)
+
+
+def _write_inputs(folder: Path, files: dict[str, bytes]) -> list[Path]:
+    """The two input CSVs into ``folder``, each written to a temporary name and renamed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in INPUT_FILES:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(files[name])
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, folder / name)
+        paths.append(folder / name)
+    return paths
+
+
+def summarize(report: dict[str, Any]) -> dict[str, Any]:
+    """What the study's pages show of a report: margin, sizes and the model-vs-group verdicts."""
+    from ml.core import readers
+
+    observers = {r["observer"] for r in report["observers"]} - {readers.MODEL, *readers.GROUPS}
+    verdicts = [
+        {
+            key: row.get(key)
+            for key in ("task", "a", "condition_a", "b", "condition_b", "estimate", "ci_low", "ci_high", "verdict")
+        }
+        for row in report["comparisons"]
+        if row["a"] == readers.MODEL
+    ]
+    margin = report["margin"]
+    return {
+        "margin": margin["value"],
+        "margin_source": margin["source"],
+        "n_readers": len(observers),
+        "n_cases": report["n_cases"],
+        "n_patients": report["n_patients"],
+        "iterations": report["iterations"],
+        "seed": report["seed"],
+        "verdicts": verdicts,
+    }
+
+
+def report_build(*, report_id: int, progress: Callable[[float, str], None] | None = None) -> StudyReport:
+    """Build the report: export the study's complete readers, hash the inputs, run the analysis and
+    write every file. Idempotent: a done report is returned as it is; a queued, running (a worker
+    died mid-way) or failed one starts again from an empty folder. ``progress(value, stage)`` is
+    called at each stage, as the row is updated."""
+    from ml.core.reader_report import build_report, inputs_sha256, write_report
+
+    with transaction.atomic():
+        report = StudyReport.objects.select_for_update().select_related("study").get(pk=report_id)
+        if report.status == StudyReport.Status.DONE:
+            return report
+        report.folder = report.folder or f"{REPORTS_DIR}/{report.pk}"
+        report.status, report.progress, report.error, report.finished_at = StudyReport.Status.RUNNING, 0.0, "", None
+        report.summary = {"stage": "export"}
+        report.save(update_fields=["folder", "status", "progress", "error", "finished_at", "summary"])
+    folder = report_folder(report)
+    try:
+        shutil.rmtree(folder, ignore_errors=True)  # a restart begins from nothing
+        _stage(report.pk, "export", progress)
+        files = services.study_export(report.study, complete_only=True)
+        if "model_predictions.csv" not in files:
+            raise services.StudyError(f"study {report.study.name} has no model predictions")
+        responses_path, predictions_path = _write_inputs(folder / "inputs", files)
+        digest = inputs_sha256(responses_path, predictions_path)
+        StudyReport.objects.filter(pk=report.pk).update(inputs_sha256=digest)
+        _stage(report.pk, "bootstrap", progress)
+        data = build_report(
+            responses_path, predictions_path, iterations=report.iterations, seed=report.seed, margin=report.margin
+        )
+        write_report(
+            data,
+            folder / "report",
+            inputs_sha256=digest,
+            progress=lambda stage: _stage(report.pk, stage, progress),
+        )
+        summary = summarize(data)
+    except Exception as exc:
+        logger.exception("report %s of study %s failed", report.pk, report.study_id)
+        StudyReport.objects.filter(pk=report.pk).update(
+            status=StudyReport.Status.FAILED, error=str(exc)[:2000] or type(exc).__name__, finished_at=timezone.now()
+        )
+        report.refresh_from_db()
+        return report
+    StudyReport.objects.filter(pk=report.pk).update(
+        status=StudyReport.Status.DONE, progress=1.0, summary=summary, finished_at=timezone.now(), error=""
+    )
+    if progress is not None:
+        progress(1.0, "done")
+    report.refresh_from_db()
+    logger.info("report %s of study %s written to %s", report.pk, report.study_id, folder)
+    return report

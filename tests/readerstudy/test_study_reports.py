@@ -1,0 +1,268 @@
+"""Study reports on real PostgreSQL: the Report button's service, the task, the kept folders with
+their inputs' hash, the report page and files (no path traversal), and ``reader_report --study``."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+
+from ml.core.reader_report import REPORT_FILES
+from readerstudy import reports, services
+from readerstudy.models import StudyReport
+from readerstudy.tasks import build_study_report
+from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
+from tests.readerstudy.helpers import answer_phase, invite, study_with_model
+
+pytestmark = pytest.mark.django_db
+
+ITERATIONS = 50
+
+
+@pytest.fixture
+def study(dicom_bytes, tiny_bundle, data_dir):  # noqa: F811
+    return study_with_model(dicom_bytes, tiny_bundle, data_dir, cases=8)
+
+
+def _complete(reader, *, right_every: int) -> None:
+    """All three phases; the reader gives the truth for every ``right_every``-th case, else ``normal``."""
+    choose = lambda case: case.truth if case.number % right_every == 0 else "normal"  # noqa: E731
+    for _ in range(3):
+        answer_phase(reader, choose=choose)
+
+
+@pytest.fixture
+def complete_study(study):
+    _complete(invite(study, "erin", "expert", "orthopedics_attending"), right_every=1)
+    _complete(invite(study, "ed", "expert", "orthopedics_attending"), right_every=3)
+    _complete(invite(study, "ray", "resident", "orthopedics_resident"), right_every=2)
+    invite(study, "ivy", "resident", "emergency_resident")  # invited, answers nothing: left out
+    return study
+
+
+def _start(study, user=None, **kwargs):
+    return reports.report_start(study=study, user=user, iterations=ITERATIONS, queue=False, **kwargs)
+
+
+def test_report_refused_with_fewer_than_two_complete_readers(study, users, client_as):
+    with pytest.raises(services.StudyError, match="at least 2 readers who answered every case .* has 0"):
+        _start(study)
+    _complete(invite(study, "erin", "expert"), right_every=1)
+    partial = invite(study, "ray", "resident", "orthopedics_resident")
+    answer_phase(partial)  # phase 1 only
+    with pytest.raises(services.StudyError, match="has 1$"):
+        _start(study)
+    page = client_as("researcher").post(reverse("study_report_start", args=[study.pk]), {"iterations": 50, "seed": 0})
+    assert page.status_code == 400
+    assert "at least 2 readers who answered every case under all three conditions" in page.content.decode()
+    assert StudyReport.objects.count() == 0
+
+    answer_phase(partial)
+    answer_phase(partial)
+    with pytest.raises(services.StudyError, match="share a training.*give a margin"):
+        _start(study)  # two complete readers, but no pair of one training for the margin
+    assert _start(study, margin=0.1).status == "queued"
+
+
+def test_report_refused_without_an_aided_phase_and_for_bad_settings(complete_study):
+    complete_study.aided_phase = False
+    complete_study.save()
+    with pytest.raises(services.StudyError, match="no model or no model-aided phase"):
+        _start(complete_study)
+    complete_study.aided_phase = True
+    complete_study.save()
+    with pytest.raises(services.StudyError, match="iterations must be between"):
+        reports.report_start(study=complete_study, user=None, iterations=0)
+    with pytest.raises(services.StudyError, match="margin must be 0 or more"):
+        _start(complete_study, margin=-0.1)
+
+
+def test_the_button_queues_the_task_once(complete_study, client_as, django_capture_on_commit_callbacks):
+    client = client_as("researcher")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(
+            reverse("study_report_start", args=[complete_study.pk]), {"iterations": 50, "seed": 7, "margin": "0.1"}
+        )
+    report = StudyReport.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("study_report_detail", args=[complete_study.pk, report.pk])
+    assert len(callbacks) == 1
+    assert (report.status, report.iterations, report.seed, report.margin) == ("queued", 50, 7, 0.1)
+    assert report.created_by.username == "alice"
+    page = client.get(response["Location"]).content.decode()
+    assert 'id="report-progress"' in page and "queued" in page and "study-dashboard.js" in page
+    data = client.get(reverse("study-report", args=[complete_study.pk, report.pk])).json()
+    assert (data["status"], data["progress"], data["files"], data["summary"]) == ("queued", 0.0, [], None)
+    bad = client.post(reverse("study_report_start", args=[complete_study.pk]), {"iterations": 0, "seed": 0})
+    assert bad.status_code == 400 and StudyReport.objects.count() == 1
+
+
+def test_a_built_report_has_its_files_and_the_hash_of_its_inputs(complete_study, data_dir):
+    report = _start(complete_study)
+    stages: list[tuple[float, str]] = []
+    built = reports.report_build(report_id=report.pk, progress=lambda value, stage: stages.append((value, stage)))
+    assert built.status == "done", built.error
+    assert [s for _, s in stages] == ["export", "bootstrap", "figures", "pdf", "done"]
+    assert [v for v, _ in stages] == sorted(v for v, _ in stages) and stages[-1][0] == 1.0
+    folder = Path(data_dir) / "reader-reports" / str(report.pk)
+    assert built.folder == f"reader-reports/{report.pk}"
+    for name in REPORT_FILES:
+        assert (folder / "report" / name).is_file(), name
+    responses = (folder / "inputs" / "responses.csv").read_bytes()
+    predictions = (folder / "inputs" / "model_predictions.csv").read_bytes()
+    assert built.inputs_sha256 == hashlib.sha256(responses + predictions).hexdigest()
+    assert json.loads((folder / "report" / "report.json").read_text())["inputs_sha256"] == built.inputs_sha256
+    # The inputs are the study's complete readers only (ivy answered nothing), as exported.
+    assert responses == services.study_export(complete_study, complete_only=True)["responses.csv"]
+    lines = responses.decode().splitlines()
+    assert lines[0] == "reader,group,training,condition,case,patient,truth,answer"
+    assert len(lines) == 1 + 3 * 3 * 8
+    assert {line.split(",")[0] for line in lines[1:]} == {"R01", "R02", "R03"}
+    summary = built.summary
+    assert (summary["n_readers"], summary["n_cases"], summary["iterations"]) == (3, 8, ITERATIONS)
+    assert summary["margin"] >= 0 and summary["margin_source"] != "argument"
+    assert {(v["task"], v["b"], v["condition_b"]) for v in summary["verdicts"]} >= {
+        ("binary", "expert", "model_quality"),
+        ("multiclass", "resident", "model_aided"),
+    }
+    assert all(v["a"] == "model" for v in summary["verdicts"])
+    assert built.progress == 1.0 and built.finished_at is not None and not built.error
+
+
+def test_every_report_is_kept(complete_study, data_dir):
+    first = reports.report_build(report_id=_start(complete_study).pk)
+    second = reports.report_build(report_id=_start(complete_study, margin=0.2).pk)
+    assert first.pk != second.pk and (first.status, second.status) == ("done", "done")
+    assert first.inputs_sha256 == second.inputs_sha256  # the same answers
+    assert second.summary["margin"] == 0.2 and first.summary["margin"] != 0.2
+    for report in (first, second):
+        assert (Path(data_dir) / report.folder / "report" / "report.pdf").is_file()
+    assert StudyReport.objects.filter(study=complete_study, status="done").count() == 2
+
+
+def test_the_task_run_twice_builds_once_and_a_running_report_restarts_cleanly(complete_study, data_dir):
+    report = _start(complete_study)
+    build_study_report(report_id=report.pk)
+    report.refresh_from_db()
+    html = Path(data_dir) / report.folder / "report" / "report.html"
+    assert report.status == "done"
+    finished, stamp = report.finished_at, html.stat().st_mtime_ns
+    build_study_report(report_id=report.pk)  # a redelivery: nothing is rebuilt
+    report.refresh_from_db()
+    assert report.finished_at == finished and html.stat().st_mtime_ns == stamp
+
+    # A worker that died mid-way left the row running and a half-written folder.
+    other = _start(complete_study)
+    StudyReport.objects.filter(pk=other.pk).update(status="running", progress=0.4)
+    stale = Path(data_dir) / other.folder / "report" / "half-written.tmp"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("junk")
+    build_study_report(report_id=other.pk)
+    other.refresh_from_db()
+    assert other.status == "done" and other.progress == 1.0 and not stale.exists()
+
+
+def test_a_failed_build_is_recorded(complete_study):
+    report = _start(complete_study)
+    complete_study.cases.filter(number=1).update(probabilities=None)  # predictions lose case 1
+    failed = reports.report_build(report_id=report.pk)
+    assert failed.status == "failed" and "case" in failed.error and failed.finished_at is not None
+
+
+def test_report_page_json_and_files(complete_study, client_as):
+    report = reports.report_build(report_id=_start(complete_study).pk)
+    client = client_as("researcher")
+    page = client.get(reverse("study_report_detail", args=[complete_study.pk, report.pk])).content.decode()
+    assert report.inputs_sha256 in page
+    for name in (
+        "report.html",
+        "report.pdf",
+        "kappa_differences.csv",
+        "observers.csv",
+        "report.json",
+        "roc_model.png",
+        "roc_model.svg",
+        "responses.csv",
+        "model_predictions.csv",
+    ):
+        assert reverse("study_report_file", args=[complete_study.pk, report.pk, name]) in page, name
+    assert "noninferior" in page or "superior" in page
+    data = client.get(reverse("study-report", args=[complete_study.pk, report.pk])).json()
+    assert (data["status"], data["progress"], data["inputs_sha256"]) == ("done", 1.0, report.inputs_sha256)
+    assert data["summary"]["n_readers"] == 3 and len(data["files"]) == len(REPORT_FILES) + 2
+
+    html = client.get(reverse("study_report_file", args=[complete_study.pk, report.pk, "report.html"]))
+    assert html.status_code == 200 and html["Content-Type"].startswith("text/html")
+    assert "default-src 'none'" in html["Content-Security-Policy"]
+    assert report.inputs_sha256 in b"".join(html.streaming_content).decode()
+    csv_file = client.get(reverse("study_report_file", args=[complete_study.pk, report.pk, "kappa_differences.csv"]))
+    assert csv_file["Content-Disposition"].startswith("attachment")
+    header = b"".join(csv_file.streaming_content).decode().splitlines()[0]
+    assert header == "task,a,condition_a,b,condition_b,estimate,boot_mean,ci_low,ci_high,margin,verdict"
+    dashboard = client.get(reverse("study_detail", args=[complete_study.pk])).content.decode()
+    assert report.inputs_sha256[:12] in dashboard
+    assert reverse("study_report_detail", args=[complete_study.pk, report.pk]) in dashboard
+
+
+def test_report_files_refuse_path_traversal(complete_study, client_as, data_dir):
+    report = reports.report_build(report_id=_start(complete_study).pk)
+    secret = Path(data_dir) / "secret.txt"
+    secret.write_text("not yours")
+    client = client_as("researcher")
+    base = f"/studies/{complete_study.pk}/reports/{report.pk}/"
+    for name in (
+        "..",
+        "..%2F..%2F..%2Fsecret.txt",
+        "%2E%2E%2Fsecret.txt",
+        "..%5C..%5Csecret.txt",
+        "secret.txt",
+        "report.json.bak",
+        ".",
+        "inputs",
+    ):
+        response = client.get(base + name)
+        assert response.status_code == 404, name
+        assert b"not yours" not in response.content
+    for name in ("../../../secret.txt", "../inputs/responses.csv", "/etc/passwd", "report/report.html"):
+        assert reports.report_file_path(report, name) is None
+    # A report of another study is not reachable through this study's URL.
+    other = services.study_create(name="other", dataset=complete_study.dataset, cases=2, seed=9)
+    assert client.get(f"/studies/{other.pk}/reports/{report.pk}/report.html").status_code == 404
+
+
+def test_command_with_study_keeps_the_report_and_copies_it(complete_study, tmp_path, data_dir):
+    out = tmp_path / "out"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    call_command(
+        "reader_report",
+        "--study",
+        complete_study.name,
+        "--out",
+        str(out),
+        "--iterations",
+        str(ITERATIONS),
+        "--seed",
+        "4",
+        stdout=stdout,
+        stderr=stderr,
+    )
+    report = StudyReport.objects.get()
+    assert (report.status, report.iterations, report.seed) == ("done", ITERATIONS, 4)
+    for name in (*REPORT_FILES, "responses.csv", "model_predictions.csv"):
+        assert (out / name).is_file(), name
+    digest = hashlib.sha256((out / "responses.csv").read_bytes() + (out / "model_predictions.csv").read_bytes())
+    assert report.inputs_sha256 == digest.hexdigest()
+    assert report.inputs_sha256 in stdout.getvalue() and "3 readers and the model" in stdout.getvalue()
+    assert "100%" in stderr.getvalue() and "bootstrap" in stderr.getvalue()
+
+    with pytest.raises(CommandError, match="no study named"):
+        call_command("reader_report", "--study", "nope", "--out", str(out))
+    with pytest.raises(CommandError, match="not both"):
+        call_command("reader_report", "--study", complete_study.name, "--responses", "r.csv", "--out", str(out))
+    with pytest.raises(CommandError, match="give --responses and --predictions"):
+        call_command("reader_report", "--out", str(out))

@@ -42,7 +42,7 @@ class ImportJobAdmin(admin.ModelAdmin):
 # Labelling: the history of every change is browsable from each row.
 from simple_history.admin import SimpleHistoryAdmin  # noqa: E402
 
-from annotate.labels import Adjudication, Assignment, GroundTruthHip, HipLabel  # noqa: E402
+from annotate.labels import Adjudication, Assignment, GroundTruthHip, HipLabel, HipProposal  # noqa: E402
 
 
 class NoDeleteHistoryAdmin(SimpleHistoryAdmin):
@@ -75,3 +75,17 @@ class AdjudicationAdmin(NoDeleteHistoryAdmin):
 class GroundTruthHipAdmin(NoDeleteHistoryAdmin):
     list_display = ["id", "radiograph", "side", "hip_class", "removed_at"]
     list_filter = ["hip_class", "side"]
+
+
+@admin.register(HipProposal)
+class HipProposalAdmin(admin.ModelAdmin):
+    """The detector's proposals: model output, replaced as new detections come in; read only."""
+
+    list_display = ("radiograph", "side", "score", "hip_class", "model", "created_at")
+    list_filter = ("side", "model")
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False

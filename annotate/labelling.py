@@ -4,6 +4,7 @@ and adjudication into ground truth."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,6 +24,7 @@ from annotate.labels import (
     Exclusion,
     GroundTruthHip,
     HipLabel,
+    HipProposal,
     Side,
     TruthSource,
 )
@@ -47,6 +49,12 @@ class HipInput:
     @property
     def box(self) -> agreement.Box:
         return (self.x, self.y, self.width, self.height)
+
+
+# Where a labeller's hip came from. The page may say "manual" (drawn by hand)
+# or "model" (an accepted, perhaps adjusted, proposal); "import" is for
+# annotation files only.
+LABELLER_SOURCES = (HipLabel.Source.MANUAL, HipLabel.Source.MODEL)
 
 
 def validate_hips(hips: Sequence[HipInput], *, radiograph: Radiograph, excluded: str) -> None:
@@ -156,7 +164,9 @@ def _own_open_assignment(assignment_id: int, user: Any) -> Assignment:
 
 
 def _replace_hips(assignment: Assignment, hips: Sequence[HipInput], now: Any) -> None:
-    """Make the assignment's live hips equal ``hips``: edit, add, mark removed."""
+    """Make the assignment's live hips equal ``hips``: edit, add, mark removed.
+    A hip's source says how it began and is kept through later edits: an
+    accepted proposal stays "model" however much the labeller adjusts it."""
     live = {hip.id: hip for hip in assignment.hips.filter(removed_at__isnull=True)}
     kept: set[int] = set()
     for hip in hips:
@@ -197,6 +207,9 @@ def assignment_save(
         if assignment.status != Assignment.Status.IN_PROGRESS:
             raise ValidationError("this image was already submitted; it can no longer change")
         validate_hips(hips, radiograph=assignment.radiograph, excluded=excluded)
+        for hip in hips:
+            if hip.source not in HipLabel.Source.values:
+                raise ValidationError(f"unknown source {hip.source!r} of the {hip.side} hip")
         now = timezone.now()
         _replace_hips(assignment, hips, now)
         assignment.excluded = excluded
@@ -235,6 +248,78 @@ def assignment_submit(
         assignment.save(update_fields=["status", "submitted_at"])
         adjudication_check(radiograph_id=assignment.radiograph_id)
     return assignment
+
+
+# --- Model proposals ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProposalInput:
+    """A hip a model proposes: side, box (x, y, w, h in original pixels), the
+    detector's score and, when a classifier read the box, its top class."""
+
+    side: str
+    x: float
+    y: float
+    width: float
+    height: float
+    score: float
+    hip_class: str = ""
+
+
+def proposals_replace(*, radiograph_id: int, proposals: Sequence[ProposalInput], model_label: str) -> list[HipProposal]:
+    """Make ``proposals`` the radiograph's proposals, one per side at most.
+
+    The set is one model's answer for the radiograph: the newest call replaces
+    every older proposal of the radiograph, so a side the new model did not
+    find keeps no stale box from an older one. Boxes are clipped to the image
+    (detectors may reach a little past its edge). The labellers' hips are not
+    touched: proposals are only ever shown, and become hips when accepted."""
+    model_label = (model_label or "").strip()
+    if not model_label:
+        raise ValidationError("say which model made the proposals (model_label)")
+    if len(model_label) > 100:
+        raise ValidationError("model_label is longer than 100 characters")
+    sides = [p.side for p in proposals]
+    if len(sides) != len(set(sides)):
+        raise ValidationError("one proposal per side at most")
+    with transaction.atomic():
+        # Locking the radiograph orders two writers of the same radiograph.
+        radiograph = Radiograph.objects.select_for_update().get(id=radiograph_id)
+        rows = [_proposal_row(radiograph, p, model_label) for p in proposals]
+        HipProposal.objects.filter(radiograph=radiograph).delete()
+        HipProposal.objects.bulk_create(rows)
+    return sorted(rows, key=lambda row: row.side != Side.RIGHT)
+
+
+def _proposal_row(radiograph: Radiograph, proposal: ProposalInput, model_label: str) -> HipProposal:
+    if proposal.side not in Side.values:
+        raise ValidationError(f"unknown side {proposal.side!r} of a proposal")
+    if proposal.hip_class and proposal.hip_class not in CLASSES:
+        raise ValidationError(f"unknown class {proposal.hip_class!r} of the {proposal.side} proposal")
+    try:
+        x, y, width, height, score = (
+            float(v) for v in (proposal.x, proposal.y, proposal.width, proposal.height, proposal.score)
+        )
+    except (TypeError, ValueError):
+        raise ValidationError(f"the {proposal.side} proposal needs numbers for its box and score") from None
+    if not all(math.isfinite(v) for v in (x, y, width, height, score)):
+        raise ValidationError(f"the {proposal.side} proposal needs finite numbers for its box and score")
+    if not 0 <= score <= 1:
+        raise ValidationError(f"the {proposal.side} proposal's score {score} is not between 0 and 1")
+    x0, y0 = max(0.0, x), max(0.0, y)
+    x1, y1 = min(float(radiograph.columns), x + width), min(float(radiograph.rows), y + height)
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        raise ValidationError(f"the {proposal.side} proposal's box lies outside the image")
+    return HipProposal(
+        radiograph=radiograph, side=proposal.side, x=x0, y=y0, width=x1 - x0, height=y1 - y0,
+        score=score, hip_class=proposal.hip_class or "", model=model_label,
+    )  # fmt: skip
+
+
+def proposals_of(*, radiograph_id: int) -> QuerySet[HipProposal]:
+    """The radiograph's proposals, the patient's right first."""
+    return HipProposal.objects.filter(radiograph_id=radiograph_id).order_by("-side")
 
 
 # --- Agreement and adjudication ------------------------------------------------------

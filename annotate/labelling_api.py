@@ -40,14 +40,33 @@ class HipSerializer(serializers.Serializer):
     source = serializers.CharField(read_only=True)
 
 
+SOURCE_RULE = 'source must be "manual" (drawn by hand) or "model" (an accepted model proposal)'
+
+
+class LabellerHipSerializer(HipSerializer):
+    """A labeller's hip: drawn by hand, or an accepted (perhaps adjusted) model proposal."""
+
+    source = serializers.ChoiceField(
+        labelling.LABELLER_SOURCES,
+        required=False,
+        default="manual",
+        error_messages={
+            "invalid_choice": f'{SOURCE_RULE}, not "{{input}}"',
+            "blank": f"{SOURCE_RULE}, not blank",
+            "null": f"{SOURCE_RULE}, not null",
+        },
+    )
+
+
 class LabellingInputSerializer(serializers.Serializer):
-    hips = HipSerializer(many=True)
+    hips = LabellerHipSerializer(many=True)
     excluded = serializers.ChoiceField([("", "not excluded"), *Exclusion.choices], required=False, default="")
     note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
     active_seconds = serializers.FloatField(required=False, allow_null=True, min_value=0, default=None)
 
 
 class ResolveInputSerializer(LabellingInputSerializer):
+    hips = HipSerializer(many=True)  # ground truth has no source of its own to send
     truth_source = serializers.ChoiceField([c for c in TruthSource.choices if c[0] != TruthSource.AGREEMENT])
     active_seconds = None
 
@@ -76,12 +95,22 @@ def hips_json(hips: Any) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def proposals_json(radiograph_id: int) -> list[dict[str, Any]]:
+    """The model's proposals for a radiograph: model output, which labellers may see."""
+    return [
+        {"id": p.id, "side": p.side, "x": p.x, "y": p.y, "width": p.width, "height": p.height, "score": p.score,
+         "hip_class": p.hip_class, "model": p.model}
+        for p in labelling.proposals_of(radiograph_id=radiograph_id)
+    ]  # fmt: skip
+
+
 def assignment_json(assignment: Assignment) -> dict[str, Any]:
     return {
         "id": assignment.id,
         "status": assignment.status,
         "radiograph": radiograph_json(assignment.radiograph),
         "hips": hips_json(assignment.hips.filter(removed_at__isnull=True)),
+        "proposals": proposals_json(assignment.radiograph_id),
         "excluded": assignment.excluded,
         "note": assignment.note,
         "active_seconds": assignment.active_seconds,
@@ -122,10 +151,11 @@ def adjudication_json(adjudication: Adjudication) -> dict[str, Any]:
 
 
 def _hip_inputs(data: dict[str, Any], source: str = "manual") -> list[labelling.HipInput]:
+    """The hips of a validated input; ``source`` for hips that do not say theirs."""
     return [
         labelling.HipInput(
             side=h["side"], hip_class=h["hip_class"], x=h["x"], y=h["y"], width=h["width"], height=h["height"],
-            id=h.get("id"), source=source,
+            id=h.get("id"), source=h.get("source", source),
         )
         for h in data["hips"]
     ]  # fmt: skip

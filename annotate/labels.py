@@ -1,4 +1,5 @@
-"""Labelling models: assignments, labellers' hips, adjudication, ground truth.
+"""Labelling models: assignments, labellers' hips, adjudication, ground truth,
+and the detector's proposals shown to labellers.
 
 Kept apart from models.py (the archive) so each file does one thing; both
 are the annotate app's models. Every change is kept by django-simple-history
@@ -176,3 +177,25 @@ class GroundTruthHip(BoxFields):
 
     def __str__(self) -> str:
         return f"Truth {self.side} {self.hip_class} on radiograph {self.radiograph_id}"
+
+
+class HipProposal(BoxFields):
+    """A hip the active detector proposes on a radiograph, shown to its
+    labellers as a dashed box until one of them accepts it (the accepted hip is
+    then a ``HipLabel`` with source "model"). Model output, not anyone's work:
+    written by an ml service through ``labelling.proposals_replace``; annotate
+    keeps the model's name as text so that it depends on no other app."""
+
+    radiograph = models.ForeignKey(Radiograph, on_delete=models.CASCADE, related_name="hip_proposals")
+    # The classifier's top class for this box, when a classifier read it.
+    hip_class = models.CharField(max_length=24, choices=HipClass.choices, blank=True)
+    score = models.FloatField(help_text="the detector's confidence, 0 to 1")
+    model = models.CharField(max_length=100, help_text="the model version that made it, e.g. 'detector 3 (cpu-small)'")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["radiograph_id", "side"]
+        constraints = [models.UniqueConstraint(fields=["radiograph", "side"], name="proposal_one_per_side")]
+
+    def __str__(self) -> str:
+        return f"Proposal {self.side} ({self.score:.2f}, {self.model}) on radiograph {self.radiograph_id}"

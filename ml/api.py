@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from annotate.models import Radiograph
 from annotate.roles import RESEARCHER, HasRole
 from ml import services
-from ml.models import DatasetVersion, HipPrediction, ModelVersion, TrainingRun
+from ml.models import DatasetVersion, HipPrediction, Kind, ModelVersion, TrainingRun
 
 
 class DatasetCreateSerializer(serializers.Serializer):
@@ -119,11 +119,9 @@ def time_left_seconds(run: TrainingRun, *, now: Any = None) -> float | None:
 
 
 def best_val_accuracy(run: TrainingRun) -> float | None:
-    values = [
-        row.get("val_accuracy")
-        for row in run.history
-        if isinstance(row.get("val_accuracy"), int | float) and math.isfinite(row["val_accuracy"])
-    ]
+    """The run's best validation figure: accuracy for a classifier, mean IoU for a detector."""
+    key = "val_mean_iou" if run.kind == "detector" else "val_accuracy"
+    values = [row.get(key) for row in run.history if isinstance(row.get(key), int | float) and math.isfinite(row[key])]
     return max(values) if values else None
 
 
@@ -196,6 +194,7 @@ def version_json(version: ModelVersion) -> dict[str, Any]:
 
 class TrainingRunCreateSerializer(serializers.Serializer):
     dataset = serializers.IntegerField(min_value=1)
+    kind = serializers.ChoiceField(Kind.choices, default=Kind.CLASSIFIER)
     config = serializers.CharField(max_length=50, default="cpu-small")
     seed = serializers.IntegerField(min_value=0, max_value=2**63 - 1, default=0)
     activate = serializers.BooleanField(default=False)
@@ -227,7 +226,12 @@ def training_run_list(request: Request) -> Response:
         return _bad_request(f"no dataset version {data['dataset']}")
     try:
         run = training.training_start(
-            dataset=dataset, config_name=data["config"], user=request.user, seed=data["seed"], activate=data["activate"]
+            dataset=dataset,
+            config_name=data["config"],
+            kind=data["kind"],
+            user=request.user,
+            seed=data["seed"],
+            activate=data["activate"],
         )
     except training.TrainingRefused as error:
         return _bad_request(str(error))
@@ -366,7 +370,11 @@ def prediction_heatmap(request: Request, pk: int) -> FileResponse:
 
 class PredictSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="one DICOM file")
-    boxes = serializers.CharField(help_text='JSON: [{"side": "right"|"left", "box": [x, y, w, h]}] in image pixels')
+    boxes = serializers.CharField(
+        required=False,
+        help_text='JSON: [{"side": "right"|"left", "box": [x, y, w, h]}] in image pixels; without it the active '
+        "detector finds the hips",
+    )
     model = serializers.IntegerField(required=False, help_text="model version id (default: the active classifier)")
 
 
@@ -392,8 +400,11 @@ def predict(request: Request) -> Response:
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
     boxes = request.data.get("boxes")
-    if not boxes:
-        return _bad_request('send the hip boxes as the field \'boxes\': [{"side": "right", "box": [x, y, w, h]}]')
+    detector = scoring.active_model(Kind.DETECTOR)
+    if not boxes and detector is None:
+        return _bad_request(
+            'no detector is active: send the hip boxes as the field \'boxes\': [{"side": "right", "box": [x, y, w, h]}]'
+        )
     try:
         version = _chosen_version(request.data.get("model"))
     except scoring.NoActiveModel as error:
@@ -402,17 +413,27 @@ def predict(request: Request) -> Response:
         image = decode_dicom(upload.read())
     except DicomRejected as error:
         return _bad_request(str(error))
-    try:
-        hips = parse_boxes(boxes, rows=image.pixels.shape[0], columns=image.pixels.shape[1])
-    except BadBoxes as error:
-        return _bad_request(str(error))
-    predictions = scoring.predictor(version).predict_hips(image.pixels, (image.window_center, image.window_width), hips)
+    window = (image.window_center, image.window_width)
+    if boxes:
+        box_source, detector = "manual", None
+        try:
+            hips = parse_boxes(boxes, rows=image.pixels.shape[0], columns=image.pixels.shape[1])
+        except BadBoxes as error:
+            return _bad_request(str(error))
+    else:
+        from ml import detection
+
+        box_source = "detector"
+        hips = detection.hips_of(detection.detect(detector, image.pixels, window))
+    predictions = scoring.predictor(version).predict_hips(image.pixels, window, hips) if hips else []
     return Response(
         {
             "model_version": version.pk,
+            "detector_version": detector.pk if detector is not None else None,
             "hips": [
                 {
                     **scoring.prediction_summary(pred),
+                    "box_source": box_source,
                     "heatmap_png_base64": base64.b64encode(heatmap_png(pred)).decode("ascii"),
                 }
                 for pred in predictions

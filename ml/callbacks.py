@@ -1,19 +1,21 @@
 """The Keras callback of a training run (see ``ml.training``): progress, heartbeat,
-cancel checks, validation after precise BatchNorm, the per-epoch checkpoint and the
-paper's early stopping.
+cancel checks, validation (the kind's recipe's ``validate``: for a classifier after precise
+BatchNorm), the per-epoch checkpoint and the paper's early stopping on the recipe's
+``monitor`` (``val_accuracy`` / ``val_mean_iou``).
 
 Imported only where Keras is loaded (the trainer), never by the web process."""
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import keras
 from django.utils import timezone
 
-from ml.core.configs import NetConfig
-from ml.core.nets import recalibrate_batch_norm
 from ml.models import TrainingRun
 from ml.training import (
     Progress,
@@ -36,14 +38,18 @@ class RunCallback(keras.callbacks.Callback):
         *,
         holder: str,
         state: dict[str, Any],
-        config: NetConfig,
+        config: Any,
         progress: Progress,
-        validation: Any,
-        calibration: Any = None,
+        validate: Callable[[Any], dict[str, float]],
+        monitor: str = "val_accuracy",
+        train_keys: tuple[str, ...] = ("loss", "accuracy"),
+        save_model: Callable[[Any, Path], None] | None = None,
     ):
         super().__init__()
-        self.validation = validation
-        self.calibration = calibration
+        self.validate = validate
+        self.monitor = monitor
+        self.train_keys = train_keys
+        self.save_model = save_model
         self.run_id = run_id
         self.holder = holder
         self.state = state
@@ -78,29 +84,26 @@ class RunCallback(keras.callbacks.Callback):
         if self.cancelled:
             return
         logs = dict(logs or {})
-        # Validation happens here, not in fit(): first the BatchNorm statistics are
-        # re-estimated on clean training crops (see nets.recalibrate_batch_norm).
-        if self.calibration is not None:
-            recalibrate_batch_norm(self.model, self.calibration)
-        results = self.model.evaluate(self.validation, verbose=0, return_dict=True)
-        logs.update(val_loss=results["loss"], val_accuracy=results["accuracy"])
+        # Validation happens here, not in fit(): the recipe's validate (for a classifier,
+        # first re-estimating the BatchNorm statistics on clean training crops).
+        results = self.validate(self.model)
         lr = self.model.optimizer.learning_rate
-        row = {
-            "epoch": epoch + 1,
-            "loss": float(logs.get("loss", float("nan"))),
-            "accuracy": float(logs.get("accuracy", float("nan"))),
-            "val_loss": float(logs.get("val_loss", float("nan"))),
-            "val_accuracy": float(logs.get("val_accuracy", float("nan"))),
-            "learning_rate": float(keras.ops.convert_to_numpy(lr)),
-            "seconds": round(time.monotonic() - self._epoch_started, 2),
-        }
+        row: dict[str, Any] = {"epoch": epoch + 1}
+        for key in self.train_keys:
+            row[key] = float(logs.get(key, float("nan")))
+        for key, value in results.items():
+            row[key] = float(value)
+        row["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
+        row["seconds"] = round(time.monotonic() - self._epoch_started, 2)
         state = self.state
         state["epoch"] = epoch + 1
         state["history"] = [*state["history"], row]
-        best = state["best_val_accuracy"]
-        if best is None or row["val_accuracy"] > best:
+        best_key = f"best_{self.monitor}"
+        best = state.get(best_key)
+        value = row[self.monitor]
+        if best is None or (math.isfinite(value) and value > best):
             state.update(
-                best_val_accuracy=row["val_accuracy"],
+                {best_key: value},
                 best_epoch=epoch + 1,
                 best_weights=save_best(self.run_id, self.model, epoch + 1),
                 wait=0,
@@ -109,13 +112,10 @@ class RunCallback(keras.callbacks.Callback):
             state["wait"] += 1
         if state["wait"] >= self.config.patience:
             self.model.stop_training = True
-        save_checkpoint(self.run_id, self.model, state)
+        save_checkpoint(self.run_id, self.model, state, self.save_model)
         prune_best(self.run_id, state["best_weights"])
         update_run(self.run_id, epoch=state["epoch"], history=state["history"], steps=0)
-        append_log(
-            self.run_id,
-            f"epoch {epoch + 1}/{self.config.epochs}: loss {row['loss']:.4f} accuracy {row['accuracy']:.4f} "
-            f"val_loss {row['val_loss']:.4f} val_accuracy {row['val_accuracy']:.4f} ({row['seconds']:.0f} s)",
-        )
+        figures = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in ("epoch", "learning_rate", "seconds"))
+        append_log(self.run_id, f"epoch {epoch + 1}/{self.config.epochs}: {figures} ({row['seconds']:.0f} s)")
         self.progress("epoch", row)
         self._look(None)

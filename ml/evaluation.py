@@ -39,6 +39,7 @@ DOWNLOADS = {
     "roc_per_class.svg": "image/svg+xml",
     "thresholds.png": "image/png",
     "thresholds.svg": "image/svg+xml",
+    "hips.csv": "text/csv",  # a detector's: each test hip's manual and detected box and their IoU
 }
 HEADLINE = (
     "binary_accuracy",
@@ -110,7 +111,12 @@ def evaluate_version(
     progress: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``version`` on its test split; write the report to its ``evaluation_dir``
-    (and copy it to ``out_dir`` when given). Returns the report dict."""
+    (and copy it to ``out_dir`` when given). Returns the report dict. A detector is evaluated
+    by ``ml.detection.evaluate_detector`` (IoU, hips missed, automatic versus manual boxes)."""
+    if version.kind == "detector":
+        from ml.detection import evaluate_detector
+
+        return evaluate_detector(version, out_dir=out_dir, iterations=iterations, seed=seed, progress=progress)
     from ml.core.report import evaluation_report, write_report
 
     notify = progress or (lambda event, info: None)

@@ -20,6 +20,7 @@ import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.utils import timezone
 
 from annotate.labels import GroundTruthHip
 from annotate.models import Radiograph
@@ -81,6 +82,12 @@ def activate(version: ModelVersion, *, score: bool = True) -> ModelVersion:
             from ml.tasks import score_radiographs
 
             transaction.on_commit(lambda: score_radiographs.delay(model_version_id=version.pk))
+        other = Kind.DETECTOR if version.kind == Kind.CLASSIFIER else Kind.CLASSIFIER
+        if score and ModelVersion.objects.filter(kind=other, is_active=True).exists():
+            # With both models active, radiographs without ground truth are read end to end.
+            from ml import detection
+
+            transaction.on_commit(detection.queue_reading_all)
     version.refresh_from_db()
     return version
 
@@ -146,6 +153,7 @@ def store_predictions(
                 "top2": list(pred.top2),
                 "heatmap": stored,
                 "heatmap_rect": [float(v) for v in pred.heatmap_rect],
+                "created_at": timezone.now(),  # a reading again is news for the worklist
             },
         )
         rows.append(row)

@@ -1,4 +1,5 @@
-"""New ground-truth boxes are read by the active classifier (see ``scoring.queue_scoring``)."""
+"""New ground-truth boxes are read by the active classifier (see ``scoring.queue_scoring``); a new
+radiograph is read end to end when a detector and a classifier are active (``detection.queue_reading``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from annotate.labels import GroundTruthHip
+from annotate.models import Radiograph
 
 
 @receiver(post_save, sender=GroundTruthHip, dispatch_uid="ml.score_new_truth")
@@ -16,3 +18,11 @@ def score_new_truth(sender: Any, instance: GroundTruthHip, created: bool, **kwar
         from ml import scoring
 
         scoring.queue_scoring([instance.radiograph_id])
+
+
+@receiver(post_save, sender=Radiograph, dispatch_uid="ml.read_new_radiograph")
+def read_new_radiograph(sender: Any, instance: Radiograph, created: bool, **kwargs: Any) -> None:
+    if created and not kwargs.get("raw"):
+        from ml import detection
+
+        detection.queue_reading([instance.pk])

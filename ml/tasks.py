@@ -34,3 +34,12 @@ def evaluate_model(*, model_version_id: int) -> None:
     from ml.models import ModelVersion
 
     evaluation.evaluate_version(ModelVersion.objects.get(pk=model_version_id))
+
+
+@task(queue="ml")
+def read_radiographs(*, radiograph_ids: list[int] | None = None) -> None:
+    """Detect, crop and classify radiographs end to end with the active detector and classifier
+    (default: every radiograph without ground truth that the active classifier has not read)."""
+    from ml import detection
+
+    detection.read_new_radiographs(radiograph_ids=radiograph_ids)

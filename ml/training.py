@@ -24,7 +24,15 @@ survive real life:
   accuracy (hence early stopping) then swings between 0.15 and 0.9 from one epoch to
   the next.
 - **Early stopping** as the paper: after ``config.patience`` epochs without a
-  gain in validation accuracy; the best epoch's weights become the model.
+  gain in the validation figure; the best epoch's weights become the model.
+
+Two kinds of model train here, each through a ``Recipe`` (``recipe_for(run.kind)``) that
+supplies what differs: its configurations, its records, building/compiling and checkpointing
+its network, its training data, the validation figure the callback monitors (classifier:
+``val_accuracy``; detector: ``val_mean_iou``, the mean IoU of the detected boxes with the
+manual ones on the validation radiographs, a missed hip counting 0) and what follows
+publishing. Everything else (checkpoints, resume, heartbeat, cancel, duplicates, history,
+progress, publishing, activation) is this module's, for both.
 
 The row is only ever changed with ``QuerySet.update`` of the fields this
 module owns, so a cancel request written by the web at the same moment is
@@ -49,6 +57,7 @@ from django.utils import timezone
 
 from annotate.labels import CLASSES
 from ml.core.configs import CONFIGS, NetConfig, get_config
+from ml.core.detector import DETECTOR_CONFIGS, DetectorConfig, get_detector_config
 from ml.core.modelfile import bundle_identity
 from ml.models import DatasetHip, DatasetVersion, Kind, ModelVersion, Split, TrainingRun
 
@@ -56,6 +65,7 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, dict[str, Any]], None]
 PRECISE_BN_IMAGES = 256  # training crops whose BatchNorm statistics each validation uses
+DETECTOR_BN_IMAGES = 64  # training radiographs, likewise, for a detector
 
 
 class TrainingRefused(ValueError):
@@ -65,8 +75,21 @@ class TrainingRefused(ValueError):
 # --------------------------------------------------------------------------- starting
 
 
-def config_for(name: str) -> NetConfig:
-    """The named configuration with this site's local ImageNet weights, if any, for DenseNet-169."""
+def config_for(name: str, kind: str = Kind.CLASSIFIER) -> NetConfig | DetectorConfig:
+    """The named configuration of ``kind`` with this site's local weights, if any: ImageNet
+    weights for DenseNet-169 (``DENSENET169_WEIGHTS``), for a detector's ResNet-50 encoder
+    (``RESNET50_WEIGHTS``)."""
+    if kind == Kind.DETECTOR:
+        try:
+            detector_config = get_detector_config(name)
+        except KeyError as error:
+            raise TrainingRefused(str(error.args[0])) from None
+        weights = settings.RESNET50_WEIGHTS
+        if detector_config.backbone == "resnet50" and weights:
+            detector_config = detector_config.replace(weights_path=str(weights))
+        return detector_config
+    if kind != Kind.CLASSIFIER:
+        raise TrainingRefused(f"unknown model kind {kind!r}; known: {', '.join(Kind.values)}")
     try:
         config = get_config(name)
     except KeyError as error:
@@ -76,22 +99,29 @@ def config_for(name: str) -> NetConfig:
     return config
 
 
+def config_from_dict(kind: str, data: dict[str, Any]) -> NetConfig | DetectorConfig:
+    """A run's stored config back as the config object of its kind."""
+    return DetectorConfig.from_dict(data) if kind == Kind.DETECTOR else NetConfig.from_dict(data)
+
+
 def training_start(
     *,
     dataset: DatasetVersion,
     config_name: str,
+    kind: str = Kind.CLASSIFIER,
     user: Any = None,
     seed: int = 0,
     activate: bool = False,
     epochs: int | None = None,
     enqueue: bool = True,
 ) -> TrainingRun:
-    """Record a training run and (``enqueue``) queue it on the ``ml`` queue once committed.
+    """Record a training run of a ``kind`` ("classifier" or "detector") model and
+    (``enqueue``) queue it on the ``ml`` queue once committed.
 
     Refuses (``TrainingRefused``) a config/dataset pair that already has a model version
     or a queued, running or finished run: retraining an unchanged dataset with the same
     config would only make the same model again."""
-    config = config_for(config_name)
+    config = config_for(config_name, kind)
     if epochs is not None:
         config = config.replace(epochs=int(epochs))
     splits = set(DatasetHip.objects.filter(dataset=dataset).values_list("split", flat=True).distinct())
@@ -108,7 +138,7 @@ def training_start(
     try:
         with transaction.atomic():
             run = TrainingRun.objects.create(
-                kind=Kind.CLASSIFIER,
+                kind=kind,
                 config_name=config_name,
                 config=config.as_dict(),
                 dataset=dataset,
@@ -194,13 +224,20 @@ def _fsync_tree(folder: Path) -> None:
             os.close(fd)
 
 
-def save_checkpoint(run_id: int, model: Any, state: dict[str, Any]) -> Path:
+def save_checkpoint(
+    run_id: int, model: Any, state: dict[str, Any], save_model: Callable[[Any, Path], None] | None = None
+) -> Path:
+    """Write the epoch's checkpoint; ``save_model(model, folder)`` writes the model into the
+    folder (default: ``model.save(folder / "model.keras")``, weights and optimizer state)."""
     folder = run_dir(run_id)
     final = folder / f"epoch-{state['epoch']:04d}"
     temp = folder / f".epoch-{state['epoch']:04d}.tmp"
     shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir(parents=True)
-    model.save(temp / "model.keras")
+    if save_model is None:
+        model.save(temp / "model.keras")
+    else:
+        save_model(model, temp)
     (temp / "state.json").write_text(json.dumps(state, indent=1))
     _fsync_tree(temp)
     shutil.rmtree(final, ignore_errors=True)
@@ -249,6 +286,204 @@ def hip_records(dataset: DatasetVersion, split: str) -> list[Any]:
         )
         for hip in hips
     ]
+
+
+def detector_records(dataset: DatasetVersion, split: str) -> list[Any]:
+    """The split's radiographs as ``detector.DetectorRecord``s: each with all its hips (the
+    per-hip ``DatasetHip`` rows grouped by radiograph), pixels memory-mapped from the .npy."""
+    from django.core.files.storage import default_storage
+
+    from ml.core.detector import DetectorRecord
+
+    hips = DatasetHip.objects.filter(dataset=dataset, split=split).select_related("radiograph").order_by("pk")
+    grouped: dict[int, list[DatasetHip]] = {}
+    for hip in hips:
+        grouped.setdefault(hip.radiograph_id, []).append(hip)
+    records = []
+    for radiograph_id, rows in grouped.items():
+        radiograph = rows[0].radiograph
+        records.append(
+            DetectorRecord(
+                pixels=default_storage.path(radiograph.pixels.name),
+                window=(radiograph.window_center, radiograph.window_width),
+                hips=tuple((hip.side, tuple(float(v) for v in hip.box)) for hip in rows),
+                radiograph=str(radiograph_id),
+            )
+        )
+    return records
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+@dataclass
+class Prepared:
+    """What one kind's recipe hands the common trainer for one run."""
+
+    model: Any  # compiled, fresh or restored from the checkpoint
+    train_data: Any  # for model.fit
+    fit_kwargs: dict[str, Any]  # extra model.fit arguments (e.g. steps_per_epoch)
+    validate: Callable[[Any], dict[str, float]]  # model -> validation figures, the monitored one included
+    save_model: Callable[[Any, Path], None] | None  # checkpoint writer (None: model.save)
+
+
+class Recipe:
+    """What differs between training a classifier and a detector (see the module docstring)."""
+
+    kind: str
+    monitor: str  # the history key early stopping maximises
+    train_keys: tuple[str, ...]  # training-log keys kept in each history row
+
+    def records(self, dataset: DatasetVersion, split: str) -> list[Any]:
+        raise NotImplementedError
+
+    def describe(self, config: Any, train: list[Any], val: list[Any]) -> str:
+        raise NotImplementedError
+
+    def steps_per_epoch(self, config: Any, train: list[Any]) -> int:
+        return math.ceil(len(train) / config.batch_size)
+
+    def prepare(self, run: TrainingRun, config: Any, train: list[Any], val: list[Any], *, steps: int,
+                checkpoint: Checkpoint | None, first_epoch: int) -> Prepared:  # fmt: skip
+        raise NotImplementedError
+
+    def after_publish(self, run: TrainingRun, version: ModelVersion, progress: Progress) -> None:
+        """Evaluation on the test split (``ml.evaluation.evaluate_version`` dispatches on the kind)."""
+        from ml import evaluation
+
+        evaluation.evaluate_version(version, progress=lambda event, info: progress(event, info))
+        append_log(run.pk, "evaluated on the test split")
+
+
+class ClassifierRecipe(Recipe):
+    kind = Kind.CLASSIFIER
+    monitor = "val_accuracy"
+    train_keys = ("loss", "accuracy")
+
+    def records(self, dataset: DatasetVersion, split: str) -> list[Any]:
+        return hip_records(dataset, split)
+
+    def describe(self, config: Any, train: list[Any], val: list[Any]) -> str:
+        from ml.core.nets import class_weights_for
+        from ml.core.pipeline import records_labels
+
+        weights = class_weights_for(config, records_labels(train))
+        return (
+            f"training {config.name} on dataset version {{dataset}}: {len(train)} training hips, "
+            f"{len(val)} validation hips, class weights {[round(w, 3) for w in weights]}"
+        )
+
+    def prepare(self, run, config, train, val, *, steps, checkpoint, first_epoch):  # noqa: D102
+        import keras
+        import numpy as np
+
+        from ml.core.augment import AugmentConfig
+        from ml.core.nets import build_model, class_weights_for, compile_model, recalibrate_batch_norm
+        from ml.core.pipeline import make_dataset, records_labels
+
+        if checkpoint is not None:
+            model = keras.saving.load_model(checkpoint.path / "model.keras", compile=True)
+        else:
+            class_weights = class_weights_for(config, records_labels(train))
+            model = compile_model(build_model(config), config, class_weights, steps_per_epoch=steps)
+        # first_epoch: a resumed run draws the same augmentations as an uninterrupted one.
+        train_ds = make_dataset(
+            train, config=config, augment=AugmentConfig(zooms=config.zooms), seed=int(run.seed), shuffle=True,
+            first_epoch=first_epoch,
+        )  # fmt: skip
+        val_ds = make_dataset(val, config=config, augment=None, seed=0, shuffle=False)
+        # Clean crops (both zooms, no other augmentation) of up to PRECISE_BN_IMAGES training
+        # hips, for re-estimating the BatchNorm statistics before each validation.
+        rng = np.random.default_rng(int(run.seed))
+        chosen = sorted(rng.permutation(len(train))[:PRECISE_BN_IMAGES])
+        calibration = make_dataset(
+            [train[i] for i in chosen],
+            config=config,
+            augment=AugmentConfig(zooms=config.zooms, p_wiggle=0.0, p_cutout=0.0, p_masking=0.0),
+            seed=int(run.seed),
+            shuffle=True,
+            first_epoch=first_epoch,
+        )
+
+        def validate(model: Any) -> dict[str, float]:
+            recalibrate_batch_norm(model, calibration)
+            results = model.evaluate(val_ds, verbose=0, return_dict=True)
+            return {"val_loss": float(results["loss"]), "val_accuracy": float(results["accuracy"])}
+
+        return Prepared(model=model, train_data=train_ds, fit_kwargs={}, validate=validate, save_model=None)
+
+
+class DetectorRecipe(Recipe):
+    kind = Kind.DETECTOR
+    monitor = "val_mean_iou"
+    train_keys = ("loss", "bbox_regression_loss", "cls_logits_loss")
+
+    def records(self, dataset: DatasetVersion, split: str) -> list[Any]:
+        return detector_records(dataset, split)
+
+    def describe(self, config: Any, train: list[Any], val: list[Any]) -> str:
+        hips = sum(len(r.hips) for r in train)
+        return (
+            f"training detector {config.name} on dataset version {{dataset}}: {len(train)} training radiographs "
+            f"({hips} hips), {len(val)} validation radiographs"
+        )
+
+    def prepare(self, run, config, train, val, *, steps, checkpoint, first_epoch):  # noqa: D102
+        import numpy as np
+
+        from ml.core import detector
+        from ml.core.nets import recalibrate_batch_norm
+
+        if checkpoint is not None:
+            model = detector.load_checkpoint(checkpoint.path, config, steps_per_epoch=steps)
+        else:
+            model = detector.build_detector(config, steps_per_epoch=steps)
+        train_ds = detector.make_detector_dataset(train, config, augment=True, seed=int(run.seed),
+                                                  first_epoch=first_epoch)  # fmt: skip
+        # Validation and the BatchNorm calibration read the films reduced once to twice the
+        # input size (IoU does not change under the reduction's scaling of both boxes).
+        reduce = 2 * config.image_size
+        rng = np.random.default_rng(int(run.seed))
+        chosen = sorted(rng.permutation(len(train))[:DETECTOR_BN_IMAGES])
+        calibration = [
+            x
+            for x, _ in detector.epoch_batches(
+                [detector.reduced_record(train[i], reduce) for i in chosen], config, augment=False, seed=0, epoch=0
+            )
+        ]
+        val = [detector.reduced_record(r, reduce) for r in val]
+        truths = [r.hips for r in val]
+
+        def validate(model: Any) -> dict[str, float]:
+            recalibrate_batch_norm(model, calibration)
+            found = list(
+                detector.detect_many(model, config, ((r.load(), r.window) for r in val), batch_size=config.batch_size)
+            )
+            mean, values = detector.mean_iou(found, truths)
+            return {
+                "val_mean_iou": mean,
+                "val_min_iou": float(min(values)) if values else 0.0,
+                "val_missed": float(sum(1 for d, hips in zip(found, truths, strict=True)
+                                        for side, _ in hips if side not in {x.side for x in d})),
+            }  # fmt: skip
+
+        return Prepared(
+            model=model,
+            train_data=train_ds,
+            fit_kwargs={"steps_per_epoch": steps},
+            validate=validate,
+            save_model=detector.save_checkpoint,
+        )
+
+
+RECIPES: dict[str, Recipe] = {Kind.CLASSIFIER: ClassifierRecipe(), Kind.DETECTOR: DetectorRecipe()}
+
+
+def recipe_for(kind: str) -> Recipe:
+    try:
+        return RECIPES[kind]
+    except KeyError:
+        raise TrainingRefused(f"unknown model kind {kind!r}; known: {', '.join(RECIPES)}") from None
 
 
 # --------------------------------------------------------------------------- running
@@ -321,105 +556,80 @@ def run_training(run_id: int, *, holder: str, progress: Progress | None = None) 
 
 def _train(run: TrainingRun, *, holder: str, progress: Progress) -> None:
     import keras
-    import numpy as np
 
     from ml.callbacks import RunCallback
-    from ml.core.augment import AugmentConfig
-    from ml.core.nets import build_model, class_weights_for, compile_model
-    from ml.core.pipeline import make_dataset, records_labels
 
-    config = NetConfig.from_dict(run.config)
-    train_records = hip_records(run.dataset, Split.TRAIN)
-    val_records = hip_records(run.dataset, Split.VALIDATION)
+    recipe = recipe_for(run.kind)
+    config = config_from_dict(run.kind, run.config)
+    train_records = recipe.records(run.dataset, Split.TRAIN)
+    val_records = recipe.records(run.dataset, Split.VALIDATION)
     if not train_records or not val_records:
         raise TrainingRefused("the dataset version has no training or no validation hips")
-    labels = records_labels(train_records)
-    class_weights = class_weights_for(config, labels)
-    steps = math.ceil(len(train_records) / config.batch_size)
+    steps = recipe.steps_per_epoch(config, train_records)
     update_run(run.pk, steps_per_epoch=steps, steps=0)
 
     checkpoint = latest_checkpoint(run.pk)
     keras.utils.set_random_seed(int(run.seed) + (checkpoint.epoch if checkpoint else 0))
+    best_key = f"best_{recipe.monitor}"
     if checkpoint is not None:
-        model = keras.saving.load_model(checkpoint.path / "model.keras", compile=True)
         state = checkpoint.state
+    else:
+        state = {"epoch": 0, "history": [], best_key: None, "best_epoch": 0, "best_weights": None, "wait": 0}
+    prepared = recipe.prepare(
+        run, config, train_records, val_records, steps=steps, checkpoint=checkpoint, first_epoch=state["epoch"]
+    )
+    model = prepared.model
+    if checkpoint is not None:
         append_log(run.pk, f"resumed after epoch {checkpoint.epoch} (attempt {run.attempts})")
         update_run(run.pk, epoch=state["epoch"], history=state["history"])
     else:
-        model = compile_model(build_model(config), config, class_weights, steps_per_epoch=steps)
-        state = {"epoch": 0, "history": [], "best_val_accuracy": None, "best_epoch": 0, "best_weights": None, "wait": 0}
-        append_log(
-            run.pk,
-            f"training {config.name} on dataset version {run.dataset_id}: {len(train_records)} training hips, "
-            f"{len(val_records)} validation hips, class weights {[round(w, 3) for w in class_weights]}",
-        )
+        append_log(run.pk, recipe.describe(config, train_records, val_records).format(dataset=run.dataset_id))
     progress("start", {"epochs": config.epochs, "steps_per_epoch": steps, "epoch": state["epoch"]})
 
-    # first_epoch: a resumed run draws the same augmentations as an uninterrupted one.
-    train_ds = make_dataset(
-        train_records,
-        config=config,
-        augment=AugmentConfig(zooms=config.zooms),
-        seed=int(run.seed),
-        shuffle=True,
-        first_epoch=state["epoch"],
-    )
-    val_ds = make_dataset(val_records, config=config, augment=None, seed=0, shuffle=False)
-    # Clean crops (both zooms, no other augmentation) of up to PRECISE_BN_IMAGES training
-    # hips, for re-estimating the BatchNorm statistics before each validation.
-    rng = np.random.default_rng(int(run.seed))
-    chosen = sorted(rng.permutation(len(train_records))[:PRECISE_BN_IMAGES])
-    calibration = make_dataset(
-        [train_records[i] for i in chosen],
-        config=config,
-        augment=AugmentConfig(zooms=config.zooms, p_wiggle=0.0, p_cutout=0.0, p_masking=0.0),
-        seed=int(run.seed),
-        shuffle=True,
-        first_epoch=state["epoch"],
-    )
     callback = RunCallback(
         run.pk,
         holder=holder,
         state=state,
         config=config,
         progress=progress,
-        validation=val_ds,
-        calibration=calibration,
+        validate=prepared.validate,
+        monitor=recipe.monitor,
+        train_keys=recipe.train_keys,
+        save_model=prepared.save_model,
     )
     if state["epoch"] < config.epochs and state["wait"] < config.patience:
         model.fit(
-            train_ds,
+            prepared.train_data,
             epochs=config.epochs,
             initial_epoch=state["epoch"],
             callbacks=[callback],
             shuffle=False,  # the pipeline shuffles, reproducibly from the seed
             verbose=0,
+            **prepared.fit_kwargs,
         )
     if callback.cancelled:
         raise _Cancelled
     state = callback.state
     if state["best_weights"]:
         model.load_weights(run_dir(run.pk) / state["best_weights"])
+    figure = recipe.monitor.removeprefix("val_").replace("_", " ")
     append_log(
         run.pk,
-        f"stopped after epoch {state['epoch']}; best validation accuracy {state['best_val_accuracy']:.4f} "
+        f"stopped after epoch {state['epoch']}; best validation {figure} {state[best_key]:.4f} "
         f"at epoch {state['best_epoch']}",
     )
-    version = _publish(run, model, config, state)
+    version = _publish(run, model, config, state, recipe)
     append_log(run.pk, f"model version {version.pk} written")
-    from ml import evaluation
-
-    evaluation.evaluate_version(version, progress=lambda event, info: progress(event, info))
-    append_log(run.pk, "evaluated on the test split")
+    recipe.after_publish(run, version, progress)
     if run.activate_when_done:
         from ml import scoring
 
         scoring.activate(version)
-        append_log(run.pk, f"model version {version.pk} is now the active classifier")
+        append_log(run.pk, f"model version {version.pk} is now the active {run.kind}")
     update_run(run.pk, status="succeeded", finished_at=timezone.now())
 
 
-def _publish(run: TrainingRun, model: Any, config: NetConfig, state: dict[str, Any]) -> ModelVersion:
+def _publish(run: TrainingRun, model: Any, config: Any, state: dict[str, Any], recipe: Recipe) -> ModelVersion:
     """Write the bundle and its ModelVersion (once: a resumed run finds the version it made)."""
     from ml.core.modelfile import sha256_file, write_bundle
 
@@ -429,11 +639,8 @@ def _publish(run: TrainingRun, model: Any, config: NetConfig, state: dict[str, A
     name = f"models/{run.pk}-{run.identity[:12]}.hipmodel"
     path = Path(settings.DATA_DIR) / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    metrics = {
-        "best_epoch": state["best_epoch"],
-        "best_val_accuracy": state["best_val_accuracy"],
-        "epochs": state["epoch"],
-    }
+    best_key = f"best_{recipe.monitor}"
+    metrics = {"best_epoch": state["best_epoch"], best_key: state[best_key], "epochs": state["epoch"]}
     manifest = write_bundle(
         path, model=model, config=config, dataset_hash=run.dataset.content_hash, kind=run.kind, metrics=metrics
     )
@@ -453,5 +660,5 @@ def _publish(run: TrainingRun, model: Any, config: NetConfig, state: dict[str, A
         return ModelVersion.objects.get(identity=manifest.identity)
 
 
-def available_configs() -> list[str]:
-    return sorted(CONFIGS)
+def available_configs(kind: str = Kind.CLASSIFIER) -> list[str]:
+    return sorted(DETECTOR_CONFIGS if kind == Kind.DETECTOR else CONFIGS)

@@ -9,7 +9,7 @@ must be matched here first).
 
 from django.urls import path
 
-from ml import api, views
+from ml import api, views, worklist_views
 
 urlpatterns = [
     path("", views.model_list, name="model_list"),
@@ -20,6 +20,7 @@ urlpatterns = [
     path("radiographs/<int:pk>/predictions/", views.radiograph_predictions, name="radiograph_predictions"),
     path("datasets/", views.dataset_list, name="dataset_list"),
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset_detail"),
+    path("worklist/", worklist_views.worklist_page, name="worklist"),
 ]
 
 api_urlpatterns = [
@@ -36,4 +37,5 @@ api_urlpatterns = [
     path("radiographs/<int:pk>/predictions/", api.radiograph_predictions, name="radiograph-predictions"),
     path("predictions/<int:pk>/heatmap.png", api.prediction_heatmap, name="prediction-heatmap"),
     path("predict/", api.predict, name="predict"),
+    path("worklist/", worklist_views.worklist_api, name="worklist-api"),
 ]

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 from annotate.models import Radiograph
 from annotate.roles import RESEARCHER, role_required
 from ml import services
-from ml.models import DatasetVersion, HipPrediction, ModelVersion, TrainingRun
+from ml.models import DatasetVersion, HipPrediction, Kind, ModelVersion, TrainingRun
 
 
 class FreezeForm(forms.Form):
@@ -80,6 +80,7 @@ class TrainForm(forms.Form):
     dataset = forms.ModelChoiceField(
         queryset=DatasetVersion.objects.order_by("-created_at", "-id"), label="Dataset version", empty_label=None
     )
+    kind = forms.ChoiceField(label="Model", choices=Kind.choices, initial=Kind.CLASSIFIER, required=False)
     config = forms.ChoiceField(label="Configuration", choices=())
     seed = forms.IntegerField(min_value=0, max_value=2**63 - 1, initial=0)
     activate = forms.BooleanField(required=False, label="Activate when done")
@@ -88,7 +89,7 @@ class TrainForm(forms.Form):
         from ml.training import available_configs
 
         super().__init__(*args, **kwargs)
-        names = available_configs()
+        names = sorted(set(available_configs("classifier")) | set(available_configs("detector")))
         self.fields["config"].choices = [(name, name) for name in names]
         self.fields["config"].initial = "cpu-small" if "cpu-small" in names else (names[0] if names else None)
         self.fields["dataset"].label_from_instance = lambda v: f"{v.pk}{f' {v.name}' if v.name else ''} (seed {v.seed})"
@@ -132,6 +133,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
             run = training.training_start(
                 dataset=data["dataset"],
                 config_name=data["config"],
+                kind=data["kind"] or Kind.CLASSIFIER,
                 user=request.user,
                 seed=data["seed"],
                 activate=data["activate"],
@@ -150,12 +152,22 @@ def model_list(request: HttpRequest) -> HttpResponse:
     return render(request, "ml/model_list.html", {"form": form, "runs": runs, "versions": versions})
 
 
+# The figures of each epoch that a run's page shows, by kind (key, heading).
+HISTORY_COLUMNS = {
+    "classifier": [("loss", "Loss"), ("accuracy", "Accuracy"), ("val_loss", "Validation loss"),
+                   ("val_accuracy", "Validation accuracy")],
+    "detector": [("loss", "Loss"), ("cls_logits_loss", "Class loss"), ("bbox_regression_loss", "Box loss"),
+                 ("val_mean_iou", "Validation mean IoU"), ("val_min_iou", "Lowest IoU"), ("val_missed", "Missed")],
+}  # fmt: skip
+
+
 @role_required(RESEARCHER)
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     from ml.api import run_json
 
     run = get_object_or_404(TrainingRun.objects.select_related("dataset", "model_version"), pk=pk)
     data = run_json(run)
+    columns = HISTORY_COLUMNS[run.kind]
     return render(
         request,
         "ml/run_detail.html",
@@ -163,6 +175,17 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "run": run,
             "model_version_id": data["model_version"],
             "history": run.history,
+            "columns": columns,
+            "columns_json": json.dumps([key for key, _ in columns]),
+            "rows": [
+                {
+                    "epoch": row.get("epoch"),
+                    "cells": [row.get(key) for key, _ in columns],
+                    "learning_rate": row.get("learning_rate"),
+                    "seconds": row.get("seconds"),
+                }
+                for row in run.history
+            ],
             "config_json": json.dumps(run.config, indent=2, sort_keys=True),
         },
     )
@@ -235,6 +258,11 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "version": version,
             "config_json": json.dumps(version.config, indent=2, sort_keys=True),
             "evaluated": bool(version.evaluation),
+            "auto_vs_manual": [
+                (task, (evaluation.get("classification") or {}).get(task))
+                for task in ("binary", "multiclass")
+                if (evaluation.get("classification") or {}).get(task)
+            ],
             "evaluation": evaluation,
             "headline": headline,
             "per_class": per_class,

@@ -313,8 +313,11 @@ def _start_phase(reader: Reader, condition: str, now: dt.datetime) -> Phase:
     return phase
 
 
-def reader_step(reader: Reader, *, now: dt.datetime | None = None, ignore_washout: bool = False) -> Step:
-    """The reader's current step, starting the next phase when it is due."""
+def reader_step(
+    reader: Reader, *, now: dt.datetime | None = None, ignore_washout: bool = False, count: bool = True
+) -> Step:
+    """The reader's current step, starting the next phase when it is due (``count=False``: leave
+    ``answered`` at 0 for a caller that counts it itself)."""
     now = now or timezone.now()
     study = reader.study
     total = study.case_count
@@ -332,7 +335,7 @@ def reader_step(reader: Reader, *, now: dt.datetime | None = None, ignore_washou
                     return Step(condition, "washout", opens_at, 0, total)
             phase = _start_phase(reader, condition, now)
         if phase.finished_at is None:
-            answered = len(_answered_ids(reader, condition) & set(phase.case_ids))
+            answered = len(_answered_ids(reader, condition) & set(phase.case_ids)) if count else 0
             return Step(condition, "open", phase.started_at, answered, len(phase.case_ids), phase)
         previous = phase
     return Step(None, "done", None, total, total)
@@ -351,12 +354,13 @@ def case_show(
     """The reader's step and the case now on their screen (the next one they have not answered),
     recording when the server first showed it."""
     now = now or timezone.now()
-    step = reader_step(reader, now=now, ignore_washout=ignore_washout)
+    step = reader_step(reader, now=now, ignore_washout=ignore_washout, count=False)
     if step.status != "open" or step.condition is None:
         return step, None
     with transaction.atomic():
         phase = _lock_phase(reader, step.condition)
         answered = _answered_ids(reader, step.condition)
+        step.answered = len(answered & set(phase.case_ids))
         pending = [pk for pk in phase.case_ids if pk not in answered]
         if not pending:  # finished by a concurrent request
             return reader_step(reader, now=now, ignore_washout=ignore_washout), None
@@ -377,13 +381,15 @@ def answer_submit(
         raise StudyError(f"answer must be one of {', '.join(CLASSES)}, got {answer!r}")
     if condition not in Condition.values:
         raise StudyError(f"condition must be one of {', '.join(Condition.values)}, got {condition!r}")
-    if not Case.objects.filter(pk=case_id, study_id=reader.study_id).exists():
-        raise NotFound(f"case {case_id} is not a case of this study")
     with transaction.atomic():
+        # The reader's own phase row is the lock: their concurrent submits run one after the other.
+        phase = Phase.objects.select_for_update().filter(reader=reader, condition=condition).first()
+        if phase is None or case_id not in phase.case_ids:  # rare: only then ask whether the case exists
+            if not Case.objects.filter(pk=case_id, study_id=reader.study_id).exists():
+                raise NotFound(f"case {case_id} is not a case of this study")
+        if phase is None:
+            raise NotOpen(f"the {Condition(condition).label.lower()} phase has not started for you")
         existing = Response.objects.filter(reader=reader, case_id=case_id, condition=condition).first()
-        if existing is None:
-            phase = _lock_phase(reader, condition)
-            existing = Response.objects.filter(reader=reader, case_id=case_id, condition=condition).first()
         if existing is not None:
             if existing.answer != answer:
                 raise AnswerLocked(f"you answered {existing.answer} for this case already; an answer cannot be changed")

@@ -3,11 +3,14 @@
 Run by `make demo`. Makes phantoms, imports them, labels most of them twice
 from their ground truth (with disagreements planted for the adjudicator), then
 freezes a dataset version, queues the training of the ``cpu-small`` classifier
-(activated when done), starts scripts/demo_study.py (the reader study, made once the
-classifier is active), and starts Celery workers and the web server. Idempotent: a second run reuses the data folder and
-imports nothing new. Environment: DATA_DIR (default ./var), DEMO_STUDIES
-(default 160), PORT (default 8000); with REDIS_URL set the worker uses Redis,
-otherwise a broker folder inside DATA_DIR.
+and then of the ``cpu-small`` hip detector (each activated when done; with both
+active the unlabelled radiographs get proposals and a place on the triage
+worklist), starts scripts/demo_study.py (the reader study, made once the
+classifier is active), and starts Celery workers and the web server.
+Idempotent: a second run reuses the data folder and imports nothing new.
+Environment: DATA_DIR (default ./var), DEMO_STUDIES (default 160), PORT
+(default 8000); with REDIS_URL set the worker uses Redis, otherwise a broker
+folder inside DATA_DIR.
 """
 
 from __future__ import annotations
@@ -85,6 +88,14 @@ def main() -> int:
         manage("make_dataset", "--seed", "0", "--name", "demo")
         subprocess.run(
             [PYTHON, "manage.py", "train", "--config", "cpu-small", "--activate", "--queue"], cwd=ROOT, check=False
+        )
+        # Then the cpu-small hip detector (same queue, after the classifier). Once both are
+        # active, every radiograph without ground truth is read end to end: its hips boxed
+        # (proposals on the labelling page) and classified (the triage worklist).
+        subprocess.run(
+            [PYTHON, "manage.py", "train", "--kind", "detector", "--config", "cpu-small", "--activate", "--queue"],
+            cwd=ROOT,
+            check=False,
         )
         manage("create_demo_users")
         # The reader study waits in the background for the classifier, then makes demo-study

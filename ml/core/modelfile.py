@@ -4,8 +4,9 @@ A bundle (suffix ``.hipmodel``) is a zip archive, every member stored uncompress
 holding two members:
 
 - ``manifest.json``: ``format_version`` (int, ``FORMAT_VERSION``), ``kind``
-  (``"classifier"``; ``"detector"`` reserved), ``config`` (``NetConfig.as_dict()``),
-  ``classes`` (the six class keys, in order), ``dataset_hash``, ``identity``
+  (``"classifier"`` or ``"detector"``), ``config`` (``NetConfig.as_dict()`` for a classifier,
+  ``detector.DetectorConfig.as_dict()`` for a detector), ``classes`` (a classifier's six class
+  keys, a detector's ``detector.SIDES``, in order), ``dataset_hash``, ``identity``
   (``bundle_identity(config, dataset_hash)``), ``created_at`` (ISO 8601, UTC),
   ``metrics`` (a JSON dict or null), ``keras_version``, ``backend`` and
   ``model_sha256`` (sha256 of the ``model.keras`` member's bytes);
@@ -44,12 +45,15 @@ from pathlib import Path
 from typing import Any
 
 from .configs import NetConfig
+from .detector import SIDES, DetectorConfig
 
 FORMAT_VERSION = 1
 SUFFIX = ".hipmodel"
 KINDS = ("classifier", "detector")
 # Must equal annotate.labels.CLASSES (not imported: that module needs Django); the test checks it.
 CLASSES = ("normal", "fn_displaced", "fn_nondisplaced", "intertrochanteric", "orif", "arthroplasty")
+CLASSES_OF_KIND = {"classifier": CLASSES, "detector": SIDES}
+AnyConfig = NetConfig | DetectorConfig
 
 MANIFEST_NAME = "manifest.json"
 MODEL_NAME = "model.keras"
@@ -80,7 +84,7 @@ class Manifest:
     """The contents of ``manifest.json`` (see the module docstring)."""
 
     kind: str
-    config: NetConfig
+    config: AnyConfig
     classes: tuple[str, ...]
     dataset_hash: str
     created_at: str
@@ -113,14 +117,18 @@ class Manifest:
 # --------------------------------------------------------------------------- identity
 
 
-def bundle_identity(config: NetConfig, dataset_hash: str) -> str:
+def bundle_identity(config: AnyConfig, dataset_hash: str) -> str:
     """sha256 (hex) of the config dict and the dataset hash, canonically JSON-encoded.
 
     Equal for the same config (every field, ``name`` and ``weights_path`` included) and
     dataset hash, so a caller can refuse retraining on an unchanged dataset as a duplicate.
+    A detector's payload also names its kind (a classifier's stays as it always was).
     """
+    body: dict[str, Any] = {"config": config.as_dict(), "dataset_hash": str(dataset_hash)}
+    if isinstance(config, DetectorConfig):
+        body["kind"] = config.kind
     payload = json.dumps(
-        {"config": config.as_dict(), "dataset_hash": str(dataset_hash)},
+        body,
         sort_keys=True,
         separators=(",", ":"),
         allow_nan=False,
@@ -156,7 +164,7 @@ def write_bundle(
     path: str | os.PathLike,
     *,
     model: Any,
-    config: NetConfig,
+    config: AnyConfig,
     dataset_hash: str,
     kind: str = "classifier",
     metrics: dict[str, Any] | None = None,
@@ -171,10 +179,12 @@ def write_bundle(
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if not isinstance(config, NetConfig):
-        raise TypeError(f"config must be a NetConfig, got {type(config).__name__}")
-    if config.num_classes != len(CLASSES):
-        raise ValueError(f"config.num_classes is {config.num_classes}; a bundle holds the {len(CLASSES)} classes")
+    expected = NetConfig if kind == "classifier" else DetectorConfig
+    if not isinstance(config, expected):
+        raise TypeError(f"a {kind}'s config must be a {expected.__name__}, got {type(config).__name__}")
+    classes = CLASSES_OF_KIND[kind]
+    if config.num_classes != len(classes):
+        raise ValueError(f"config.num_classes is {config.num_classes}; a {kind} bundle holds {len(classes)} classes")
     if not isinstance(dataset_hash, str) or not dataset_hash:
         raise ValueError("dataset_hash must be a non-empty string")
     if metrics is not None:
@@ -200,7 +210,7 @@ def write_bundle(
                 manifest = Manifest(
                     kind=kind,
                     config=config,
-                    classes=CLASSES,
+                    classes=classes,
                     dataset_hash=dataset_hash,
                     identity=bundle_identity(config, dataset_hash),
                     created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -266,16 +276,18 @@ def _parse_manifest(data: dict[str, Any], path: Path) -> Manifest:
     if kind not in KINDS:
         raise ModelFileError(f"model file kind {kind!r} is not one of {', '.join(KINDS)}", path)
     classes = data["classes"]
-    if not isinstance(classes, list) or tuple(classes) != CLASSES:
-        raise ModelFileError(f"model file classes {classes!r} are not the classes {list(CLASSES)} in that order", path)
+    expected = CLASSES_OF_KIND[kind]
+    if not isinstance(classes, list) or tuple(classes) != expected:
+        raise ModelFileError(f"model file classes {classes!r} are not the classes {list(expected)} in that order", path)
     try:
         if not isinstance(data["config"], dict):
             raise TypeError("not an object")
-        config = NetConfig.from_dict(data["config"])
+        config_cls = NetConfig if kind == "classifier" else DetectorConfig
+        config: AnyConfig = config_cls.from_dict(data["config"])
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"model file config is not valid: {exc}", path)
-    if config.num_classes != len(CLASSES):
-        raise ModelFileError(f"model file config has {config.num_classes} classes, not {len(CLASSES)}", path)
+    if config.num_classes != len(expected):
+        raise ModelFileError(f"model file config has {config.num_classes} classes, not {len(expected)}", path)
     for key in ("dataset_hash", "created_at", "keras_version", "backend", "model_sha256"):
         if not isinstance(data[key], str):
             raise ModelFileError(f"model file manifest {key} is not a string", path)
@@ -348,12 +360,14 @@ def verify_bundle(path: str | os.PathLike) -> Manifest:
     return manifest
 
 
-def load_bundle(path: str | os.PathLike, *, compile: bool = False) -> tuple[Any, NetConfig, Manifest]:
+def load_bundle(path: str | os.PathLike, *, compile: bool = False) -> tuple[Any, AnyConfig, Manifest]:
     """Load a bundle: ``(model, config, manifest)``, after all of ``verify_bundle``'s checks.
 
     ``compile=False`` (the default) returns the model uncompiled, ready for ``predict``;
     call ``nets.compile_model`` to train it further. ``compile=True`` restores the
     optimizer, loss and metrics it was saved with (if it was compiled then).
+    A detector (``kind`` "detector") comes back with a ``DetectorConfig``; use
+    ``detector.detect`` with it (``compile`` is ignored: ``detector.compile_detector`` to train).
     """
     import keras
 
@@ -366,7 +380,12 @@ def load_bundle(path: str | os.PathLike, *, compile: bool = False) -> tuple[Any,
             model_path = os.path.join(scratch, MODEL_NAME)
             _extract_checked(archive, manifest, path, model_path)
             try:
-                model = keras.saving.load_model(model_path, compile=compile)
+                if manifest.kind == "detector":
+                    import keras_hub  # noqa: F401  (registers RetinaNet's classes)
+
+                    model = keras.saving.load_model(model_path, compile=False)
+                else:
+                    model = keras.saving.load_model(model_path, compile=compile)
             except Exception as exc:  # Keras raises many kinds on a bad archive
                 raise ModelFileError(f"model file's {MODEL_NAME} cannot be loaded: {exc}", path) from exc
     if manifest.kind == "classifier" and tuple(model.output_shape)[-1] != len(manifest.classes):

@@ -9,7 +9,13 @@
 //   1-6 class of the selected box, L / R side, Delete / Backspace remove it,
 //   arrows nudge it by 1 px (Shift: 10 px), Tab selects the next box,
 //   Escape deselects, Ctrl+Z undo, Ctrl+Shift+Z or Ctrl+Y redo,
-//   E then 1-3 exclude the image (E then 0: not excluded), Enter submit, ? help.
+//   E then 1-3 exclude the image (E then 0: not excluded), Enter submit, ? help,
+//   P accept the next model proposal, Shift+P accept every proposal.
+//
+// Proposals (``setProposals``) are a model's boxes, drawn dashed and marked
+// "proposal": they are not hips. Accepting one makes it a hip like any other
+// (move, resize, side and class keys) whose source stays "model"; a proposal
+// whose side already has a hip is hidden.
 
 import { isTyping } from "./viewer.js";
 
@@ -72,6 +78,15 @@ export const KEYS = [
   ["+ / −", "zoom in / out"],
 ];
 
+// The labelling page's keys: KEYS and the model proposals' (the adjudication
+// page has no proposals).
+export const PROPOSAL_KEYS = [
+  ["P", "accept the next model proposal (dashed box; the patient's right first), then give its class"],
+  ["Shift+P", "accept every model proposal"],
+];
+const ENTER_ROW = KEYS.findIndex(([key]) => key === "Enter");
+export const LABEL_KEYS = [...KEYS.slice(0, ENTER_ROW), ...PROPOSAL_KEYS, ...KEYS.slice(ENTER_ROW)];
+
 // The patient's left hip is on the image's right-hand half of an AP film.
 export function suggestSide(box, columns) {
   return box.x + box.width / 2 > columns / 2 ? "left" : "right";
@@ -105,7 +120,8 @@ export function makeHip(hip) {
   };
 }
 
-// What the API takes.
+// What the API takes. A labeller's hip is "model" (an accepted proposal) or
+// "manual"; the server keeps a saved hip's source whatever is sent later.
 export function hipPayload(hip) {
   const out = {
     side: hip.side,
@@ -114,7 +130,7 @@ export function hipPayload(hip) {
     y: round1(hip.y),
     width: round1(hip.width),
     height: round1(hip.height),
-    source: hip.source || "manual",
+    source: hip.source === "model" ? "model" : "manual",
   };
   if (hip.id != null) out.id = hip.id;
   return out;
@@ -197,6 +213,16 @@ export function drawHip(
   ctx.restore();
 }
 
+export const PROPOSAL_COLOR = "#8fd3ff";
+
+// The label of a proposal's dashed box: "proposal · R · 0.97 · FN displaced".
+export function proposalLabel(proposal) {
+  const parts = ["proposal", proposal.side === "left" ? "L" : "R", Number(proposal.score).toFixed(2)];
+  const cls = CLASS_BY_VALUE[proposal.hip_class];
+  if (cls) parts.push(cls.short);
+  return parts.join(" · ");
+}
+
 function hexAlpha(hex, alpha) {
   const n = parseInt(hex.slice(1), 16);
   return `rgba(${(n >> 16) & 255},${(n >> 8) & 255},${n & 255},${alpha})`;
@@ -276,6 +302,7 @@ export class BoxTool {
     this.viewer = viewer;
     this.editable = editable;
     this.hips = [];
+    this.proposals = [];
     this.excluded = "";
     this.selectedKey = null;
     this.layers = [];
@@ -485,6 +512,64 @@ export class BoxTool {
     return problems;
   }
 
+  // --- model proposals -------------------------------------------------------------
+
+  // The model's boxes for this image ({side, x, y, width, height, score, hip_class}).
+  setProposals(proposals = []) {
+    this.proposals = proposals.map((p) => ({
+      side: p.side,
+      x: Number(p.x),
+      y: Number(p.y),
+      width: Number(p.width),
+      height: Number(p.height),
+      score: Number(p.score),
+      hip_class: p.hip_class || "",
+    }));
+    this.viewer.requestRender();
+    this._emitSelect();
+  }
+
+  // Proposals still to decide on: none on an excluded image, none for a side
+  // that has a hip, the patient's right first.
+  visibleProposals() {
+    if (!this.editable || this.excluded) return [];
+    const taken = new Set(this.hips.map((hip) => hip.side));
+    return this.proposals
+      .filter((p) => !taken.has(p.side))
+      .sort((a, b) => (a.side === b.side ? 0 : a.side === "right" ? -1 : 1));
+  }
+
+  _hipFromProposal(p) {
+    const { columns, rows } = this.viewer;
+    const x = Math.min(Math.max(0, p.x), columns - 1);
+    const y = Math.min(Math.max(0, p.y), rows - 1);
+    // The labeller gives the class: the hip starts without one, whatever the model said.
+    return makeHip({
+      side: p.side,
+      hip_class: null,
+      x,
+      y,
+      width: Math.max(1, Math.min(p.width, columns - x)),
+      height: Math.max(1, Math.min(p.height, rows - y)),
+      source: "model",
+    });
+  }
+
+  // Accept the proposal of ``side`` (default: the next visible one), or all of
+  // them: they become hips (one undo step); the first new hip is selected.
+  acceptProposals({ side = null, all = false } = {}) {
+    const visible = this.visibleProposals();
+    const chosen = all ? visible : visible.filter((p) => side === null || p.side === side).slice(0, 1);
+    if (!chosen.length) return [];
+    const made = chosen.map((p) => this._hipFromProposal(p));
+    this.change(() => {
+      this.hips.push(...made);
+      this.excluded = "";
+      this.selectedKey = made[0].key;
+    });
+    return made;
+  }
+
   // --- pointer (called by the viewer for the left button) ---------------------------
 
   _hitHandle(p) {
@@ -673,6 +758,10 @@ export class BoxTool {
       case "E":
         this.openExclusionChooser();
         break;
+      case "p":
+      case "P":
+        this.acceptProposals({ all: event.shiftKey });
+        break;
       case "Delete":
       case "Backspace":
         this.remove();
@@ -720,6 +809,10 @@ export class BoxTool {
     const placed = []; // labels of this frame, so that none hides another
     const selected = this.selected;
     for (const layer of this.layers) layer.draw(ctx, placed);
+    for (const proposal of this.visibleProposals()) {
+      const label = proposalLabel(proposal);
+      drawHip(ctx, this.viewer, proposal, { color: PROPOSAL_COLOR, label, dashed: true, placed });
+    }
     for (const hip of this.hips) {
       if (hip !== selected) drawHip(ctx, this.viewer, hip, { placed });
     }

@@ -4,13 +4,16 @@
 // and again (keepalive) when the tab is hidden or closed. Until the server
 // has it, the state is also kept in localStorage, so a reload or a crash
 // loses nothing. The page only ever shows what the API gives this labeller:
-// their own hips.
+// their own hips, and the detector's proposals for the image (dashed; P accepts
+// the next one, Shift+P all; an accepted proposal is saved with source "model").
 
 import {
   ApiError,
   BoxTool,
   CLASS_BY_VALUE,
   EXCLUSION_BY_VALUE,
+  LABEL_KEYS,
+  PROPOSAL_COLOR,
   SIDES,
   api,
   classColor,
@@ -34,6 +37,9 @@ const ui = {
   helpKeys: $("help-keys"),
   hipList: $("hip-list"),
   hipsEmpty: $("hips-empty"),
+  proposals: $("proposals"),
+  proposalList: $("proposal-list"),
+  acceptProposals: $("accept-proposals"),
   legend: $("class-legend"),
   excluded: $("excluded"),
   note: $("note"),
@@ -75,7 +81,7 @@ const tool = new BoxTool(viewer, {
 tool.disabled = true; // until the saved state is in
 tool.onSelect(() => renderPanel());
 bindViewerControls(viewer, app, { readout: ui.readout, onHelp: toggleHelp });
-renderHelp(ui.helpKeys);
+renderHelp(ui.helpKeys, LABEL_KEYS);
 
 // For the tests and the benchmark.
 window.labelPage = { viewer, tool, state: () => payload(), saved: () => savedVersion === version };
@@ -295,6 +301,10 @@ ui.excluded.addEventListener("change", () => {
   ui.excluded.blur();
 });
 ui.submit.addEventListener("click", submit);
+ui.acceptProposals.addEventListener("click", () => {
+  tool.acceptProposals({ all: true });
+  ui.acceptProposals.blur();
+});
 
 // --- submit ---------------------------------------------------------------------------
 
@@ -405,12 +415,17 @@ function renderPanel() {
           class: hip === selected ? "selected" : "",
           "data-side": hip.side,
           "data-class": hip.hip_class || "",
+          "data-source": hip.source === "model" ? "model" : "manual",
+          title: hip.source === "model" ? "Accepted from a model proposal" : null,
           onclick: (event) => {
             if (event.target.closest("select, button")) return;
             tool.select(hip.key);
           },
         },
-        el("span", { class: "swatch", style: `--c: ${classColor(hip.hip_class)}` }),
+        el("span", {
+          class: "swatch",
+          style: `--c: ${classColor(hip.hip_class)}${hip.source === "model" ? "; border-style: dashed" : ""}`,
+        }),
         el("span", { class: "side", title: `The patient's ${hip.side} hip` }, SIDES[hip.side]),
         readOnly
           ? el("span", {}, CLASS_BY_VALUE[hip.hip_class]?.label || "—")
@@ -434,6 +449,7 @@ function renderPanel() {
       ),
     ),
   );
+  renderProposals();
   ui.hipsEmpty.hidden = hips.length > 0;
   if (tool.excluded) {
     ui.hipsEmpty.hidden = false;
@@ -452,6 +468,38 @@ function renderPanel() {
   ui.problems.textContent = problems.join(" ");
   ui.problems.hidden = problems.length === 0;
   renderStatus();
+}
+
+// The detector's proposals not yet accepted, each with its own Accept button.
+function renderProposals() {
+  const proposals = loaded && !submitted ? tool.visibleProposals() : [];
+  ui.proposals.hidden = proposals.length === 0;
+  ui.proposalList.replaceChildren(
+    ...proposals.map((proposal) =>
+      el(
+        "li",
+        { "data-side": proposal.side, title: "A model's proposal: not a label until you accept it" },
+        el("span", { class: "swatch", style: `--c: ${PROPOSAL_COLOR}; border-style: dashed` }),
+        el("span", { class: "side" }, SIDES[proposal.side]),
+        el(
+          "span",
+          {},
+          `score ${proposal.score.toFixed(2)}`,
+          CLASS_BY_VALUE[proposal.hip_class] ? ` · ${CLASS_BY_VALUE[proposal.hip_class].short}` : "",
+        ),
+        el(
+          "button",
+          {
+            type: "button",
+            style: "padding: .15rem .55rem",
+            "aria-label": `Accept the ${proposal.side} proposal`,
+            onclick: () => tool.acceptProposals({ side: proposal.side }),
+          },
+          "Accept",
+        ),
+      ),
+    ),
+  );
 }
 
 // --- start: the saved state, or the unsaved draft of this computer ------------------------
@@ -475,6 +523,7 @@ function applyServer(assignment) {
     clearDraft();
   }
   tool.setState({ hips: state.hips, excluded: state.excluded });
+  if (!readOnly) tool.setProposals(assignment.proposals || []);
   hadHips = tool.hips.length;
   ui.note.value = state.note || "";
   loaded = true;

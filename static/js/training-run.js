@@ -10,6 +10,7 @@ const errorEl = document.getElementById("run-error");
 const modelEl = document.getElementById("run-model");
 const cancelForm = document.getElementById("run-cancel");
 const historyBody = document.querySelector("#run-history tbody");
+const COLUMNS = JSON.parse(document.getElementById("run-history").dataset.columns);
 const logEl = document.getElementById("run-log");
 const ENDED = ["succeeded", "failed", "cancelled"];
 
@@ -43,9 +44,8 @@ function render(run) {
     historyBody.replaceChildren(...run.history.map((row) => {
       const tr = document.createElement("tr");
       const cells = [
-        String(row.epoch), fixed(row.loss, 4), fixed(row.accuracy, 4), fixed(row.val_loss, 4),
-        fixed(row.val_accuracy, 4), typeof row.learning_rate === "number" ? String(row.learning_rate) : "–",
-        fixed(row.seconds, 1),
+        String(row.epoch), ...COLUMNS.map((key) => fixed(row[key], 4)),
+        typeof row.learning_rate === "number" ? String(row.learning_rate) : "–", fixed(row.seconds, 1),
       ];
       for (const text of cells) {
         const td = document.createElement("td");

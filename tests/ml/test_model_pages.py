@@ -184,11 +184,19 @@ def test_train_form_starts_a_run_once(dataset, client_as, django_capture_on_comm
     assert again.status_code == 200 and not callbacks
     assert f"training run {run.pk} already trains config" in again.content.decode()
     assert TrainingRun.objects.count() == 1
+    run_id = run.pk
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        detector = client.post("/models/", {**form, "kind": "detector"})
+    run = TrainingRun.objects.get(kind="detector")
+    assert detector.status_code == 302 and len(callbacks) == 1
+    assert run.config_name == "tiny" and run.config["image_size"] == 128  # the detector's own tiny config
+    assert TrainingRun.objects.count() == 2
 
     bad = client.post("/models/", {"dataset": dataset.pk, "config": "nope", "seed": 0})
     assert bad.status_code == 200 and "errorlist" in bad.content.decode()
     listing = client.get("/models/").content.decode()
-    assert f'href="/models/runs/{run.pk}/"' in listing and "queued" in listing
+    assert f'href="/models/runs/{run_id}/"' in listing and "queued" in listing
 
 
 def test_run_page_and_json(dataset, client_as):

@@ -31,6 +31,10 @@ class Command(BaseCommand):
             )
         except ValueError as error:
             raise CommandError(str(error)) from error
+        if version.kind == "detector":
+            self._detector(version, report)
+            self.stdout.write(f"written to {options['out']}")
+            return
         self.stdout.write(
             f"model version {version.pk} on {report['n_cases']} test hips of {report['n_patients']} patients, "
             f"{report['iterations']} bootstrap iterations"
@@ -42,3 +46,27 @@ class Command(BaseCommand):
             else:
                 self.stdout.write(f"{key}: {f['mean']:.3f} (95% CI {f['ci_low']:.3f}-{f['ci_high']:.3f})")
         self.stdout.write(f"written to {options['out']}")
+
+    def _detector(self, version: ModelVersion, report: dict[str, Any]) -> None:
+        self.stdout.write(
+            f"detector {version.pk} on {report['hips']} test hips: "
+            f"IoU {report['iou_mean']:.3f} ± {report['iou_sd']:.3f} "
+            f"(min {report['iou_min']:.3f}), {report['hips_missed']} missed, {report['hips_extra']} extra, "
+            f"{report['hips_below_0_5']} below IoU 0.5"
+        )
+        classification = report["classification"]
+        if "binary" not in classification:
+            self.stdout.write(f"automatic vs manual boxes: not compared ({classification['note']})")
+            return
+        self.stdout.write(
+            f"classifier {report['classifier']} on {classification['hips']} found hips, auto vs manual boxes:"
+        )
+        for task in ("binary", "multiclass"):
+            figures = classification[task]
+            diff = figures["kappa_difference"]
+            fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+            self.stdout.write(
+                f"{task}: accuracy {figures['auto']['accuracy']:.3f} vs {figures['manual']['accuracy']:.3f}, "
+                f"κ {fmt(figures['auto']['kappa'])} vs {fmt(figures['manual']['kappa'])}, "
+                f"difference {fmt(diff['estimate'])} (95% CI {fmt(diff['ci_low'])} to {fmt(diff['ci_high'])})"
+            )

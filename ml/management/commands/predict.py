@@ -13,12 +13,14 @@ from annotate.dicom import DicomRejected, decode_dicom
 from annotate.models import Radiograph
 from ml import scoring
 from ml.hips import BadBoxes, parse_boxes
+from ml.models import Kind
 
 
 class Command(BaseCommand):
     help = (
         'Predict the six hip classes of a radiograph. Boxes: --boxes \'[{"side": "right", "box": [x, y, w, h]}]\' '
-        "(or a .json file); without them, the ground-truth boxes of the same radiograph already on the site."
+        "(or a .json file); without them, the active detector (or --detector) finds both hips; without a "
+        "detector, the ground-truth boxes of the same radiograph already on the site."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -26,6 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--boxes", help="JSON list of hips, or a path to a .json file holding it")
         parser.add_argument("--model", type=int, metavar="VERSION", help="model version (default: the active one)")
         parser.add_argument("--heatmaps", metavar="DIR", help="write each hip's heatmap PNG here")
+        parser.add_argument("--detector", type=int, metavar="VERSION", help="detector (default: the active one)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = Path(options["file"])
@@ -36,11 +39,11 @@ class Command(BaseCommand):
             image = decode_dicom(data)
         except DicomRejected as error:
             raise CommandError(f"{path}: {error}") from None
-        hips = self._hips(options["boxes"], data, image)
         try:
             version = scoring.chosen_model(options["model"])
         except LookupError as error:
             raise CommandError(str(error)) from None
+        hips, box_source, detector = self._hips(options["boxes"], options["detector"], data, image)
         predictions = scoring.predictor(version).predict_hips(
             image.pixels, (image.window_center, image.window_width), hips
         )
@@ -57,18 +60,35 @@ class Command(BaseCommand):
                 target.write_bytes(heatmap_png(pred))
                 item["heatmap_url"] = target.resolve().as_uri()
             out.append(item)
-        self.stdout.write(json.dumps({"model_version": version.pk, "hips": out}, indent=2))
+        for item in out:
+            item["box_source"] = box_source
+        result = {"model_version": version.pk, "detector_version": detector, "hips": out}
+        self.stdout.write(json.dumps(result, indent=2))
 
-    def _hips(self, boxes: str | None, data: bytes, image: Any) -> list[Any]:
+    def _hips(self, boxes: str | None, detector: int | None, data: bytes, image: Any) -> tuple[list[Any], str, Any]:
+        """The hips to read, where their boxes came from, and the detector version used (or None)."""
         rows, columns = image.pixels.shape
         if boxes:
             text = Path(boxes).read_text() if boxes.endswith(".json") and Path(boxes).is_file() else boxes
             try:
-                return parse_boxes(text, rows=rows, columns=columns)
+                return parse_boxes(text, rows=rows, columns=columns), "manual", None
             except BadBoxes as error:
                 raise CommandError(str(error)) from None
+        if detector is not None or scoring.active_model(Kind.DETECTOR) is not None:
+            from ml import detection
+
+            try:
+                version = scoring.chosen_model(detector, Kind.DETECTOR)
+            except LookupError as error:
+                raise CommandError(str(error)) from None
+            found = detection.detect(version, image.pixels, (image.window_center, image.window_width))
+            if not found:
+                raise CommandError(f"detector {version.pk} found no hip on this radiograph")
+            return detection.hips_of(found), "detector", version.pk
         radiograph = Radiograph.objects.filter(sha256=hashlib.sha256(data).hexdigest()).first()
         hips = scoring.hip_boxes(radiograph.pk) if radiograph is not None else []
         if not hips:
-            raise CommandError("give --boxes: this radiograph has no ground-truth hip boxes on the site")
-        return hips
+            raise CommandError(
+                "give --boxes: no detector is active and this radiograph has no ground-truth hip boxes on the site"
+            )
+        return hips, "ground_truth", None

@@ -11,19 +11,28 @@ from tqdm import tqdm
 
 from ml import training
 from ml.core.configs import CONFIGS
+from ml.core.detector import DETECTOR_CONFIGS
 from ml.models import DatasetVersion, Kind
 
 
 class Command(BaseCommand):
-    help = "Train the hip classifier on a dataset version (default: the newest) and evaluate it on its test split."
+    help = (
+        "Train the hip classifier (or, with --kind detector, the hip detector) on a dataset version "
+        "(default: the newest) and evaluate it on its test split."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--kind", choices=[Kind.CLASSIFIER], default=Kind.CLASSIFIER)
-        parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu-small")
+        parser.add_argument("--kind", choices=[Kind.CLASSIFIER, Kind.DETECTOR], default=Kind.CLASSIFIER)
+        parser.add_argument(
+            "--config",
+            choices=sorted(set(CONFIGS) | set(DETECTOR_CONFIGS)),
+            default="cpu-small",
+            help=f"classifier: {', '.join(sorted(CONFIGS))}; detector: {', '.join(sorted(DETECTOR_CONFIGS))}",
+        )
         parser.add_argument("--dataset", type=int, help="dataset version id (default: the newest)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--epochs", type=int, help="most epochs (default: the config's)")
-        parser.add_argument("--activate", action="store_true", help="make it the active classifier when done")
+        parser.add_argument("--activate", action="store_true", help="make it the active model of its kind when done")
         parser.add_argument("--resume", type=int, metavar="RUN", help="resume training run RUN from its checkpoint")
         parser.add_argument(
             "--queue", action="store_true", help="queue the run on a Celery worker of the ml queue and print its id"
@@ -43,6 +52,7 @@ class Command(BaseCommand):
                 run = training.training_start(
                     dataset=dataset,
                     config_name=options["config"],
+                    kind=options["kind"],
                     seed=options["seed"],
                     activate=options["activate"],
                     epochs=options["epochs"],
@@ -54,7 +64,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"training run {run.pk} queued; follow it on /models/runs/{run.pk}/")
                 self.stdout.write(str(run.pk))
                 return
-            self.stdout.write(f"training run {run.pk}: {run.config_name} on dataset version {dataset.pk}")
+            self.stdout.write(f"training run {run.pk}: {run.kind} {run.config_name} on dataset version {dataset.pk}")
         run = training.run_training(run.pk, holder=f"cli/{os.getpid()}", progress=self._progress(options))
         if self._bar is not None:
             self._bar.close()
@@ -64,9 +74,12 @@ class Command(BaseCommand):
         version = run.model_version
         figures = version.evaluation or {}
         for key in ("binary_accuracy", "binary_auc", "multiclass_accuracy"):
-            if key in figures:
+            if isinstance(figures.get(key), dict):
                 f = figures[key]
                 self.stdout.write(f"{key}: {f['mean']:.3f} (95% CI {f['ci_low']:.3f}-{f['ci_high']:.3f})")
+        for key in ("iou_mean", "iou_sd", "iou_min", "hips_missed", "hips_extra"):
+            if isinstance(figures.get(key), int | float):
+                self.stdout.write(f"{key}: {figures[key]:.3f}")
         self.stdout.write(str(version.pk))
 
     def _dataset(self, pk: int | None) -> DatasetVersion:
@@ -97,11 +110,12 @@ class Command(BaseCommand):
                 self._bar.update(1)
             elif event == "epoch" and self._bar is not None:
                 self._bar.set_description(f"epoch {info['epoch'] + 1}")
-                tqdm.write(
-                    f"epoch {info['epoch']}: loss {info['loss']:.4f} accuracy {info['accuracy']:.4f} "
-                    f"val_loss {info['val_loss']:.4f} val_accuracy {info['val_accuracy']:.4f}",
-                    file=self.stdout._out,
+                figures = " ".join(
+                    f"{key} {value:.4f}"
+                    for key, value in info.items()
+                    if key not in ("epoch", "learning_rate", "seconds") and isinstance(value, int | float)
                 )
+                tqdm.write(f"epoch {info['epoch']}: {figures}", file=self.stdout._out)
             elif event == "evaluate":
                 tqdm.write("evaluating on the test split", file=self.stdout._out)
 

@@ -34,3 +34,5 @@ bench: $(STAMP)
 	$(PY) bench/train.py
 	$(PY) bench/infer.py
 	$(PY) bench/report.py
+	$(PY) bench/readers.py
+	$(PY) bench/pipeline.py

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import shutil
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from annotate.labels import CLASSES, GroundTruthHip
 from annotate.models import Radiograph
@@ -260,21 +258,13 @@ def _hips_csv(rows: Sequence[dict[str, Any]]) -> str:
 def _write_evaluation(
     version: ModelVersion, report: dict[str, Any], rows: Sequence[dict[str, Any]], out_dir: str | Path | None
 ) -> None:
-    folder = version.evaluation_dir
-    temp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(temp, ignore_errors=True)
-    temp.mkdir(parents=True)
-    (temp / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=False))
-    (temp / "hips.csv").write_text(_hips_csv(rows))
-    shutil.rmtree(folder, ignore_errors=True)
-    temp.rename(folder)
-    ModelVersion.objects.filter(pk=version.pk).update(evaluation=report, evaluated_at=timezone.now())
-    version.refresh_from_db()
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        for path in folder.iterdir():
-            shutil.copy2(path, out / path.name)
+    from ml.evaluation import store_evaluation
+
+    def write(temp: Path) -> None:
+        (temp / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=False))
+        (temp / "hips.csv").write_text(_hips_csv(rows))
+
+    store_evaluation(version, report, write, out_dir)
 
 
 def queue_reading_all() -> None:

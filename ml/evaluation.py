@@ -129,22 +129,33 @@ def evaluate_version(
         iterations=int(iterations or settings.BOOTSTRAP_ITERATIONS),
         seed=seed,
     )
+
+    def write(temp: Path) -> None:
+        write_report(report, temp)
+        (temp / "predictions.csv").write_text(_predictions_csv(data))
+
+    summary = {key: report[key] for key in (*HEADLINE, "per_class", "n_cases", "n_patients", "iterations")}
+    store_evaluation(version, summary, write, out_dir)
+    return report
+
+
+def store_evaluation(
+    version: ModelVersion, summary: dict[str, Any], write: Callable[[Path], None], out_dir: str | Path | None
+) -> None:
+    """Write an evaluation's files (``write(folder)``) into a fresh temporary folder, rename it onto
+    the version's ``evaluation_dir`` (a crash leaves the previous one whole), keep ``summary`` on
+    the version row, and copy the files into ``out_dir`` when given."""
     folder = version.evaluation_dir
     temp = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir(parents=True)
-    write_report(report, temp)
-    (temp / "predictions.csv").write_text(_predictions_csv(data))
+    write(temp)
     shutil.rmtree(folder, ignore_errors=True)
     temp.rename(folder)
-    ModelVersion.objects.filter(pk=version.pk).update(
-        evaluation={key: report[key] for key in (*HEADLINE, "per_class", "n_cases", "n_patients", "iterations")},
-        evaluated_at=timezone.now(),
-    )
+    ModelVersion.objects.filter(pk=version.pk).update(evaluation=summary, evaluated_at=timezone.now())
     version.refresh_from_db()
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         for path in folder.iterdir():
             shutil.copy2(path, out / path.name)
-    return report

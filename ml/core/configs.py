@@ -40,8 +40,33 @@ BACKBONES = ("densenet169", "densenet")
 CLASS_WEIGHTINGS = ("sqrt", "balanced")
 
 
+class JsonConfig:
+    """``as_dict`` / ``from_dict`` / ``replace`` of a frozen configuration dataclass: the JSON
+    kept on training runs, model versions and bundles (tuples become lists and back). A stored
+    ``kind`` key is ignored: the class says what it configures."""
+
+    label = "config"  # names the configuration in error messages
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (tuples become lists)."""
+        data = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        data = {key: value for key, value in data.items() if key != "kind"}
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown {cls.label} keys: {sorted(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> Any:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
 @dataclass(frozen=True)
-class NetConfig:
+class NetConfig(JsonConfig):
     """One network + training configuration.
 
     backbone: ``"densenet169"`` (``keras.applications.DenseNet169``; blocks must be
@@ -96,24 +121,6 @@ class NetConfig:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.input_size, self.input_size, 3)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-safe dict (tuples become lists)."""
-        d = dataclasses.asdict(self)
-        d["blocks"] = list(self.blocks)
-        d["zooms"] = list(self.zooms)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> NetConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown config keys: {sorted(unknown)}")
-        return cls(**data)
-
-    def replace(self, **changes: Any) -> NetConfig:
-        return dataclasses.replace(self, **changes)
 
 
 CONFIGS: dict[str, NetConfig] = {

@@ -238,6 +238,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One name per choice set shared by several serializers (the six classes; where a hip or a
+    # radiograph came from).
+    "ENUM_NAME_OVERRIDES": {
+        "HipClassEnum": "annotate.labels.HipClass",
+        "LabellerHipSourceEnum": "annotate.labelling.LABELLER_SOURCES",
+        "RadiographSourceEnum": "annotate.models.Radiograph.Source",
+    },
 }
 
 # Production hardening; all of it is on whenever DEBUG is off.

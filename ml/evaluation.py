@@ -134,7 +134,9 @@ def evaluate_version(
         write_report(report, temp)
         (temp / "predictions.csv").write_text(_predictions_csv(data))
 
-    summary = {key: report[key] for key in (*HEADLINE, "per_class", "n_cases", "n_patients", "iterations")}
+    # The per-class ideal thresholds (Figure 8) are kept too: the worklist's CT/MRI flag reads them.
+    keys = (*HEADLINE, "per_class", "thresholds", "n_cases", "n_patients", "iterations")
+    summary = {key: report[key] for key in keys}
     store_evaluation(version, summary, write, out_dir)
     return report
 

@@ -58,6 +58,8 @@ def test_train_command_trains_evaluates_and_prints_the_version_id(dataset, capsy
     assert version.evaluation["n_cases"] == test_hips
     for key in ("binary_accuracy", "binary_sensitivity", "binary_specificity", "binary_auc", "multiclass_accuracy"):
         assert set(version.evaluation[key]) >= {"mean", "ci_low", "ci_high"}
+    # The worklist's CT/MRI flag reads the nondisplaced class's ideal threshold from here.
+    assert set(version.evaluation["thresholds"]["fn_nondisplaced"]) == {"threshold", "sensitivity", "specificity"}
     assert HipPrediction.objects.filter(model_version=version).count() == test_hips
     assert (version.evaluation_dir / "metrics.json").is_file()
     assert (version.evaluation_dir / "roc_binary.svg").is_file()

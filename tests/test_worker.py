@@ -99,6 +99,23 @@ def assert_imported_once(job: ImportJob, names: list[str], worker: Any) -> None:
     wait_for(lambda: not folder.exists(), what=f"{folder} to be removed", worker=worker, timeout=15)
 
 
+def wait_until_acknowledged(worker: Any, message_id: str) -> str:
+    """Wait for the task's success line and for the broker to hold nothing.
+
+    The job is marked done in the database before the task returns; the pool
+    process then logs "succeeded" and the main process acknowledges the message
+    (acks_late) just after, so both are awaited rather than read at once.
+    """
+    output = worker.wait_for_output(f"{TASK}[{message_id}] succeeded")
+    wait_for(
+        lambda: worker.unacked() == [] and worker.queued("default") == 0,
+        what="the broker to hold nothing",
+        worker=worker,
+        timeout=15,
+    )
+    return output
+
+
 def test_a_queued_import_runs_on_the_worker(celery_worker, researcher, dicom_bytes):
     files = uploads([dicom_bytes(seed=seed) for seed in range(3)])
     files.append(SimpleUploadedFile("notes.txt", b"not dicom at all"))
@@ -175,12 +192,11 @@ def test_a_job_survives_its_worker_being_killed(celery_worker, researcher, dicom
     assert_imported_once(job, names, celery_worker)
     assert done_before <= set(job.items.values_list("id", flat=True))  # resumed, not redone
     # The second worker received the very message the first one was given.
-    first_log, second_log = celery_worker.output().split("===== worker 2:")
+    first_log, second_log = wait_until_acknowledged(celery_worker, message["id"]).split("===== worker 2:")
     assert f"{TASK}[{message['id']}] received" in first_log
     assert f"{TASK}[{message['id']}] succeeded" not in first_log
     assert f"{TASK}[{message['id']}] received" in second_log
     assert f"{TASK}[{message['id']}] succeeded" in second_log
-    assert celery_worker.unacked() == [] and celery_worker.queued("default") == 0
 
 
 def test_a_job_survives_its_pool_process_being_killed(celery_worker, researcher, dicom_bytes):
@@ -197,9 +213,8 @@ def test_a_job_survives_its_pool_process_being_killed(celery_worker, researcher,
     job = wait_until_finished(job.id, celery_worker)
     assert_imported_once(job, names, celery_worker)
     assert done_before <= set(job.items.values_list("id", flat=True))  # resumed, not redone
-    output = celery_worker.output()
+    output = wait_until_acknowledged(celery_worker, message["id"])
     assert celery_worker.running and celery_worker.pid == worker_pid and celery_worker.starts == 1
     assert "WorkerLostError" in output, output
     assert output.count(f"{TASK}[{message['id']}] received") == 2, output
     assert output.count(f"{TASK}[{message['id']}] succeeded") == 1, output
-    assert celery_worker.unacked() == [] and celery_worker.queued("default") == 0

@@ -52,6 +52,9 @@ class Radiograph(models.Model):
         UPLOAD = "upload", "Browser upload"
         API = "api", "API"
         CLI = "cli", "Command line"
+        DICOM_STORE = "dicom_store", "DICOM C-STORE (PACS or modality)"
+        DICOMWEB = "dicomweb", "DICOMweb pull (QIDO/WADO-RS)"
+        STOW = "stow", "DICOMweb STOW-RS"
 
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="radiographs")
     series_instance_uid = models.CharField(max_length=64, blank=True)

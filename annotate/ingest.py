@@ -13,6 +13,7 @@ neither a row without its files nor a file without its row.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import io
@@ -28,6 +29,7 @@ import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from PIL import Image
 
 from annotate import labelling
@@ -140,7 +142,15 @@ def _prepare_decoded(data: bytes, sha256: str) -> _Prepared | str:
     return _Prepared(sha256, len(data), image, names, _store_files(contents, names))
 
 
-def _commit(prepared: _Prepared, *, name: str, source: str, user: Any, job: ImportJob | None) -> IngestOutcome:
+def _commit(
+    prepared: _Prepared,
+    *,
+    name: str,
+    source: str,
+    user: Any,
+    job: ImportJob | None,
+    received_at: datetime.datetime | None = None,
+) -> IngestOutcome:
     sha256, created = prepared.sha256, prepared.created
     existing = Radiograph.objects.filter(sha256=sha256).values_list("id", flat=True).first()
     if existing is not None:
@@ -200,6 +210,7 @@ def _commit(prepared: _Prepared, *, name: str, source: str, user: Any, job: Impo
                 source=source,
                 imported_by=user if getattr(user, "is_authenticated", False) else None,
                 import_job=job,
+                received_at=received_at or timezone.now(),
             )
             labelling.assignments_create(radiographs=[radiograph])
     except IntegrityError:
@@ -222,15 +233,22 @@ def _too_large(size: int) -> str:
 
 
 def radiograph_ingest(
-    *, data: bytes, name: str, source: str, user: Any = None, job: ImportJob | None = None
+    *,
+    data: bytes,
+    name: str,
+    source: str,
+    user: Any = None,
+    job: ImportJob | None = None,
+    received_at: datetime.datetime | None = None,
 ) -> IngestOutcome:
-    """Import one DICOM file (see the module's docstring)."""
+    """Import one DICOM file (see the module's docstring). ``received_at``: when the file
+    reached the site, if earlier than now (a file spooled by the DICOM listener)."""
     if len(data) > settings.MAX_DICOM_BYTES:
         return IngestOutcome(name, REJECTED, _too_large(len(data)))
     prepared = _prepare(data)
     if isinstance(prepared, str):
         return IngestOutcome(name, REJECTED, prepared)
-    return _commit(prepared, name=name, source=source, user=user, job=job)
+    return _commit(prepared, name=name, source=source, user=user, job=job, received_at=received_at)
 
 
 def ingest_items(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Patient(models.Model):
@@ -86,6 +87,9 @@ class Radiograph(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     imported_at = models.DateTimeField(auto_now_add=True)
+    # When the file reached the site (C-STORE or STOW-RS receipt, upload): the
+    # arrival-to-score time of the operations page counts from here.
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
     import_job = models.ForeignKey(
         "ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="radiographs"
     )

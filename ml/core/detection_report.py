@@ -69,8 +69,8 @@ def detection_report(
     ious: ArrayLike,
     hips_extra: int,
     truth: ArrayLike,
-    manual_probabilities: ArrayLike,
-    auto_probabilities: ArrayLike,
+    manual_probabilities: ArrayLike | None,
+    auto_probabilities: ArrayLike | None,
     found: ArrayLike,
     patients: ArrayLike,
     iterations: int = 2000,
@@ -83,14 +83,13 @@ def detection_report(
 
     Returns ``iou_mean``, ``iou_sd``, ``iou_min``, ``hips``, ``hips_missed``, ``hips_extra`` and
     ``classification``: per task, ``manual``/``auto`` accuracy and κ, and ``kappa_difference``
-    (auto − manual) with its bootstrap mean and CI, on the found hips."""
+    (auto − manual) with its bootstrap mean and CI, on the found hips. Without probabilities
+    (``None``: no classifier) only the detection figures."""
     iou_values = np.asarray(ious, dtype=np.float64).ravel()
     if iou_values.size == 0:
         raise ValueError("no manual hips to compare with")
     found_mask = np.asarray(found, dtype=bool).ravel()
     t = np.asarray(truth, dtype=np.intp).ravel()
-    manual = np.asarray(manual_probabilities, dtype=np.float64)
-    auto = np.asarray(auto_probabilities, dtype=np.float64)
     pids = np.asarray(patients).ravel()
     report: dict[str, Any] = {
         "hips": int(iou_values.size),
@@ -105,8 +104,13 @@ def detection_report(
     }
     n_found = int(found_mask.sum())
     report["classification"] = {"hips": n_found, "note": "found hips only: a missed hip has no automatic reading"}
+    if manual_probabilities is None or auto_probabilities is None:
+        report["classification"] = {"hips": 0, "note": "no classifier: only the detection figures"}
+        return report
     if n_found == 0:
         return report
+    manual = np.asarray(manual_probabilities, dtype=np.float64)
+    auto = np.asarray(auto_probabilities, dtype=np.float64)
     t, manual, auto, pids = t[found_mask], manual[found_mask], auto[found_mask], pids[found_mask]
     truths = {"binary": is_fracture(t).astype(np.intp), "multiclass": t}
     readings = {"manual": _answers(manual), "auto": _answers(auto)}

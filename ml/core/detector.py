@@ -168,8 +168,8 @@ DETECTOR_CONFIGS: dict[str, DetectorConfig] = {
         head_layers=2,
         batch_size=8,
         learning_rate=1e-3,
-        epochs=30,
-        patience=8,
+        epochs=20,  # the validation IoU levels off by epoch ~18 on 400 phantom studies
+        patience=6,
         lr_decay=0.93,
     ),
     # For tests: 128 x 128, one block per stage, one head layer.
@@ -594,7 +594,8 @@ def select_detections(
     boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, lb: Letterbox, min_score: float
 ) -> list[Detection]:
     """The best detection of each class (after NMS), boxes (yxyx, input pixels) mapped back to
-    the original image and clipped to the letterboxed picture; sorted right then left."""
+    the original image and clipped to the letterboxed picture; sorted right then left. A box
+    less than one original pixel wide or high once clipped is dropped."""
     best: dict[int, tuple[float, np.ndarray]] = {}
     for box, score, label in zip(boxes, scores, labels, strict=False):
         label = int(label)
@@ -610,7 +611,10 @@ def select_detections(
         y0, y1 = (min(max(v, 0.0), lb.new_h) for v in (y0, y1))
         if x1 <= x0 or y1 <= y0:
             continue
-        out.append(Detection(side=SIDES[label], box=box_from_input((x0, y0, x1 - x0, y1 - y0), lb), score=score))
+        box = box_from_input((x0, y0, x1 - x0, y1 - y0), lb)
+        if box[2] < 1 or box[3] < 1:  # a sliver at the film's edge is not a hip
+            continue
+        out.append(Detection(side=SIDES[label], box=box, score=score))
     return out
 
 

@@ -132,6 +132,17 @@ def test_evaluate_a_detector(models, tmp_path):
     assert detector.evaluation["iou_mean"] == metrics["iou_mean"]
 
 
+def test_evaluate_a_detector_with_no_classifier_counts_only_hips_it_did_not_find(models, tmp_path):
+    # The detector trains before any classifier may exist: its hips are found or missed by
+    # the detector alone, not by whether a classifier was there to read them.
+    classifier, detector = models
+    ModelVersion.objects.filter(pk=classifier.pk).update(is_active=False)
+    metrics = detection.evaluate_detector(detector, iterations=20)
+    assert metrics["classifier"] is None and metrics["hips"] > 0
+    assert metrics["hips_missed"] == 0 and 0.5 < metrics["iou_min"]
+    assert set(metrics["classification"]) == {"hips", "note"} and "no classifier" in metrics["classification"]["note"]
+
+
 def test_predict_without_boxes_uses_the_detector(models, dicom_bytes, tmp_path, capsys, client_as):
     path = tmp_path / "new.dcm"
     path.write_bytes(dicom_bytes(seed=950, patient_id="MRN-P", accession="ACC-P", pixels=film(950)))

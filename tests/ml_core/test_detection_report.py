@@ -80,3 +80,12 @@ def test_no_found_hips_has_no_classification_figures():
             ious=[], hips_extra=0, truth=[], manual_probabilities=np.zeros((0, 6)),
             auto_probabilities=np.zeros((0, 6)), found=[], patients=[],
         )  # fmt: skip
+
+
+def test_without_a_classifier_only_the_detection_figures():
+    report = detection_report(
+        ious=[0.9, 0.0, 0.8], hips_extra=1, truth=[0, 1, 2], manual_probabilities=None,
+        auto_probabilities=None, found=[True, False, True], patients=[1, 2, 3], iterations=10,
+    )  # fmt: skip
+    assert report["hips_missed"] == 1 and report["hips_extra"] == 1 and report["hips"] == 3
+    assert report["classification"] == {"hips": 0, "note": "no classifier: only the detection figures"}

@@ -176,6 +176,10 @@ def test_select_detections_keeps_the_best_box_per_side_in_original_pixels():
     wide = np.array([[-5, -5, 200, 200]], dtype=np.float32)
     (clipped,) = D.select_detections(wide, np.array([0.5]), np.array([0]), lb, min_score=0.05)
     assert clipped.box == pytest.approx((0, 0, 240, 160))
+    # A box that is a sliver once clipped (under one original pixel across) is no hip at all:
+    # it would make a proposal that lies outside the image.
+    sliver = np.array([[84.8, 10, 90, 60]], dtype=np.float32)  # y from 84.8 to the picture's edge at 85
+    assert D.select_detections(sliver, np.array([0.5]), np.array([0]), lb, min_score=0.05) == []
 
 
 def test_the_decoder_is_keras_hubs_nms_at_iou_0_3():

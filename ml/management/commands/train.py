@@ -75,8 +75,9 @@ class Command(BaseCommand):
         figures = version.evaluation or {}
         for key in ("binary_accuracy", "binary_auc", "multiclass_accuracy"):
             if isinstance(figures.get(key), dict):
-                f = figures[key]
-                self.stdout.write(f"{key}: {f['mean']:.3f} (95% CI {f['ci_low']:.3f}-{f['ci_high']:.3f})")
+                # A small test split may leave a figure or its interval undefined (None).
+                mean, low, high = (_figure(figures[key].get(part)) for part in ("mean", "ci_low", "ci_high"))
+                self.stdout.write(f"{key}: {mean} (95% CI {low}-{high})")
         for key in ("iou_mean", "iou_sd", "iou_min", "hips_missed", "hips_extra"):
             if isinstance(figures.get(key), int | float):
                 self.stdout.write(f"{key}: {figures[key]:.3f}")
@@ -120,3 +121,7 @@ class Command(BaseCommand):
                 tqdm.write("evaluating on the test split", file=self.stdout._out)
 
         return progress
+
+
+def _figure(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "n/a"

@@ -89,3 +89,29 @@ class HipProposalAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
         return False
+
+
+from annotate.audit import AccessLog  # noqa: E402
+
+
+@admin.register(AccessLog)
+class AccessLogAdmin(admin.ModelAdmin):
+    """The access log, read-only: nobody adds, edits or deletes a row here (append-only)."""
+
+    list_display = [
+        "created_at", "username", "action", "object_type", "object_id", "url_name", "status_code", "ip_address",
+    ]  # fmt: skip
+    list_filter = ["action", "object_type", "status_code"]
+    search_fields = ["username", "object_id", "url_name", "ip_address"]
+    date_hierarchy = "created_at"
+    readonly_fields = [field.name for field in AccessLog._meta.fields]
+    actions = None
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -48,7 +48,7 @@ class RadiographViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(responses={(200, "image/jpeg"): bytes})
     @action(detail=True, methods=["get"])
-    def preview(self, request: Request, pk: str | None = None) -> FileResponse:
+    def preview(self, request: Request, pk: str | None = None, format: str | None = None) -> FileResponse:
         radiograph = self.get_object()
         return FileResponse(radiograph.preview.open("rb"), content_type="image/jpeg")
 

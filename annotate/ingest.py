@@ -14,6 +14,7 @@ neither a row without its files nor a file without its row.
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import hmac
 import io
@@ -43,6 +44,9 @@ logger = logging.getLogger(__name__)
 IMPORTED = ImportItem.Status.IMPORTED
 PRESENT = ImportItem.Status.PRESENT
 REJECTED = ImportItem.Status.REJECTED
+# A write that fails for want of space (or quota) rejects the file with a reason naming the
+# full disk, instead of failing the whole import; the partial files are removed.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,14 @@ def _prepare_decoded(data: bytes, sha256: str) -> _Prepared | str:
         return exc.reason
     names = file_names(sha256)
     contents = {"original": Buffers(data), "pixels": _encode_pixels(image.pixels), "preview": _encode_preview(image)}
-    return _Prepared(sha256, len(data), image, names, _store_files(contents, names))
+    try:
+        created = _store_files(contents, names)  # removes what it wrote when it fails
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        logger.error("the data folder is full: %s", exc)
+        return f"the disk of the data folder is full ({os.strerror(exc.errno)}); nothing was stored, send it again"
+    return _Prepared(sha256, len(data), image, names, created)
 
 
 def _commit(

@@ -161,7 +161,9 @@ class ImportItem(models.Model):
 
 
 # The labelling models live in their own module; importing them here makes
-# them part of this app's models.
+# them part of this app's models. The access log (who viewed which radiograph or
+# reader-study case) lives in annotate.audit.
+from annotate.audit import AccessLog  # noqa: E402,F401
 from annotate.labels import (  # noqa: E402,F401
     Adjudication,
     Assignment,

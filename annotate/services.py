@@ -47,9 +47,15 @@ def incoming_dir() -> Path:
 
 
 def import_job_create(*, user: Any, files: Iterable[Any], source: str) -> ImportJob:
-    """Keep the uploaded files in a folder of their own and queue their import."""
-    from annotate.tasks import import_job_run
+    """Keep the uploaded files in a folder of their own and queue their import.
 
+    ``config.celery.QueueUnavailable`` when the broker is away: asked before the files are
+    written, and should the task still not be taken, the job and its files are removed again,
+    so that no job waits as "queued" for a task that was never sent."""
+    from annotate.tasks import import_job_run
+    from config.celery import publish, require_broker
+
+    require_broker()
     folder = incoming_dir() / uuid.uuid4().hex
     folder.mkdir(parents=True)
     count = 0
@@ -64,9 +70,15 @@ def import_job_create(*, user: Any, files: Iterable[Any], source: str) -> Import
                 for chunk in upload.chunks():
                     handle.write(chunk)
             count += 1
-        with transaction.atomic():
-            job = ImportJob.objects.create(created_by=user, source=source, folder=folder.name, total=0)
-            transaction.on_commit(lambda: import_job_run.delay(job_id=job.id))
+        job = ImportJob.objects.create(created_by=user, source=source, folder=folder.name, total=0)
+        if transaction.get_connection().in_atomic_block:
+            transaction.on_commit(lambda: publish(lambda: import_job_run.delay(job_id=job.id)))
+        else:
+            try:
+                publish(lambda: import_job_run.delay(job_id=job.id))
+            except BaseException:
+                ImportJob.objects.filter(id=job.id, status=ImportJob.Status.QUEUED).delete()
+                raise
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

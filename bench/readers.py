@@ -26,13 +26,13 @@ next answer. 50 readers then offer about 50 answers/s, several times what a real
 study's readers do (a person looks at a hip for seconds). ``--think 0`` keeps every
 reader busy: a closed loop that measures capacity (answers/s), whose latency is
 about readers / throughput (Little's law) and cannot meet the aim on 2 cores (the
-floor, /health/, does not either).
+floor, /health/live/, does not either).
 
 Then the floor: the same number of clients, with the same think time, each sending
-as many GET /health/ (one ``SELECT 1``) as it sent answers.
+as many GET /health/live/ (one ``SELECT 1``) as it sent answers.
 
 Prints answers per second, p50/p95/p99 of the answer POSTs, the /current/ GETs and
-/health/, the ratio of the answers' p95 to the aim (100 ms; goal < 1) and to the
+/health/live/, the ratio of the answers' p95 to the aim (100 ms; goal < 1) and to the
 floor's p95, and checks the database: every (reader, case, condition) exactly once,
 readers x cases x 3 rows (phase 3 counted with the carried-over answers), the stored
 answers equal to what the clients got 201 for. Prints OK or FAIL (exit status 1).
@@ -155,7 +155,7 @@ def start_gunicorn(env: dict[str, str], port: int, workers: int, threads: int, l
     deadline = time.monotonic() + 120
     while True:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/", timeout=2):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live/", timeout=2):
                 return process
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
@@ -276,16 +276,16 @@ def health_client(base: str, count: int, seed: int, think: float, times: list[fl
     rng = random.Random(seed)
     with requests.Session() as session:
         for _ in range(2):
-            session.get(f"{base}/health/", timeout=60).raise_for_status()
+            session.get(f"{base}/health/live/", timeout=60).raise_for_status()
         barrier.wait()
         for _ in range(count):
             if think:
                 time.sleep(rng.expovariate(1 / think))
             t0 = time.perf_counter()
-            reply = session.get(f"{base}/health/", timeout=60)
+            reply = session.get(f"{base}/health/live/", timeout=60)
             times.append((time.perf_counter() - t0) * 1000)
             if reply.status_code != 200:
-                raise RuntimeError(f"/health/: {reply.status_code}")
+                raise RuntimeError(f"/health/live/: {reply.status_code}")
 
 
 def run_threads(targets: list[tuple]) -> float:
@@ -454,21 +454,21 @@ def main() -> int:
         health_seconds = run_threads([(health, (i,)) for i in range(args.readers)])
 
         if len(health_ms) != per_client * args.readers:
-            errors.append(f"/health/: {per_client * args.readers - len(health_ms)} requests failed")
+            errors.append(f"/health/live/: {per_client * args.readers - len(health_ms)} requests failed")
         problems = errors + check_database(args.database_url, setup["study"], args.readers, args.cases, tallies)
         p95 = percentiles(answer_ms)["p95"]
         floor = percentiles(health_ms)["p95"]
         repeats = sum(t.repeats for t in tallies)
         print(
             f"{answers} answers in {seconds:.1f} s: {answers / seconds:.0f} answers/s (+ {repeats} repeats); "
-            f"/health/: {len(health_ms) / health_seconds:.0f} requests/s"
+            f"/health/live/: {len(health_ms) / health_seconds:.0f} requests/s"
         )
         print(line("POST answers/ (stored, 201)", answer_ms))
         print(line("POST answers/ again (200)", repeat_ms))
         print(line("GET current/", current_ms))
-        print(line("GET /health/ (floor)", health_ms))
+        print(line("GET /health/live/ (floor)", health_ms))
         print(f"ratio answer p95 / aim {AIM_MS:.0f} ms: {p95 / AIM_MS:.2f} (goal < 1); "
-              f"answer p95 / /health/ p95: {p95 / floor:.2f}")  # fmt: skip
+              f"answer p95 / /health/live/ p95: {p95 / floor:.2f}")  # fmt: skip
         if problems:
             for problem in problems[:20]:
                 print(f"  {problem}")

@@ -191,6 +191,28 @@ BOOTSTRAP_ITERATIONS = env_int("BOOTSTRAP_ITERATIONS", 2000)
 # Score every new radiograph with the active classifier as it arrives.
 SCORE_ON_ARRIVAL = env_bool("SCORE_ON_ARRIVAL", True)
 
+# DICOM C-STORE receiver (manage.py dicom_listener; annotate/dicomnet.py). A received file is
+# acknowledged once it is on disk in DICOM_SPOOL_DIR and ingested from there, so nothing a
+# modality was told is stored can be lost by a crash. DICOM_ALLOWED_CALLING_AE: the calling
+# AE titles that may send (comma-separated; empty = any). Timeouts in seconds.
+DICOM_AE_TITLE = env_str("DICOM_AE_TITLE", "HIPSTUDY")
+DICOM_PORT = env_int("DICOM_PORT", 11112)
+DICOM_SPOOL_DIR = Path(env_str("DICOM_SPOOL_DIR") or DATA_DIR / "spool").resolve()
+DICOM_MAX_ASSOCIATIONS = env_int("DICOM_MAX_ASSOCIATIONS", 8)
+DICOM_ALLOWED_CALLING_AE = env_list("DICOM_ALLOWED_CALLING_AE")
+DICOM_MAX_PDU = env_int("DICOM_MAX_PDU", 1024**2)
+DICOM_ACSE_TIMEOUT = env_int("DICOM_ACSE_TIMEOUT", 30)
+DICOM_DIMSE_TIMEOUT = env_int("DICOM_DIMSE_TIMEOUT", 60)
+DICOM_NETWORK_TIMEOUT = env_int("DICOM_NETWORK_TIMEOUT", 60)
+# Threads that ingest spooled files (ingest is partly I/O: file writes, the database).
+DICOM_DRAIN_THREADS = env_int("DICOM_DRAIN_THREADS", 2)
+
+# DICOMweb (annotate/dicomweb.py, annotate/stow.py). DICOMWEB_TIMEOUT: seconds pull_dicomweb
+# waits for each answer of a PACS. DICOMWEB_STOW_MAX_BYTES: the largest STOW-RS request body
+# (413 beyond it); each instance in it is bounded by MAX_DICOM_BYTES as well.
+DICOMWEB_TIMEOUT = env_int("DICOMWEB_TIMEOUT", 60)
+DICOMWEB_STOW_MAX_BYTES = env_int("DICOMWEB_STOW_MAX_BYTES", MAX_UPLOAD_BYTES)
+
 # Celery: Redis when REDIS_URL is set; otherwise Kombu's filesystem transport
 # inside DATA_DIR, so the demo runs a real worker without any server.
 REDIS_URL = env_str("REDIS_URL")
@@ -216,6 +238,24 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Operations (README "Running in production"). A task published while Redis is away fails
+# within a few seconds instead of retrying forever: the page or API says that the queue is
+# unavailable (config.celery.QueueUnavailable). A worker re-queues missed work whenever it
+# (re)connects (ml.operations.requeue_missed_work). /health/ asks the workers with a broadcast
+# that waits HEALTH_WORKERS_TIMEOUT seconds and keeps the answer HEALTH_WORKERS_CACHE_SECONDS.
+CELERY_BROKER_CONNECTION_TIMEOUT = float(env_str("CELERY_BROKER_CONNECTION_TIMEOUT", "2"))
+CELERY_BROKER_TRANSPORT_OPTIONS.update(
+    {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 1, "connect_retries_timeout": 3}
+)
+if REDIS_URL:
+    CELERY_BROKER_TRANSPORT_OPTIONS["socket_connect_timeout"] = CELERY_BROKER_CONNECTION_TIMEOUT
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+HEALTH_WORKERS_TIMEOUT = float(env_str("HEALTH_WORKERS_TIMEOUT", "0.5"))
+HEALTH_WORKERS_CACHE_SECONDS = env_int("HEALTH_WORKERS_CACHE_SECONDS", 5)
+OPS_POLL_SECONDS = env_int("OPS_POLL_SECONDS", 5)
+MIDDLEWARE += ["ml.operations.QueueUnavailableMiddleware"]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -259,6 +299,86 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 
+# Security (README "Security"): login lockout, sessions, headers, API throttling, access log.
+# django-axes: AXES_FAILURE_LIMIT failed logins of one username from one address lock that pair
+# out (also for the right password) for AXES_COOLOFF_MINUTES (0: until an admin runs
+# `manage.py axes_reset_username NAME`); a success resets the count. The API token endpoint
+# (api/token/) goes through the same authenticate() and is locked out alike.
+from datetime import timedelta  # noqa: E402
+
+INSTALLED_APPS += ["axes"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_ENABLED = env_bool("AXES_ENABLED", True)
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_MINUTES = env_int("AXES_COOLOFF_MINUTES", 30)
+AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES) if AXES_COOLOFF_MINUTES > 0 else None
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "config.security.lockout_response"  # the lockout page; JSON for the API
+# Behind a reverse proxy that sets X-Forwarded-For: how many proxies (0: the peer address is the client).
+# The access log takes the client's address the same way.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+if TRUSTED_PROXY_COUNT:
+    AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+# Clinical workstations are shared: a session ends after SESSION_COOKIE_AGE_MINUTES (default 8 h,
+# one shift) and, with SESSION_EXPIRE_AT_BROWSER_CLOSE, when the browser closes.
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE_MINUTES", 8 * 60) * 60
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", True)
+# The pages' JavaScript reads the csrftoken cookie (static/js/boxes.js, the exchange page), so it
+# stays readable by scripts by default; Django's docs note HttpOnly on it adds no real protection.
+CSRF_COOKIE_HTTPONLY = env_bool("CSRF_COOKIE_HTTPONLY", False)
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Content-Security-Policy (config.security.SecurityHeadersMiddleware): scripts, styles, images and
+# API calls only from this site, no plugins, no framing, forms post only here. 'unsafe-inline'
+# stays for scripts and styles because a few templates carry inline <script>/style= (import page,
+# label exchange, the viewer's import map, the API docs); see README "Security".
+CONTENT_SECURITY_POLICY = env_str(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
+# With DEBUG on the policy is sent as Content-Security-Policy-Report-Only: violations show in the
+# browser console without blocking (browser tests drive pages with injected scripts).
+CSP_REPORT_ONLY = env_bool("CSP_REPORT_ONLY", DEBUG)
+PERMISSIONS_POLICY = env_str(
+    "PERMISSIONS_POLICY",
+    "camera=(), microphone=(), geolocation=(), payment=(), usb=(), serial=(), bluetooth=(), "
+    "interest-cohort=(), browsing-topics=()",
+)
+# API throttling (DRF; config.security): per logged-in user or token, and per address for
+# anonymous calls. Counted in Redis when REDIS_URL is set (shared by every gunicorn worker),
+# else in each process' memory; a Redis outage suspends the limit rather than failing requests.
+THROTTLE_USER_RATE = env_str("THROTTLE_USER_RATE", "3000/minute")
+THROTTLE_ANON_RATE = env_str("THROTTLE_ANON_RATE", "60/minute")
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["config.security.AnonRateThrottle", "config.security.UserRateThrottle"]
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"anon": THROTTLE_ANON_RATE, "user": THROTTLE_USER_RATE}
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "hipstudy-throttle",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
+    if REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "throttle"},
+}
+# JSON and form bodies (not file uploads, which MAX_UPLOAD_BYTES bounds, nor STOW-RS, streamed)
+# are read into memory: Django's 2.5 MB is far above the largest label, answer or training request.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2621440)
+# Access log (annotate.audit): written after authentication; axes' middleware last, as it asks.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1, "annotate.audit.AuditMiddleware"
+)
+MIDDLEWARE += [
+    "config.security.SecurityHeadersMiddleware",
+    "config.security.BodyTooLargeMiddleware",
+    "axes.middleware.AxesMiddleware",
+]
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -269,5 +389,6 @@ LOGGING = {
     "loggers": {
         "django": {"level": "WARNING"},
         "celery": {"level": "INFO"},
+        "axes.apps": {"level": "WARNING"},  # its start-up banner on every command; lockouts still log
     },
 }

@@ -5,10 +5,11 @@ from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from annotate import api as annotate_api
-from annotate import labelling_api
+from annotate import labelling_api, stow
 from annotate import labelling_views as label_views
 from annotate import views as annotate_views
 from config import views
+from ml import ops_views
 from ml.urls import api_urlpatterns as ml_api_urlpatterns
 from readerstudy.urls import api_urlpatterns as readerstudy_api_urlpatterns
 from readerstudy.urls import reader_urlpatterns
@@ -20,6 +21,10 @@ router.register("imports", annotate_api.ImportJobViewSet, basename="import")
 urlpatterns = [
     path("", views.home, name="home"),
     path("health/", views.health, name="health"),
+    # Operations (README "Running in production"): liveness, the operations page and its API.
+    path("health/live/", views.health_live, name="health-live"),
+    path("ops/", ops_views.ops_page, name="ops"),
+    path("api/ops/", ops_views.ops_api, name="ops-api"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("radiographs/", annotate_views.radiograph_list, name="radiograph_list"),
@@ -51,6 +56,8 @@ urlpatterns = [
     path("reader/", include(reader_urlpatterns)),
     path("api/", include(ml_api_urlpatterns)),
     path("api/", include(readerstudy_api_urlpatterns)),
+    # STOW-RS (annotate/stow.py): a PACS posts instances; before the router's api/ include.
+    path("api/dicomweb/studies", stow.stow_studies, name="dicomweb-stow"),
     path("api/", include(router.urls)),
     path("api/token/", obtain_auth_token, name="api_token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),

@@ -41,14 +41,19 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def health(request: HttpRequest) -> JsonResponse:
-    """Liveness: the process answers and the database is reachable."""
-    from django.db import connection
+    """Readiness of the whole service: {"database": "ok"|"error: ...", "broker": "ok"|"error: ...",
+    "workers": {"default": n, "ml": n}}; 200 only when the database and the broker answer and
+    each queue has at least one worker, otherwise 503. Takes at most about a second (the
+    workers' answer is kept a few seconds, see ``ml.operations.worker_counts``)."""
+    from ml.operations import service_health
 
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        database = "ok"
-    except Exception as exc:  # any database failure means unhealthy
-        database = f"error: {exc.__class__.__name__}"
-    status = 200 if database == "ok" else 503
-    return JsonResponse({"database": database}, status=status)
+    body, healthy = service_health()
+    return JsonResponse(body, status=200 if healthy else 503)
+
+
+def health_live(request: HttpRequest) -> JsonResponse:
+    """Liveness, for a load balancer: the process answers and the database is reachable."""
+    from ml.operations import database_check
+
+    database = database_check()
+    return JsonResponse({"database": database}, status=200 if database == "ok" else 503)

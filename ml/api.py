@@ -21,7 +21,8 @@ from rest_framework.response import Response
 
 from annotate.models import Radiograph
 from annotate.roles import RESEARCHER, HasRole
-from ml import services
+from config.celery import QueueUnavailable
+from ml import operations, services
 from ml.models import DatasetVersion, HipPrediction, Kind, ModelVersion, TrainingRun
 
 
@@ -204,10 +205,16 @@ def _bad_request(message: str) -> Response:
     return Response({"detail": message}, status=status.HTTP_400_BAD_REQUEST)
 
 
+def _queue_unavailable(error: QueueUnavailable) -> Response:
+    """503: the broker did not take the task; nothing was kept that would wait for it."""
+    return Response({"detail": str(error)}, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "30"})
+
+
 @extend_schema(methods=["GET"], responses=dict, summary="List training runs", operation_id="training_runs_list")
 @extend_schema(
-    methods=["POST"], request=TrainingRunCreateSerializer, responses={201: dict, 400: dict},
-    summary="Start a training run (queued on the ml queue)", operation_id="training_runs_create",
+    methods=["POST"], request=TrainingRunCreateSerializer, responses={201: dict, 400: dict, 503: dict},
+    summary="Start a training run (queued on the ml queue; 503 when the queue is unavailable)",
+    operation_id="training_runs_create",
 )  # fmt: skip
 @api_view(["GET", "POST"])
 @permission_classes([HasRole.of(RESEARCHER)])
@@ -225,7 +232,7 @@ def training_run_list(request: Request) -> Response:
     if dataset is None:
         return _bad_request(f"no dataset version {data['dataset']}")
     try:
-        run = training.training_start(
+        run = operations.training_queue(
             dataset=dataset,
             config_name=data["config"],
             kind=data["kind"],
@@ -235,6 +242,8 @@ def training_run_list(request: Request) -> Response:
         )
     except training.TrainingRefused as error:
         return _bad_request(str(error))
+    except QueueUnavailable as error:
+        return _queue_unavailable(error)
     return Response(run_json(run), status=status.HTTP_201_CREATED)
 
 
@@ -284,10 +293,11 @@ def model_detail(request: Request, pk: int) -> Response:
 @api_view(["POST"])
 @permission_classes([HasRole.of(RESEARCHER)])
 def model_activate(request: Request, pk: int) -> Response:
-    from ml import scoring
-
-    version = scoring.activate(get_object_or_404(ModelVersion, pk=pk))
-    return Response(version_json(version))
+    try:
+        version, warning = operations.activate_queued(get_object_or_404(ModelVersion, pk=pk))
+    except QueueUnavailable as error:
+        return _queue_unavailable(error)
+    return Response({**version_json(version), **({"warning": warning} if warning else {})})
 
 
 @extend_schema(

@@ -91,15 +91,54 @@ def read_radiograph(
                 model_version=detector_version,
                 classifications={p.side: p.predicted_class for p in predictions},
             )
+        reading_record(radiograph, detector_version=detector_version, classifier=classifier)
     return detections, rows
 
 
+def reading_record(radiograph: Radiograph, *, detector_version: ModelVersion, classifier: ModelVersion) -> None:
+    """Keep when this radiograph's end-to-end reading was first stored (its arrival-to-score
+    time, see ``ml.operations``). Idempotent: a later reading keeps the first record."""
+    from django.utils import timezone
+
+    from ml.models import RadiographReading
+
+    now = timezone.now()
+    RadiographReading.objects.get_or_create(
+        radiograph_id=radiograph.pk,
+        defaults={
+            "detector_version": detector_version,
+            "classifier_version": classifier,
+            "scored_at": now,
+            "seconds": max(0.0, (now - radiograph.received_at).total_seconds()),
+        },
+    )
+
+
 def radiographs_to_read(classifier: ModelVersion) -> list[int]:
-    """Radiographs without ground-truth boxes that ``classifier`` has not read yet."""
+    """Radiographs without ground-truth boxes that ``classifier`` has not read yet. A film read
+    with no hip found (a knee sent by mistake) has no prediction but its reading row: read."""
+    from ml.models import RadiographReading
+
     truth = GroundTruthHip.objects.filter(removed_at__isnull=True).values("radiograph_id")
     read = HipPrediction.objects.filter(model_version=classifier).values("radiograph_id")
+    read_empty = RadiographReading.objects.filter(classifier_version=classifier).values("radiograph_id")
     return list(
-        Radiograph.objects.exclude(pk__in=truth).exclude(pk__in=read).order_by("pk").values_list("pk", flat=True)
+        Radiograph.objects.exclude(pk__in=truth)
+        .exclude(pk__in=read)
+        .exclude(pk__in=read_empty)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def radiograph_ids_read_empty(classifier: ModelVersion, ids: Sequence[int]) -> list[int]:
+    """Of ``ids``, those ``classifier`` read end to end without finding a hip."""
+    from ml.models import RadiographReading
+
+    return list(
+        RadiographReading.objects.filter(classifier_version=classifier, radiograph_id__in=ids).values_list(
+            "radiograph_id", flat=True
+        )
     )
 
 
@@ -117,7 +156,7 @@ def read_new_radiographs(
         HipPrediction.objects.filter(model_version=classifier, radiograph_id__in=ids).values_list(
             "radiograph_id", flat=True
         )
-    )
+    ) | set(radiograph_ids_read_empty(classifier, ids))
     count = 0
     for radiograph in Radiograph.objects.filter(pk__in=[i for i in ids if i not in done]).order_by("pk"):
         try:
@@ -140,7 +179,18 @@ def queue_reading(radiograph_ids: Sequence[int]) -> None:
     from ml.tasks import read_radiographs
 
     ids = list(radiograph_ids)
-    transaction.on_commit(lambda: read_radiographs.delay(radiograph_ids=ids))
+    # Robust: a radiograph that arrives while the broker is away is stored all the same; the
+    # worker re-queues its reading when it reconnects (ml.operations.requeue_missed_work).
+    transaction.on_commit(lambda: _publish_or_log(lambda: read_radiographs.delay(radiograph_ids=ids)), robust=True)
+
+
+def _publish_or_log(send: Callable[[], Any]) -> None:
+    from config.celery import QueueUnavailable, publish
+
+    try:
+        publish(send)
+    except QueueUnavailable as error:
+        logger.warning("reading not queued, a worker will queue it when the broker is back: %s", error)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -212,14 +262,15 @@ def evaluate_detector(
             auto_predictions = reader.predict_hips(pixels, window, auto_hips) if auto_hips else []
             for i, pred in zip(found_idx, auto_predictions, strict=True):
                 auto_p[i] = pred.probabilities
-    found_mask = np.array([row["detected"] is not None for row in rows]) & (classifier is not None)
+    # A hip is missed when the detector found no box of its side, whether or not a classifier
+    # is there to read the boxes it found.
     report = detection_report(
         ious=[row["iou"] for row in rows],
         hips_extra=extra,
         truth=[CLASSES.index(row["hip"].hip_class) for row in rows],
-        manual_probabilities=np.nan_to_num(manual_p),
-        auto_probabilities=np.nan_to_num(auto_p),
-        found=found_mask,
+        manual_probabilities=np.nan_to_num(manual_p) if classifier is not None else None,
+        auto_probabilities=np.nan_to_num(auto_p) if classifier is not None else None,
+        found=[row["detected"] is not None for row in rows],
         patients=[row["hip"].patient_id for row in rows],
         iterations=int(iterations or settings.BOOTSTRAP_ITERATIONS),
         seed=seed,
@@ -274,6 +325,7 @@ def queue_reading_all() -> None:
         return
     if active_model(Kind.DETECTOR) is None or active_model(Kind.CLASSIFIER) is None:
         return
+    from config.celery import publish
     from ml.tasks import read_radiographs
 
-    read_radiographs.delay(radiograph_ids=None)
+    publish(lambda: read_radiographs.delay(radiograph_ids=None))  # QueueUnavailable when the broker is away

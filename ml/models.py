@@ -193,3 +193,26 @@ class HipPrediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.side} hip of radiograph {self.radiograph_id}: {self.predicted_class}"
+
+
+class RadiographReading(models.Model):
+    """When a radiograph's end-to-end reading (detector boxes, classifier predictions) was first
+    stored: the end of its arrival-to-score time, which starts at ``Radiograph.received_at``.
+    Written once, in the transaction that stores the predictions; a later reading (another
+    model activated) keeps the first one, which is what the operations page measures."""
+
+    radiograph = models.OneToOneField(Radiograph, on_delete=models.CASCADE, related_name="reading")
+    detector_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    classifier_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    scored_at = models.DateTimeField(db_index=True)
+    seconds = models.FloatField(help_text="scored_at - radiograph.received_at")
+
+    class Meta:
+        ordering = ["-scored_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"radiograph {self.radiograph_id} scored {self.seconds:.1f} s after arrival"

@@ -1,23 +1,42 @@
 """New ground-truth boxes are read by the active classifier (see ``scoring.queue_scoring``); a new
-radiograph is read end to end when a detector and a classifier are active (``detection.queue_reading``)."""
+radiograph is read end to end when a detector and a classifier are active (``detection.queue_reading``).
+
+Neither may fail the save that triggered it: labelling, adjudication and ingest keep working while
+the broker is away, and a worker queues the missed reading when it reconnects
+(``ml.operations.requeue_missed_work``)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from annotate.labels import GroundTruthHip
 from annotate.models import Radiograph
 
+logger = logging.getLogger(__name__)
+
 
 @receiver(post_save, sender=GroundTruthHip, dispatch_uid="ml.score_new_truth")
 def score_new_truth(sender: Any, instance: GroundTruthHip, created: bool, **kwargs: Any) -> None:
     if created and not kwargs.get("raw"):
-        from ml import scoring
+        radiograph_id = instance.radiograph_id
+        # After commit and robust: queue_scoring then publishes at once (no transaction is open),
+        # and a broker that is away only logs a warning.
+        transaction.on_commit(lambda: _queue_scoring(radiograph_id), robust=True)
 
-        scoring.queue_scoring([instance.radiograph_id])
+
+def _queue_scoring(radiograph_id: int) -> None:
+    from config.celery import QueueUnavailable, publish
+    from ml import scoring
+
+    try:
+        publish(lambda: scoring.queue_scoring([radiograph_id]))
+    except QueueUnavailable as error:
+        logger.warning("scoring of radiograph %s not queued: %s", radiograph_id, error)
 
 
 @receiver(post_save, sender=Radiograph, dispatch_uid="ml.read_new_radiograph")

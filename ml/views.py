@@ -14,7 +14,8 @@ from django.views.decorators.http import require_POST
 
 from annotate.models import Radiograph
 from annotate.roles import RESEARCHER, role_required
-from ml import services
+from config.celery import QueueUnavailable
+from ml import operations, services
 from ml.models import DatasetVersion, HipPrediction, Kind, ModelVersion, TrainingRun
 
 
@@ -130,7 +131,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            run = training.training_start(
+            run = operations.training_queue(
                 dataset=data["dataset"],
                 config_name=data["config"],
                 kind=data["kind"] or Kind.CLASSIFIER,
@@ -138,7 +139,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
                 seed=data["seed"],
                 activate=data["activate"],
             )
-        except training.TrainingRefused as error:
+        except (training.TrainingRefused, QueueUnavailable) as error:
             form.add_error(None, str(error))
         else:
             messages.success(request, f"Training run {run.pk} queued.")
@@ -207,10 +208,14 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(RESEARCHER)
 @require_POST
 def model_activate(request: HttpRequest, pk: int) -> HttpResponse:
-    from ml import scoring
-
-    version = scoring.activate(get_object_or_404(ModelVersion, pk=pk))
+    try:
+        version, warning = operations.activate_queued(get_object_or_404(ModelVersion, pk=pk))
+    except QueueUnavailable as error:
+        messages.error(request, f"Model version {pk} was not activated. {error}")
+        return redirect("model_detail", pk=pk)
     messages.success(request, f"Model version {version.pk} is now the active {version.get_kind_display().lower()}.")
+    if warning:
+        messages.warning(request, warning)
     target = request.POST.get("next", "")
     if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         return redirect(target)

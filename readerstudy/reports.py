@@ -115,6 +115,10 @@ def report_start(
                 "no two readers who answered everything share a training, so there is no "
                 "noninferiority margin to compute from them: give a margin"
             )
+    if queue:  # with the broker away, no report row that no worker would ever build
+        from config.celery import require_broker
+
+        require_broker()
     with transaction.atomic():
         report = StudyReport.objects.create(
             study=study, iterations=iterations, seed=seed, margin=margin, created_by=user

@@ -26,6 +26,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from annotate.roles import RESEARCHER, HasRole, role_required
+from config.celery import require_broker
 from ml.models import DatasetVersion
 from readerstudy import reports, services
 from readerstudy.models import TRAININGS, Group, ReaderStudy, StudyReport
@@ -174,6 +175,9 @@ def study_list(request: HttpRequest) -> HttpResponse:
     form = StudyForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        # Its preparation is a task: with the broker away, say so before a study row is kept
+        # that nothing would ever prepare (QueueUnavailableMiddleware shows the message).
+        require_broker()
         try:
             with transaction.atomic():
                 study = services.study_create(

@@ -101,6 +101,15 @@ def main() -> int:
         # The reader study waits in the background for the classifier, then makes demo-study
         # with simulated readers and reader1 left for a person (scripts/demo_study.py).
         background.append(subprocess.Popen([PYTHON, "scripts/demo_study.py"], cwd=ROOT))
+        # The hospital's route in: a DICOM C-STORE listener, so that a modality, a PACS or
+        # DCMTK's storescu can push radiographs (scored on arrival once both models are active).
+        dicom_port = os.environ.get("DEMO_DICOM_PORT", "11112")
+        background.append(
+            subprocess.Popen(
+                [PYTHON, "manage.py", "dicom_listener", "--port", dicom_port, "--ae-title", "HIPSTUDY"], cwd=ROOT
+            )
+        )
+        print(f"DICOM listener: AE title HIPSTUDY on 127.0.0.1:{dicom_port} (storescu -xr -aec HIPSTUDY ...)")
         print(f"\nThe site is at http://127.0.0.1:{port}/ (Ctrl+C stops it and the worker).\n", flush=True)
         subprocess.run([PYTHON, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"], cwd=ROOT)
     except KeyboardInterrupt:

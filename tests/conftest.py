@@ -24,7 +24,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from tests.factories import UserFactory
 
-pytest_plugins = ["tests.celery_worker"]
+pytest_plugins = ["tests.celery_worker", "tests.pacs"]
 
 ROLE_USERS = {
     "researcher": ("alice", ["researcher"], False),

@@ -200,6 +200,8 @@ def test_openapi_schema_is_served(client_as):
     assert b"/api/imports/" in response.content
 
 
-def test_health(client):
-    response = client.get("/health/")
+def test_health_live(client):
+    # Liveness: the process and the database (/health/ also wants the broker and workers,
+    # tests/ml/test_operations.py).
+    response = client.get("/health/live/")
     assert response.status_code == 200 and response.json()["database"] == "ok"

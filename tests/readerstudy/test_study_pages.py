@@ -13,13 +13,16 @@ import datetime as dt
 import io
 
 import pytest
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
+from config.celery import QueueUnavailable
 from readerstudy import reports, services
 from readerstudy.models import Phase, ReaderStudy, StudyReport
 from readerstudy.tasks import prepare_study
 from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
+from tests.ml.test_operations import broker_away  # noqa: F401
 from tests.readerstudy.helpers import answer_phase, invite, study_with_model
 
 pytestmark = pytest.mark.django_db
@@ -106,6 +109,22 @@ def test_create_form_queues_the_preparation_once(study, client_as, django_captur
     assert client.get(reverse("study-progress", args=[created.pk])).json()["status"] == "open"
     listing = client.get(reverse("study_list")).content.decode()
     assert "pilot-2" in listing and "open" in listing
+
+
+def test_with_the_broker_away_no_study_or_report_is_kept_that_no_worker_would_see(study, users, client_as, request):
+    request.getfixturevalue("broker_away")  # tests/ml/test_operations.py: a broker port where nothing listens
+    client = client_as("researcher")
+    form = {"name": "pilot-3", "dataset": study.dataset_id, "cases": 4, "seed": 5, "washout_days": 2,
+            "aided_phase": "on"}  # fmt: skip
+    page = client.post(reverse("study_list"), form, follow=True)
+    assert page.status_code == 200 and b"task queue is unavailable; try again when it is back" in page.content
+    assert not ReaderStudy.objects.filter(name="pilot-3").exists()
+    for i, training in enumerate(("orthopedics_attending", "orthopedics_attending", "emergency_resident")):
+        invite(study, f"sim{i}", group="expert" if i < 2 else "resident", training=training)
+    call_command("simulate_readers", "--study", study.name, "--seed", "1")
+    with pytest.raises(QueueUnavailable, match="task queue is unavailable"):
+        reports.report_start(study=study, user=users["researcher"], iterations=10, queue=True)
+    assert StudyReport.objects.count() == 0
 
 
 def test_create_form_shows_the_services_message(study, client_as, django_capture_on_commit_callbacks):

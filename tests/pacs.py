@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterable, Iterator
@@ -36,6 +35,8 @@ from typing import Any
 
 import pytest
 import requests
+
+from tests.support import free_port
 
 ORTHANC = Path("/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
@@ -46,13 +47,6 @@ HTTP_TIMEOUT = 60.0
 
 class OrthancError(RuntimeError):
     """Orthanc did not start, or answered an API call with an error."""
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Orthanc:

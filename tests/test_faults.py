@@ -26,14 +26,13 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
@@ -44,28 +43,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from tests.celery_worker import CeleryWorker, _point_sender_at, _restore_sender, database_url, skip_or_fail
 from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
+from tests.support import free_port, wait_for
 
 pytestmark = pytest.mark.faults
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(condition: Callable[[], Any], *, what: str, timeout: float = 30.0, output: Callable[[], str] = str) -> Any:
-    """Poll ``condition`` until it is true; fail (with ``output()``) after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{output()}", pytrace=False)
-        time.sleep(0.1)
 
 
 # --------------------------------------------------------------------------- Redis

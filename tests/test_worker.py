@@ -22,6 +22,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from annotate import services
 from annotate.models import ImportItem, ImportJob, Radiograph
 from annotate.tasks import import_job_run
+from tests import support
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.worker
@@ -47,14 +48,7 @@ def uploads(blobs: list[bytes], prefix: str = "image") -> list[SimpleUploadedFil
 
 def wait_for(condition: Callable[[], Any], *, what: str, worker: Any, timeout: float = 30.0) -> Any:
     """Poll ``condition`` until it is true; fail with the worker's output otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{worker.output()}", pytrace=False)
-        time.sleep(0.05)
+    return support.wait_for(condition, what=what, timeout=timeout, output=worker.output)
 
 
 def job_status(job_id: int) -> str:

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,11 +32,11 @@ from annotate.dicomnet import DicomListener, received_at_of
 from annotate.models import Radiograph
 from annotate.phantoms import generate_phantoms
 from tests.celery_worker import database_url, skip_or_fail
+from tests.support import CT_IMAGE_STORAGE, free_port
 
 pytestmark = [pytest.mark.dicom, pytest.mark.django_db(transaction=True)]
 
 AE_TITLE = "HIPTEST"
-CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 READY_TIMEOUT = 90.0  # a Django process starting on a busy machine
 
 
@@ -303,12 +302,6 @@ def test_a_full_disk_answers_out_of_resources_and_leaves_no_partial_file(
 
 
 # --- the command, in a subprocess on the test database --------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ListenerProcess:

@@ -24,27 +24,16 @@ from annotate import dicomweb
 from annotate.ingest import pseudonym
 from annotate.models import Patient, Radiograph, Study
 from tests.conftest import make_dicom
-from tests.pacs import free_port
+from tests.support import as_ct, free_port
 
 pytestmark = [pytest.mark.pacs, pytest.mark.django_db]
 
-CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 SINCE = "2024-01-01"
 
 
 def rle(data: bytes) -> bytes:
     ds = pydicom.dcmread(io.BytesIO(data))
     ds.compress(RLELossless, encoding_plugin="pydicom")
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
-def as_ct(data: bytes) -> bytes:
-    """The same image as a CT Image Storage instance."""
-    ds = pydicom.dcmread(io.BytesIO(data))
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-    ds.Modality = "CT"
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()

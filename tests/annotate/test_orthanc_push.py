@@ -18,11 +18,11 @@ from annotate.ingest import pseudonym
 from annotate.models import Patient, Radiograph
 from tests.conftest import make_dicom
 from tests.pacs import OrthancError
+from tests.support import as_ct
 
 pytestmark = [pytest.mark.pacs, pytest.mark.django_db(transaction=True)]
 
 AE_TITLE = "HIPSTUDY"
-CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 
 @pytest.fixture
@@ -39,16 +39,6 @@ def listener(transactional_db: Any, tmp_path: Any) -> Iterator[DicomListener]:
 
 def sop_uid(data: bytes) -> str:
     return str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID)
-
-
-def as_ct(data: bytes) -> bytes:
-    """The same image as a CT Image Storage instance."""
-    ds = pydicom.dcmread(io.BytesIO(data))
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-    ds.Modality = "CT"
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def test_orthanc_pushes_a_study_by_c_store(orthanc, listener):

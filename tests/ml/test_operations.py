@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import socket
 
 import numpy as np
 import pytest
@@ -19,14 +18,9 @@ from tests.ml.helpers import truth_dataset
 from tests.ml.test_detection import detector_bundle, models, new_radiograph  # noqa: F401
 from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
 from tests.ml_core.test_detector import trained_tiny  # noqa: F401
+from tests.support import free_port
 
 pytestmark = pytest.mark.django_db
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def set_received(radiograph: Radiograph, seconds_ago: float) -> Radiograph:

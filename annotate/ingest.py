@@ -47,6 +47,7 @@ REJECTED = ImportItem.Status.REJECTED
 # A write that fails for want of space (or quota) rejects the file with a reason naming the
 # full disk, instead of failing the whole import; the partial files are removed.
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+DISK_FULL_REASON = "the disk of the data folder is full"  # how such a rejection's reason begins
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def _prepare_decoded(data: bytes, sha256: str) -> _Prepared | str:
         if exc.errno not in DISK_FULL:
             raise
         logger.error("the data folder is full: %s", exc)
-        return f"the disk of the data folder is full ({os.strerror(exc.errno)}); nothing was stored, send it again"
+        return f"{DISK_FULL_REASON} ({os.strerror(exc.errno)}); nothing was stored, send it again"
     return _Prepared(sha256, len(data), image, names, created)
 
 

@@ -32,11 +32,9 @@ DRF token (``Authorization: Token ...``), as a PACS's service account would.
 
 from __future__ import annotations
 
-import errno
 import io
 import logging
 import mmap
-import re
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -61,7 +59,7 @@ from rest_framework.exceptions import APIException, ParseError, UnsupportedMedia
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 
-from annotate.ingest import IMPORTED, PRESENT, radiograph_ingest
+from annotate.ingest import DISK_FULL, DISK_FULL_REASON, IMPORTED, PRESENT, radiograph_ingest
 from annotate.models import Radiograph
 from annotate.roles import RESEARCHER, HasRole
 
@@ -75,7 +73,6 @@ CHUNK = 1024**2
 # Failure Reason (0008,1197) values.
 CANNOT_UNDERSTAND = 0xC000
 OUT_OF_RESOURCES = 0xA700
-DISK_FULL_REASON = re.compile(r"\bdisk\b.*\bfull\b", re.IGNORECASE)
 
 
 class DicomJSONRenderer(JSONRenderer):
@@ -254,7 +251,7 @@ def store_part(part: Part, data: bytes, *, index: int, user: Any, received_at: A
             data=data, name=name, source=Radiograph.Source.STOW, user=user, received_at=received_at
         )
     except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if exc.errno not in DISK_FULL:
             raise
         logger.error("STOW-RS: cannot store %s: %s", name, exc)
         return StoreResult(*_identify(data), OUT_OF_RESOURCES, f"disk full: {exc.strerror}")
@@ -263,7 +260,7 @@ def store_part(part: Part, data: bytes, *, index: int, user: Any, received_at: A
         uids = held.first() or _identify(data)
         return StoreResult(*uids, held_already=outcome.status == PRESENT)
     # The ingest refuses a file it cannot write for want of space with a reason naming the full disk.
-    failure = OUT_OF_RESOURCES if DISK_FULL_REASON.search(outcome.reason) else CANNOT_UNDERSTAND
+    failure = OUT_OF_RESOURCES if outcome.reason.startswith(DISK_FULL_REASON) else CANNOT_UNDERSTAND
     return StoreResult(*_identify(data), failure, outcome.reason)
 
 

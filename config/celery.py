@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+logger = logging.getLogger(__name__)
 
 app = Celery("hipstudy")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -89,6 +92,15 @@ def publish(send: Callable[[], Any]) -> Any:
         return send()
     except broker_errors() as exc:
         raise QueueUnavailable(f"{exc.__class__.__name__}: {exc}") from exc
+
+
+def publish_or_log(send: Callable[[], Any], what: str) -> None:
+    """``publish`` for work a worker re-queues on (re)connecting (``ml.operations.requeue_missed_work``):
+    with the broker away it is only logged, so that the save that asked for it stands."""
+    try:
+        publish(send)
+    except QueueUnavailable as error:
+        logger.warning("%s not queued; a worker queues it when the broker is back: %s", what, error)
 
 
 def workers_by_queue(timeout: float = 0.5) -> dict[str, int]:

@@ -176,21 +176,15 @@ def queue_reading(radiograph_ids: Sequence[int]) -> None:
         return
     if active_model(Kind.DETECTOR) is None or active_model(Kind.CLASSIFIER) is None:
         return
+    from config.celery import publish_or_log
     from ml.tasks import read_radiographs
 
     ids = list(radiograph_ids)
     # Robust: a radiograph that arrives while the broker is away is stored all the same; the
     # worker re-queues its reading when it reconnects (ml.operations.requeue_missed_work).
-    transaction.on_commit(lambda: _publish_or_log(lambda: read_radiographs.delay(radiograph_ids=ids)), robust=True)
-
-
-def _publish_or_log(send: Callable[[], Any]) -> None:
-    from config.celery import QueueUnavailable, publish
-
-    try:
-        publish(send)
-    except QueueUnavailable as error:
-        logger.warning("reading not queued, a worker will queue it when the broker is back: %s", error)
+    transaction.on_commit(
+        lambda: publish_or_log(lambda: read_radiographs.delay(radiograph_ids=ids), "reading"), robust=True
+    )
 
 
 # --------------------------------------------------------------------------- evaluation

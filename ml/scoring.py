@@ -232,10 +232,16 @@ def queue_scoring(radiograph_ids: Sequence[int]) -> None:
     version = active_model()
     if version is None:
         return
+    from config.celery import publish_or_log
     from ml.tasks import score_radiographs as task
 
     ids = list(radiograph_ids)
-    transaction.on_commit(lambda: task.delay(model_version_id=version.pk, radiograph_ids=ids))
+    # Robust: ground truth saved while the broker is away stands; the worker re-queues its
+    # scoring when it reconnects (ml.operations.requeue_missed_work).
+    transaction.on_commit(
+        lambda: publish_or_log(lambda: task.delay(model_version_id=version.pk, radiograph_ids=ids), "scoring"),
+        robust=True,
+    )
 
 
 def prediction_json(row: HipPrediction, *, request: Any = None) -> dict[str, Any]:

@@ -7,36 +7,21 @@ the broker is away, and a worker queues the missed reading when it reconnects
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from annotate.labels import GroundTruthHip
 from annotate.models import Radiograph
 
-logger = logging.getLogger(__name__)
-
 
 @receiver(post_save, sender=GroundTruthHip, dispatch_uid="ml.score_new_truth")
 def score_new_truth(sender: Any, instance: GroundTruthHip, created: bool, **kwargs: Any) -> None:
     if created and not kwargs.get("raw"):
-        radiograph_id = instance.radiograph_id
-        # After commit and robust: queue_scoring then publishes at once (no transaction is open),
-        # and a broker that is away only logs a warning.
-        transaction.on_commit(lambda: _queue_scoring(radiograph_id), robust=True)
+        from ml import scoring
 
-
-def _queue_scoring(radiograph_id: int) -> None:
-    from config.celery import QueueUnavailable, publish
-    from ml import scoring
-
-    try:
-        publish(lambda: scoring.queue_scoring([radiograph_id]))
-    except QueueUnavailable as error:
-        logger.warning("scoring of radiograph %s not queued: %s", radiograph_id, error)
+        scoring.queue_scoring([instance.radiograph_id])
 
 
 @receiver(post_save, sender=Radiograph, dispatch_uid="ml.read_new_radiograph")

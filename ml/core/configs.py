@@ -38,6 +38,18 @@ NUM_CLASSES = 6
 DENSENET169_BLOCKS = (6, 12, 32, 32)
 BACKBONES = ("densenet169", "densenet")
 CLASS_WEIGHTINGS = ("sqrt", "balanced")
+#: Test-time protocols: ``single`` = the zoom-1.0 crop alone (the paper's); ``zoom-average`` = the
+#: softmax averaged over the crops at every zoom of ``zooms`` (our opt-in choice, not in the paper).
+TEST_TIME_PROTOCOLS = ("single", "zoom-average")
+#: Training regimes: ``paper-fixed`` = per hip and epoch, each zoom's plain crop plus one crop per
+#: augmentation kind (2 zooms x (1 + 3) = 8 images, the paper's fixed expansion); ``online-random``
+#: = one crop per hip and epoch at a random zoom, each augmentation applied with p = 0.5.
+TRAINING_REGIMES = ("paper-fixed", "online-random")
+#: Readings of the paper's "learning rate decay of 0.9": ``per_epoch`` = lr x 0.9 ** epoch;
+#: ``keras2_inverse_time`` = Keras 2.2's ``Adam(decay=0.9)``, lr / (1 + 0.9 x iterations).
+LR_SCHEDULES = ("per_epoch", "keras2_inverse_time")
+#: Values a config stored before a field existed was trained and evaluated with (``from_dict``).
+LEGACY_DEFAULTS: dict[str, Any] = {"test_time": "zoom-average", "regime": "online-random", "lr_schedule": "per_epoch"}
 
 
 class JsonConfig:
@@ -55,11 +67,17 @@ class JsonConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Any:
         data = {key: value for key, value in data.items() if key != "kind"}
+        data = {**cls.legacy_defaults(), **data}
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown {cls.label} keys: {sorted(unknown)}")
         return cls(**data)
+
+    @classmethod
+    def legacy_defaults(cls) -> dict[str, Any]:
+        """Values for fields missing from a stored config (what it was made with before they existed)."""
+        return {}
 
     def replace(self, **changes: Any) -> Any:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
@@ -91,6 +109,16 @@ class NetConfig(JsonConfig):
     zooms: tuple[float, ...] = (1.0, 1.5)
     weights_path: str | None = None
     class_weighting: str = "sqrt"
+    test_time: str = "single"
+    regime: str = "paper-fixed"
+    lr_schedule: str = "per_epoch"
+    recalibrate_bn: bool = True
+
+    @classmethod
+    def legacy_defaults(cls) -> dict[str, Any]:
+        # A stored config without these keys was made before they existed: it averaged the zooms
+        # at test time and trained on one random crop per hip per epoch; say so, not the new defaults.
+        return dict(LEGACY_DEFAULTS)
 
     def __post_init__(self) -> None:
         # Coerce list -> tuple (from JSON) without breaking frozenness.
@@ -117,6 +145,18 @@ class NetConfig(JsonConfig):
             raise ValueError(f"class_weighting must be one of {CLASS_WEIGHTINGS}, got {self.class_weighting!r}")
         if not self.zooms or any(z <= 0 for z in self.zooms):
             raise ValueError(f"zooms must be positive, got {self.zooms}")
+        for attr, allowed in (
+            ("test_time", TEST_TIME_PROTOCOLS),
+            ("regime", TRAINING_REGIMES),
+            ("lr_schedule", LR_SCHEDULES),
+        ):
+            if getattr(self, attr) not in allowed:
+                raise ValueError(f"{attr} must be one of {allowed}, got {getattr(self, attr)!r}")
+
+    @property
+    def pretrained(self) -> bool:
+        """True when the backbone starts from a weights file (ImageNet for DenseNet-169)."""
+        return self.weights_path is not None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

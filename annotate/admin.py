@@ -61,8 +61,10 @@ class AssignmentAdmin(NoDeleteHistoryAdmin):
 
 @admin.register(HipLabel)
 class HipLabelAdmin(NoDeleteHistoryAdmin):
-    list_display = ["id", "assignment", "side", "hip_class", "source", "removed_at"]
-    list_filter = ["hip_class", "side", "source"]
+    list_display = ["id", "assignment", "side", "hip_class", "source", "provenance", "removed_at"]
+    list_filter = ["hip_class", "side", "source", "provenance"]
+    # The server decides provenance from what the page was shown; nobody sets it by hand.
+    readonly_fields = ["source", "proposal_class", "provenance"]
 
 
 @admin.register(Adjudication)
@@ -73,8 +75,9 @@ class AdjudicationAdmin(NoDeleteHistoryAdmin):
 
 @admin.register(GroundTruthHip)
 class GroundTruthHipAdmin(NoDeleteHistoryAdmin):
-    list_display = ["id", "radiograph", "side", "hip_class", "removed_at"]
-    list_filter = ["hip_class", "side"]
+    list_display = ["id", "radiograph", "side", "hip_class", "provenance", "removed_at"]
+    list_filter = ["hip_class", "side", "provenance"]
+    readonly_fields = ["provenance"]
 
 
 @admin.register(HipProposal)

@@ -83,7 +83,9 @@ def _image(radiograph: Radiograph, **fields: Any) -> formats.Image:
 
 
 def _hip(row: Any, labeler: str) -> formats.Hip:
-    return formats.Hip(row.side, row.hip_class, row.x, row.y, row.width, row.height, labeler=labeler)
+    return formats.Hip(
+        row.side, row.hip_class, row.x, row.y, row.width, row.height, labeler=labeler, provenance=row.provenance
+    )
 
 
 def _ground_truth_images() -> list[formats.Image]:

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from annotate import agreement
+from annotate import agreement, provenance
 from annotate.labels import (
     CLASSES,
     Adjudication,
@@ -53,7 +53,8 @@ class HipInput:
 
 # Where a labeller's hip came from. The page may say "manual" (drawn by hand)
 # or "model" (an accepted, perhaps adjusted, proposal); "import" is for
-# annotation files only.
+# annotation files only. Which class the proposal showed, and so the hip's
+# provenance, the server decides (``_accepted_class``), never the page.
 LABELLER_SOURCES = (HipLabel.Source.MANUAL, HipLabel.Source.MODEL)
 
 
@@ -163,19 +164,36 @@ def _own_open_assignment(assignment_id: int, user: Any) -> Assignment:
     return assignment
 
 
+def _accepted_class(radiograph_id: int, side: str) -> str:
+    """The class the labelling page showed with the radiograph's proposal of
+    ``side``: the stored proposal's class where PROPOSALS_SHOW_CLASS is on (as
+    the API sends it), else "" (boxes only). A hip accepted from a proposal that
+    a newer model reading has since removed counts as a box."""
+    if not settings.PROPOSALS_SHOW_CLASS:
+        return ""
+    proposal = HipProposal.objects.filter(radiograph_id=radiograph_id, side=side).only("hip_class").first()
+    return proposal.hip_class if proposal is not None else ""
+
+
 def _replace_hips(assignment: Assignment, hips: Sequence[HipInput], now: Any) -> None:
     """Make the assignment's live hips equal ``hips``: edit, add, mark removed.
     A hip's source says how it began and is kept through later edits: an
-    accepted proposal stays "model" however much the labeller adjusts it."""
+    accepted proposal stays "model" however much the labeller adjusts it. The
+    class its proposal showed is taken from the server's proposal when the hip
+    is first saved, and its provenance follows from that and its class now."""
     live = {hip.id: hip for hip in assignment.hips.filter(removed_at__isnull=True)}
     kept: set[int] = set()
     for hip in hips:
         row = live.get(hip.id) if hip.id is not None else None
         if row is None:
-            HipLabel.objects.create(
+            row = HipLabel(
                 assignment=assignment, side=hip.side, hip_class=hip.hip_class, x=hip.x, y=hip.y,
                 width=hip.width, height=hip.height, source=hip.source,
             )  # fmt: skip
+            if row.source == HipLabel.Source.MODEL:
+                row.proposal_class = _accepted_class(assignment.radiograph_id, hip.side)
+            row.provenance = row.provenance_of()
+            row.save()
             continue
         kept.add(row.id)
         changed = (row.side, row.hip_class, row.x, row.y, row.width, row.height) != (
@@ -184,6 +202,7 @@ def _replace_hips(assignment: Assignment, hips: Sequence[HipInput], now: Any) ->
         if changed:
             row.side, row.hip_class = hip.side, hip.hip_class
             row.x, row.y, row.width, row.height = hip.x, hip.y, hip.width, hip.height
+            row.provenance = row.provenance_of()
             row.save()
     for row_id, row in live.items():
         if row_id not in kept:
@@ -365,9 +384,12 @@ def _write_truth(adjudication: Adjudication, hips: Sequence[HipInput]) -> None:
         row.removed_at = now
         row.save(update_fields=["removed_at"])
     for hip in hips:
+        origin = provenance.truth_provenance(
+            radiograph_id=adjudication.radiograph_id, side=hip.side, hip_class=hip.hip_class
+        )
         GroundTruthHip.objects.create(
             radiograph_id=adjudication.radiograph_id, adjudication=adjudication, side=hip.side,
-            hip_class=hip.hip_class, x=hip.x, y=hip.y, width=hip.width, height=hip.height,
+            hip_class=hip.hip_class, x=hip.x, y=hip.y, width=hip.width, height=hip.height, provenance=origin,
         )  # fmt: skip
 
 
@@ -499,6 +521,9 @@ def agreement_statistics() -> dict[str, Any]:
         "adjudicated": Adjudication.objects.filter(status=Adjudication.Status.RESOLVED).count(),
         "pending": Adjudication.objects.filter(status=Adjudication.Status.PENDING).count(),
         "disagreement_reasons": dict(sorted(reasons.items(), key=lambda item: -item[1])),
+        # The anchoring risk: how much of the ground truth began as a model's proposal.
+        "provenance": provenance.ground_truth_provenance(),
+        "proposals_show_class": settings.PROPOSALS_SHOW_CLASS,
     }
 
 

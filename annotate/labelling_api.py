@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponse
@@ -96,12 +97,17 @@ def hips_json(hips: Any) -> list[dict[str, Any]]:
 
 
 def proposals_json(radiograph_id: int) -> list[dict[str, Any]]:
-    """The model's proposals for a radiograph: model output, which labellers may see."""
-    return [
-        {"id": p.id, "side": p.side, "x": p.x, "y": p.y, "width": p.width, "height": p.height, "score": p.score,
-         "hip_class": p.hip_class, "model": p.model}
-        for p in labelling.proposals_of(radiograph_id=radiograph_id)
-    ]  # fmt: skip
+    """The model's proposals for a radiograph: model output, which labellers may
+    see. Boxes only: the model's class leaves the server only where the site
+    turned PROPOSALS_SHOW_CLASS on, so that it cannot anchor the ground truth."""
+    rows = []
+    for p in labelling.proposals_of(radiograph_id=radiograph_id):
+        row = {"id": p.id, "side": p.side, "x": p.x, "y": p.y, "width": p.width, "height": p.height,
+               "score": p.score, "model": p.model}  # fmt: skip
+        if settings.PROPOSALS_SHOW_CLASS:
+            row["hip_class"] = p.hip_class
+        rows.append(row)
+    return rows
 
 
 def assignment_json(assignment: Assignment) -> dict[str, Any]:
@@ -111,6 +117,7 @@ def assignment_json(assignment: Assignment) -> dict[str, Any]:
         "radiograph": radiograph_json(assignment.radiograph),
         "hips": hips_json(assignment.hips.filter(removed_at__isnull=True)),
         "proposals": proposals_json(assignment.radiograph_id),
+        "proposals_show_class": settings.PROPOSALS_SHOW_CLASS,
         "excluded": assignment.excluded,
         "note": assignment.note,
         "active_seconds": assignment.active_seconds,
@@ -274,7 +281,8 @@ def ground_truth(request: Request) -> Response:
         [
             {"radiograph": h.radiograph_id, "patient": h.radiograph.study.patient.code, "side": h.side,
              "hip_class": h.hip_class, "x": h.x, "y": h.y, "width": h.width, "height": h.height,
-             "truth_source": h.adjudication.truth_source, "decided_at": h.adjudication.decided_at}
+             "truth_source": h.adjudication.truth_source, "decided_at": h.adjudication.decided_at,
+             "provenance": h.provenance}
             for h in hips
         ]
     )  # fmt: skip

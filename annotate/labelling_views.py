@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
@@ -26,7 +27,12 @@ def label_page(request: HttpRequest, pk: int) -> HttpResponse:
     if assignment.status == Assignment.Status.SUBMITTED:
         return redirect("label_start")
     api_url = f"/api/labelling/assignments/{pk}/"
-    context = {"assignment": assignment, "api_url": api_url, "exclusions": Exclusion.choices}
+    context = {
+        "assignment": assignment,
+        "api_url": api_url,
+        "exclusions": Exclusion.choices,
+        "proposals_show_class": settings.PROPOSALS_SHOW_CLASS,
+    }
     return render(request, "annotate/label.html", context)
 
 

@@ -41,6 +41,22 @@ class Exclusion(models.TextChoices):
     NOT_DIAGNOSTIC = "not_diagnostic", "Not diagnostic"
 
 
+class Provenance(models.TextChoices):
+    """Where a hip's label came from, as far as the model's proposals go (see
+    ``HipLabel.provenance_of`` for a labeller's hip and
+    ``labelling.truth_provenance`` for a ground-truth hip). Decided by the
+    server, never taken from the page."""
+
+    DRAWN = "drawn", "Drawn by hand"
+    # An accepted proposal's box; the labeller chose the class without being shown the model's.
+    PROPOSAL_BOX = "proposal_box", "Proposal box, own class"
+    PROPOSAL_CLASS_KEPT = "proposal_class_kept", "Proposal with its shown class kept"
+    PROPOSAL_CLASS_CHANGED = "proposal_class_changed", "Proposal with its shown class changed"
+
+
+FROM_PROPOSAL = (Provenance.PROPOSAL_BOX, Provenance.PROPOSAL_CLASS_KEPT, Provenance.PROPOSAL_CLASS_CHANGED)
+
+
 class TruthSource(models.TextChoices):
     AGREEMENT = "agreement", "Agreement of two labellers"
     CONSENSUS = "consensus", "Radiograph consensus"
@@ -115,6 +131,11 @@ class HipLabel(BoxFields):
 
     assignment = models.ForeignKey(Assignment, on_delete=models.PROTECT, related_name="hips")
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.MANUAL)
+    # The class the accepted proposal showed the labeller ("" when none was shown:
+    # a hand-drawn hip, or proposals shown as boxes only), kept from the moment
+    # of acceptance; the evidence ``provenance`` is computed from.
+    proposal_class = models.CharField(max_length=24, choices=HipClass.choices, blank=True)
+    provenance = models.CharField(max_length=24, choices=Provenance.choices, default=Provenance.DRAWN)
     removed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -125,6 +146,18 @@ class HipLabel(BoxFields):
 
     def __str__(self) -> str:
         return f"{self.side} {self.hip_class}"
+
+    def provenance_of(self) -> str:
+        """The provenance this hip's source, shown class and class make: a box
+        adjusted after accepting stays a proposal (the anchoring happened when
+        it was accepted); kept or changed compares the class now with the one shown."""
+        if self.source != self.Source.MODEL:
+            return Provenance.DRAWN
+        if not self.proposal_class:
+            return Provenance.PROPOSAL_BOX
+        if self.hip_class == self.proposal_class:
+            return Provenance.PROPOSAL_CLASS_KEPT
+        return Provenance.PROPOSAL_CLASS_CHANGED
 
 
 class Adjudication(models.Model):
@@ -161,6 +194,8 @@ class GroundTruthHip(BoxFields):
 
     radiograph = models.ForeignKey(Radiograph, on_delete=models.PROTECT, related_name="truth_hips")
     adjudication = models.ForeignKey(Adjudication, on_delete=models.PROTECT, related_name="hips")
+    # From the labellers' hips of its side (``labelling.truth_provenance``).
+    provenance = models.CharField(max_length=24, choices=Provenance.choices, default=Provenance.DRAWN)
     removed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     history = HistoricalRecords()
@@ -187,7 +222,8 @@ class HipProposal(BoxFields):
     keeps the model's name as text so that it depends on no other app."""
 
     radiograph = models.ForeignKey(Radiograph, on_delete=models.CASCADE, related_name="hip_proposals")
-    # The classifier's top class for this box, when a classifier read it.
+    # The classifier's top class for this box, when a classifier read it. It
+    # leaves the server only where PROPOSALS_SHOW_CLASS is on (anchoring).
     hip_class = models.CharField(max_length=24, choices=HipClass.choices, blank=True)
     score = models.FloatField(help_text="the detector's confidence, 0 to 1")
     model = models.CharField(max_length=100, help_text="the model version that made it, e.g. 'detector 3 (cpu-small)'")

@@ -175,6 +175,10 @@ INGEST_WORKERS = env_int("INGEST_WORKERS", 0)
 LABELS_PER_RADIOGRAPH = env_int("LABELS_PER_RADIOGRAPH", 2)
 ASSIGNMENT_TIMEOUT_MINUTES = env_int("ASSIGNMENT_TIMEOUT_MINUTES", 120)
 AGREEMENT_IOU = float(env_str("AGREEMENT_IOU", "0.5"))
+# Pre-labelling: labellers see the detector's proposed boxes only; the
+# classifier's class of a proposal reaches the labelling page (and anchors the
+# ground truth to the model it will score) only where a site turns this on.
+PROPOSALS_SHOW_CLASS = env_bool("PROPOSALS_SHOW_CLASS", False)
 
 # Models. DENSENET169_WEIGHTS: a local copy of Keras' ImageNet DenseNet-169 "notop"
 # weights (densenet169_weights_tf_dim_ordering_tf_kernels_notop.h5) for the paper

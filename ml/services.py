@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from django.db import IntegrityError, transaction
 
-from annotate import labelling
+from annotate import labelling, provenance
 from annotate.labels import CLASSES, FRACTURE_CLASSES, Adjudication
 from ml.core.split import DEFAULT_FRACTIONS, stratified_group_split
 from ml.models import DatasetHip, DatasetVersion, Split
@@ -114,10 +114,30 @@ def _chi2(table: list[list[int]]) -> dict[str, Any] | None:
     return {"statistic": float(result.statistic), "dof": int(result.dof), "p": float(result.pvalue)}
 
 
+def _provenance(version: DatasetVersion, hips: Sequence[DatasetHip], by_split: dict[str, Any]) -> dict[str, Any]:
+    """Per split and in all, how many frozen hips' labels came from a model's
+    proposal (annotate's provenance of the ground-truth hip each copies, as it
+    was when the version was frozen); ``unknown``: hips with no such truth row."""
+    origins = provenance.truth_provenance_at(keys=[(h.radiograph_id, h.side) for h in hips], at=version.created_at)
+
+    def summary(items: Sequence[DatasetHip]) -> dict[str, Any]:
+        return provenance.provenance_summary(
+            origins[(h.radiograph_id, h.side)] for h in items if (h.radiograph_id, h.side) in origins
+        )
+
+    return {
+        "per_split": [summary(by_split[s]) for s in SPLITS],
+        "total": summary(hips),
+        "unknown": sum((h.radiograph_id, h.side) not in origins for h in hips),
+    }
+
+
 def table1(version: DatasetVersion) -> dict[str, Any]:
     """The paper's Table 1 for a dataset version: hips per class and split,
     fracture vs no fracture, χ² tests across splits, patients, radiographs,
-    age and sex per split."""
+    age and sex per split, and the share of hips whose label came from a
+    model's proposal (the anchoring risk; not in the paper, whose labellers
+    labelled by hand)."""
     hips = list(version.hips.select_related("radiograph__study", "patient").order_by("radiograph_id", "side"))
     by_split = {split: [h for h in hips if h.split == split] for split in SPLITS}
     class_rows = []
@@ -159,6 +179,7 @@ def table1(version: DatasetVersion) -> dict[str, Any]:
         "per_split": splits,
         "chi2_multiclass": _chi2([r["counts"] for r in class_rows]),
         "chi2_binary": _chi2([r["counts"] for r in binary_rows]),
+        "provenance": _provenance(version, hips, by_split),
     }
 
 
@@ -191,6 +212,10 @@ def table1_text(version: DatasetVersion, table: dict[str, Any] | None = None) ->
     lines.append(f"{'age (mean±SD)':<20}" + "".join(f"{a:>12}" for a in ages))
     female = ["n/a" if s["female_percent"] is None else f"{s['female_percent']:.1f}%" for s in table["per_split"]]
     lines.append(f"{'female':<20}" + "".join(f"{f:>12}" for f in female))
+    origin = table["provenance"]
+    for key, label in (("from_proposal", "from a proposal"), ("class_kept", "model class kept")):
+        cells = [f"{s[key]} ({s[key + '_percent']:.1f}%)" if s["hips"] else "n/a" for s in origin["per_split"]]
+        lines.append(f"{label:<20}" + "".join(f"{c:>12}" for c in cells) + f"{origin['total'][key]:>12}")
     for key, label in (("chi2_multiclass", "six classes"), ("chi2_binary", "fracture vs not")):
         test = table[key]
         if test is None:

@@ -57,6 +57,9 @@ class Hip:
     height: float
     labeler: str = ""  # username or GROUND_TRUTH; "" when the file does not say
     where: str = ""  # where the hip is in a parsed file, for messages
+    # drawn / proposal_box / proposal_class_kept / proposal_class_changed (the CSV
+    # export writes it); never read from a file: an import is its own provenance.
+    provenance: str = ""
 
     @property
     def box(self) -> tuple[float, float, float, float]:

@@ -4,7 +4,10 @@ Columns: radiograph_id, sop_instance_uid, patient (P-...), accession (A-...),
 labeler (username, or "ground_truth"), side, class, x, y, width, height
 (pixels of the original image, full float precision), excluded (a reason,
 on a row of its own with the hip columns empty), truth_source (ground truth
-only). Rows come in the order of the images, each labeller's hips then their
+only), provenance (drawn, proposal_box, proposal_class_kept or
+proposal_class_changed: whether the hip's label began as a model's proposal;
+last, so scripts that read the earlier columns by position keep working).
+Rows come in the order of the images, each labeller's hips then their
 exclusion.
 """
 
@@ -20,7 +23,7 @@ CONTENT_TYPE = "text/csv; charset=utf-8"
 SUFFIX = ".csv"
 COLUMNS = (
     "radiograph_id", "sop_instance_uid", "patient", "accession", "labeler", "side", "class",
-    "x", "y", "width", "height", "excluded", "truth_source",
+    "x", "y", "width", "height", "excluded", "truth_source", "provenance",
 )  # fmt: skip
 
 
@@ -39,10 +42,10 @@ def write(images: Sequence[Image], *, ground_truth: bool) -> str:
         for hip in image.hips:
             # csv writes floats with repr: full precision, so the numbers read back exactly.
             writer.writerow([*head, _cell(hip.labeler), hip.side, hip.hip_class, hip.x, hip.y, hip.width,
-                             hip.height, "", image.truth_source])  # fmt: skip
+                             hip.height, "", image.truth_source, hip.provenance])  # fmt: skip
         exclusions = dict(image.excluded_by)
         if image.exclude:
             exclusions[GROUND_TRUTH if ground_truth else ""] = image.exclude
         for labeler, reason in exclusions.items():
-            writer.writerow([*head, _cell(labeler), "", "", "", "", "", "", reason, image.truth_source])
+            writer.writerow([*head, _cell(labeler), "", "", "", "", "", "", reason, image.truth_source, ""])
     return buffer.getvalue()

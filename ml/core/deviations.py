@@ -319,6 +319,44 @@ register(
 )
 
 # --------------------------------------------------------------------------- labelling
+# Facts (annotate.provenance.proposal_facts): proposals_show_class (the site shows, or some
+# ground-truth hip was labelled with, the model's class), proposal_share and
+# proposal_class_kept_share (of the ground-truth hips, 0 to 1).
+
+register(
+    Deviation(
+        key="proposal-class-shown",
+        area="labelling",
+        kind="departure",
+        title="Labellers were shown the model's class with its proposals",
+        paper="The paper's labellers drew and classified every hip by hand; no model took part in labelling.",
+        choice="With `PROPOSALS_SHOW_CLASS` on, each proposed box on the labelling page carries the "
+        "classifier's class; a labeller may keep it.",
+        why="A site's choice, to label faster. The model is later scored against a truth that partly holds "
+        "its own opinion, which favours it.",
+        restore="Leave `PROPOSALS_SHOW_CLASS` off (the default): proposals are boxes only, or label without "
+        "an active detector.",
+        applies=lambda f: f.get("proposals_show_class") is True,
+        detail=lambda f: (
+            f"{100 * (f.get('proposal_class_kept_share') or 0):.1f}% of ground-truth hips kept the model's shown class"
+        ),
+    )
+)
+register(
+    Deviation(
+        key="proposal-boxes",
+        area="labelling",
+        kind="departure",
+        title="Ground-truth boxes from the detector's proposals",
+        paper="The paper's labellers drew every box by hand; no model took part in labelling.",
+        choice="Labellers may accept the detector's proposed box (class chosen by the labeller); each label "
+        "records whether it began as a proposal, and the agreement page and Table 1 give the share.",
+        why="Faster labelling; the class, which the model is scored on, stays the labeller's own.",
+        restore="Label without an active detector, so that no proposals are made.",
+        applies=lambda f: (f.get("proposal_share") or 0) > 0,
+        detail=lambda f: f"{100 * f['proposal_share']:.1f}% of ground-truth hips came from a proposal",
+    )
+)
 
 
 def markdown() -> str:

@@ -15,7 +15,9 @@
 // Proposals (``setProposals``) are a model's boxes, drawn dashed and marked
 // "proposal": they are not hips. Accepting one makes it a hip like any other
 // (move, resize, side and class keys) whose source stays "model"; a proposal
-// whose side already has a hip is hidden.
+// whose side already has a hip is hidden. A proposal has a ``hip_class`` only
+// where the site shows the model's class (PROPOSALS_SHOW_CLASS); by default the
+// API sends boxes alone, and the accepted hip waits for the labeller's class.
 
 import { isTyping } from "./viewer.js";
 

@@ -5,7 +5,9 @@
 // has it, the state is also kept in localStorage, so a reload or a crash
 // loses nothing. The page only ever shows what the API gives this labeller:
 // their own hips, and the detector's proposals for the image (dashed; P accepts
-// the next one, Shift+P all; an accepted proposal is saved with source "model").
+// the next one, Shift+P all; an accepted proposal is saved with source "model",
+// and the server records its provenance). A proposal carries the model's class
+// only where the site turned PROPOSALS_SHOW_CLASS on; by default it is a box.
 
 import {
   ApiError,

@@ -122,12 +122,16 @@ def test_the_assignment_shows_its_radiographs_proposals_and_nothing_of_another_l
     lena = client_as("labeler")
     mine = lena.post("/api/labelling/next/").json()
     assert mine["radiograph"]["id"] == first.id and mine["hips"] == []
+    assert mine["proposals_show_class"] is False
     proposals = lena.get(f"/api/labelling/assignments/{mine['id']}/").json()["proposals"]
-    assert [(p["side"], p["x"], p["score"], p["hip_class"], p["model"]) for p in proposals] == [
-        ("right", 12.0, 0.97, "normal", "detector v3"),
-        ("left", 131.0, 0.88, "", "detector v3"),
+    # Boxes only: the model's class does not leave the server (PROPOSALS_SHOW_CLASS is off).
+    assert [(p["side"], p["x"], p["score"], p["model"]) for p in proposals] == [
+        ("right", 12.0, 0.97, "detector v3"),
+        ("left", 131.0, 0.88, "detector v3"),
     ]
+    assert all("hip_class" not in p for p in proposals)
     text = lena.get(f"/api/labelling/assignments/{mine['id']}/").content.decode()
+    assert "normal" not in text  # the right proposal's class, nowhere in the answer
     assert "orif" not in text and "33.25" not in text and "luke" not in text  # nothing of Luke's work
     assert "0.42" not in text and "other" not in text  # nor the other radiograph's proposals
 

@@ -178,6 +178,62 @@ def test_truth_from_two_agreeing_labellers_is_frozen(users, dicom_bytes):
     assert sorted(version.hips.values_list("hip_class", flat=True)) == ["intertrochanteric"] * 3 + ["normal"] * 3
 
 
+def test_table1_gives_the_share_of_hips_from_model_proposals(users, dicom_bytes, client_as, settings):
+    """Provenance comes from annotate's ground-truth rows as they were when the version was frozen."""
+    from django.contrib.auth.models import Group
+    from django.utils import timezone
+
+    lena = users["labeler"]
+    luke = UserFactory(username="luke")
+    luke.groups.add(Group.objects.get(name="labeler"))
+    radiographs = [ingest(dicom_bytes, i) for i in range(3)]
+    for radiograph in radiographs[:2]:
+        labelling.proposals_replace(
+            radiograph_id=radiograph.id,
+            proposals=[labelling.ProposalInput("right", 10, 20, 100, 100, 0.9, "normal")],
+            model_label="detector v1",
+        )
+    right, left = HipInput("right", "normal", 10, 20, 100, 100), HipInput("left", "orif", 130, 20, 100, 100)
+    accepted = HipInput("right", "normal", 10, 20, 100, 100, source="model")
+    # Lena accepts the first radiograph's proposal with its class shown, the second's as a box only.
+    for index, show in enumerate((True, False, False)):
+        settings.PROPOSALS_SHOW_CLASS = show
+        mine = labelling.assignment_next(user=lena)
+        assert mine.radiograph_id == radiographs[index].id
+        labelling.assignment_submit(assignment_id=mine.id, user=lena, hips=[accepted if index < 2 else right, left])
+    while (assignment := labelling.assignment_next(user=luke)) is not None:
+        labelling.assignment_submit(assignment_id=assignment.id, user=luke, hips=[right, left])
+    version, _ = ml_services.dataset_freeze(seed=0)
+    origin = ml_services.table1(version)["provenance"]
+    assert origin["unknown"] == 0
+    assert (origin["total"]["hips"], origin["total"]["from_proposal"], origin["total"]["class_kept"]) == (6, 2, 1)
+    assert origin["total"]["from_proposal_percent"] == pytest.approx(100 * 2 / 6)
+    assert sum(s["from_proposal"] for s in origin["per_split"]) == 2
+    assert [s["hips"] for s in origin["per_split"]] == ml_services.table1(version)["hips"]
+
+    page = client_as("researcher").get(f"/models/datasets/{version.pk}/").content.decode()
+    assert "Label from a model's proposal" in page
+    share_row = page.split('id="proposal-share"')[1].split("</tr>")[0]
+    assert "<td>2 (33.3%)</td>" in share_row
+    kept_row = page.split('id="class-kept-share"')[1].split("</tr>")[0]
+    assert "<td>1 (16.7%)</td>" in kept_row
+    assert "from a proposal" in ml_services.table1_text(version)
+    api = client_as("researcher").get(f"/api/datasets/{version.pk}/").json()
+    assert api["table1"]["provenance"]["total"]["from_proposal"] == 2
+
+    # The truth's row replaced later (say, relabelled by hand): the frozen version keeps what it copied.
+    old = GroundTruthHip.objects.get(radiograph=radiographs[0], side="right", removed_at__isnull=True)
+    old.removed_at = timezone.now()
+    old.save()
+    GroundTruthHip.objects.create(
+        radiograph=old.radiograph, adjudication=old.adjudication, side="right", hip_class=old.hip_class,
+        x=old.x, y=old.y, width=old.width, height=old.height, provenance="drawn",
+    )  # fmt: skip
+    assert ml_services.table1(version)["provenance"]["total"]["class_kept"] == 1
+    newer, created = ml_services.dataset_freeze(seed=0)
+    assert not created and newer.pk == version.pk  # same content: the same version
+
+
 def test_make_dataset_prints_table1_and_the_id_last(truth):
     out = io.StringIO()
     call_command("make_dataset", "--seed", "3", "--name", "cli", stdout=out)

@@ -17,7 +17,7 @@ End to end, per radiograph, each stage timed with ``time.perf_counter``:
 - det. call: ``detector.predict_batch`` (the network, then keras-hub's ``decode_predictions``:
   non-max suppression at ``nms_iou``; the bench also prints the two parts timed apart);
 - select: ``detector.select_detections`` (best box per side, mapped back to the film);
-- crops: ``Predictor._prepare`` (the hips at each of ``config.zooms``, normalised);
+- crops: ``Predictor._prepare`` (the hips at each zoom of the test-time protocol, normalised);
 - cls. call: ``Predictor._forward`` (one ``predict_on_batch`` of the CAM model on all crops);
 - assemble: the rest of ``Predictor.predict_hips`` (averaging, CAM, heatmap upsampling);
 - PNGs: ``serving.heatmap_png`` of each hip.
@@ -206,9 +206,9 @@ def run_config(name: str, films: list[tuple[bytes, list[Any]]], warmup: int, rou
     bare_det, bare_cls = statistics.median(det_bare) * 1000, statistics.median(cls_bare) * 1000
     bare_sum = statistics.median([d + c for d, c in zip(det_bare, cls_bare, strict=True)]) * 1000
     ratio = e2e / bare_sum - 1
-    c, d = bench.config, bench.det_config
+    c, d, zooms = bench.config, bench.det_config, bench.predictor.zooms
     print(
-        f"\n== {name}: classifier {c.backbone} {c.input_size}px x zooms {c.zooms} ({len(c.zooms) * 2} crops), "
+        f"\n== {name}: classifier {c.backbone} {c.input_size}px x zooms {zooms} ({len(zooms) * 2} crops), "
         f"detector {d.backbone} {d.image_size}px P{d.min_level}-P{d.max_level} (built in {built:.1f} s, "
         f"warmed up in {warm:.1f} s)"
     )
@@ -221,7 +221,7 @@ def run_config(name: str, films: list[tuple[bytes, list[Any]]], warmup: int, rou
     net, nms = (statistics.median(values) * 1000 for values in zip(*split, strict=True))
     print(f"   outside the two model calls: {glue:.1f} ms ({glue / e2e:.1%})")
     print(f"   bare calls on ready tensors: detector (predict_batch: network + NMS) {bare_det:.1f} ms, "
-          f"classifier (CAM model predict_on_batch, {len(c.zooms) * 2} crops) {bare_cls:.1f} ms")  # fmt: skip
+          f"classifier (CAM model predict_on_batch, {len(zooms) * 2} crops) {bare_cls:.1f} ms")  # fmt: skip
     print(f"   the detector called eagerly part by part: network {net:.1f} ms, decode_predictions (NMS) {nms:.1f} ms")
     print(f"   fastest whole run of each radiograph: median {e2e_run:.1f} ms ({e2e_run / bare_sum - 1:+.1%} over the "
           f"bare calls; includes the machine's noise)")  # fmt: skip

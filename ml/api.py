@@ -359,7 +359,8 @@ def radiograph_predictions(request: Request, pk: int) -> Response:
         version = _chosen_version(request.query_params.get("model"))
     except scoring.NoActiveModel as error:
         return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
-    rows = HipPrediction.objects.filter(model_version=version, radiograph=radiograph).order_by("side")
+    rows = HipPrediction.objects.filter(model_version=version, radiograph=radiograph).select_related("model_version")
+    rows = rows.order_by("side")
     return Response([scoring.prediction_json(row, request=request) for row in rows])
 
 
@@ -439,6 +440,7 @@ def predict(request: Request) -> Response:
     return Response(
         {
             "model_version": version.pk,
+            **scoring.test_time(version),
             "detector_version": detector.pk if detector is not None else None,
             "hips": [
                 {

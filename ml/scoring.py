@@ -7,6 +7,10 @@ gives them (``hip_boxes``). The network work is ``ml.core.serving``'s.
 
 A loaded model is kept per process (``predictor``), so a worker loads a bundle
 once, not once per radiograph.
+
+Every prediction follows its model version's test-time protocol (``config.test_time``:
+``single``, the paper's zoom-1.0 crop alone, or the opt-in ``zoom-average``), and says so:
+``test_time`` gives it (``test_time`` / ``test_time_zooms`` in the JSON of the predictions).
 """
 
 from __future__ import annotations
@@ -54,6 +58,18 @@ def chosen_model(pk: int | None, kind: str = Kind.CLASSIFIER) -> ModelVersion:
     if version is None:
         raise LookupError(f"no {kind} model version {pk}")
     return version
+
+
+def test_time(version: ModelVersion) -> dict[str, Any]:
+    """The test-time protocol a classifier version's predictions follow (its ``config.test_time``;
+    a config stored before the field existed reads as ``zoom-average``, as it was served):
+    ``{"test_time": "single" | "zoom-average", "test_time_zooms": [the zooms whose crops make
+    the probabilities]}``."""
+    from ml.core.configs import NetConfig
+    from ml.core.serving import protocol_zooms
+
+    config = NetConfig.from_dict(version.config)
+    return {"test_time": config.test_time, "test_time_zooms": list(protocol_zooms(config))}
 
 
 def prediction_summary(pred: Any) -> dict[str, Any]:
@@ -245,6 +261,7 @@ def queue_scoring(radiograph_ids: Sequence[int]) -> None:
 
 
 def prediction_json(row: HipPrediction, *, request: Any = None) -> dict[str, Any]:
+    """A stored prediction as JSON, with the test-time protocol of its model version (``test_time``)."""
     from django.urls import reverse
 
     from annotate.labels import CLASSES
@@ -263,4 +280,5 @@ def prediction_json(row: HipPrediction, *, request: Any = None) -> dict[str, Any
         "fracture_probability": row.fracture_probability,
         "heatmap_url": request.build_absolute_uri(url) if request is not None else url,
         "heatmap_rect": row.heatmap_rect,
+        **test_time(row.model_version),
     }

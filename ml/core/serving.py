@@ -1,20 +1,34 @@
 """Serving the hip classifier: radiograph + hip boxes -> six-class probabilities and heatmaps.
 
 The one inference path shared by the web app, the ``predict`` command, the batch-scoring
-Celery task and ``bench/infer.py`` (Krogue et al. 2020: DenseNet + squeeze-excitation,
-six classes, 224 x 224 hip crops, left hips flipped; heatmaps are class activation maps).
+Celery task, the test-split evaluation (``ml.evaluation``), the reader study's frozen readings
+(``readerstudy.services``) and ``bench/infer.py`` (Krogue et al. 2020: DenseNet +
+squeeze-excitation, six classes, 224 x 224 hip crops, left hips flipped; heatmaps are class
+activation maps).
 
 What a prediction is:
 
-- Crops. Each hip is cut at every zoom of ``zooms`` (default ``config.zooms``, the paper's
-  two box sizes) with ``crops.hip_crop(..., spec=CropSpec(size=config.input_size, zoom=z))``
-  and normalised by ``crops.to_model_input``: exactly the crops the validation pipeline
-  (``ml.core.pipeline``, ``augment=None``) feeds the model.
-- Probabilities: **test-time averaging** -- the softmax outputs of the model on the hip's
-  crops, one per zoom, averaged (arithmetic mean over zooms). ``top2`` are the two most
-  probable class keys (``stats.CLASS_KEYS`` order breaks ties), ``predicted_class`` the
-  first of them, ``fracture_probability`` the sum of the three fracture classes
-  (``stats.fracture_probability``).
+- Test-time protocol: the model version's ``config.test_time`` (``configs.TEST_TIME_PROTOCOLS``)
+  says which crops make a hip's probabilities (``protocol_zooms``):
+
+  - ``single`` (the paper's, and the default of every configuration): the **zoom-1.0 crop
+    alone** (the bounding box itself), the crop the paper scores and the one readers see in a
+    reader study's model-quality phase;
+  - ``zoom-average`` (opt-in, not in the paper; also what a config stored before the field
+    existed was served with): **test-time averaging**, the softmax outputs of the model on the
+    hip's crops at every zoom of ``config.zooms``, averaged (arithmetic mean over zooms).
+
+  An explicit ``zooms=`` overrides the protocol (``Predictor.test_time`` then names what was
+  done: ``single`` for (1.0,), ``zoom-average`` for several zooms, ``zoom-<z>`` for one other).
+- Crops. Each hip is cut at every zoom of the protocol with ``crops.hip_crop(..., spec=CropSpec(
+  size=config.input_size, zoom=z))`` and normalised by ``crops.to_model_input``: exactly the
+  crops the validation pipeline (``ml.core.pipeline``, ``augment=None``) feeds the model.
+  ``Predictor.predict_crops`` scores crops already made (e.g. the 8-bit phase-1 crop of a reader
+  study, as readers get it): the model's reading then comes from that very image.
+- Probabilities: the mean over the protocol's crops (one crop for ``single``, so no averaging).
+  ``top2`` are the two most probable class keys (``stats.CLASS_KEYS`` order breaks ties),
+  ``predicted_class`` the first of them, ``fracture_probability`` the sum of the three fracture
+  classes (``stats.fracture_probability``).
 - Heatmap: the class activation map (Zhou et al. 2016; ``nets.class_activation_maps``) of
   the predicted class on the **zoom 1.0** crop (the box itself; computed even when 1.0 is
   not among ``zooms``, but then not averaged into the probabilities). The raw map at
@@ -27,20 +41,21 @@ What a prediction is:
   its PNG is drawn directly over that rectangle of the radiograph (stretched to it), and
   ``heatmap_to_image`` resamples it onto the full image grid.
 
-Speed. The model is wrapped once in ``nets.cam_model`` (features + probabilities in one
-pass) and run with ``keras.Model.predict_on_batch`` on batches of crops from one or many
-radiographs (``predict_many`` fills batches across radiographs). Measured on 2 CPU cores
-(Keras 3.15, TF 2.21), for 4 crops: ``predict_on_batch`` 14 ms (cpu-small) / 203 ms
-(paper); a hand-made ``tf.function`` with a (None, S, S, 3) signature 14 / 352 ms; calling
-the model directly (eager) 80 / 1046 ms; ``model.predict`` 55 / 263 ms (its per-call
-set-up costs ~50 ms, which dominates small batches). ``predict_on_batch`` is the fastest
-or tied everywhere and is backend-agnostic, so it is used (XLA, ``jit_compile=True``, was
-not faster on CPU and compiles once per batch shape, ~15 s each for the paper model). In
-``predict_many`` a worker thread makes the next radiographs' crops while the model runs.
-``naive_predict`` is the baseline: ``model.predict`` on one crop at a time.
-``bench/infer.py`` compares the two: on 2 (shared) CPU cores, ~11x for ``cpu-small`` but
-only ~2-2.5x for ``paper``, where a DenseNet-169 crop costs ~80-100 ms of arithmetic that
-batching cannot remove (``model.predict``'s per-call overhead is ~100-150 ms on top).
+Speed. The model is wrapped once in ``nets.cam_model`` (features + probabilities in one pass)
+and run with ``keras.Model.predict_on_batch`` on batches of crops from one or many radiographs
+(``predict_many`` fills batches across radiographs); ``single`` makes one crop per hip,
+``zoom-average`` one per zoom. Measured on 2 CPU cores (Keras 3.15, TF 2.21), for 4 crops:
+``predict_on_batch`` 14 ms (cpu-small) / 203 ms (paper); a hand-made ``tf.function`` with a
+(None, S, S, 3) signature 14 / 352 ms; calling the model directly (eager) 80 / 1046 ms;
+``model.predict`` 55 / 263 ms (its per-call set-up costs ~50 ms, which dominates small
+batches). ``predict_on_batch`` is the fastest or tied everywhere and is backend-agnostic, so
+it is used (XLA, ``jit_compile=True``, was not faster on CPU and compiles once per batch
+shape, ~15 s each for the paper model). In ``predict_many`` a worker thread makes the next
+radiographs' crops while the model runs. ``naive_predict`` is the baseline: ``model.predict``
+on one crop at a time (same protocol). ``bench/infer.py`` compares the two (measured with
+``zoom-average``, two crops per hip): on 2 (shared) CPU cores, ~11x for ``cpu-small`` but only
+~2-2.5x for ``paper``, where a DenseNet-169 crop costs ~80-100 ms of arithmetic that batching
+cannot remove (``model.predict``'s per-call overhead is ~100-150 ms on top).
 
 Pure NumPy/Pillow/Keras: no Django import.
 """
@@ -67,6 +82,29 @@ Box = tuple[float, float, float, float]
 Rect = tuple[float, float, float, float]
 DEFAULT_BATCH_SIZE = 32
 HEATMAP_ZOOM = 1.0
+#: The zoom of the ``single`` protocol's one crop: the bounding box itself (the paper's crop).
+SINGLE_ZOOM = 1.0
+
+
+def protocol_zooms(config: NetConfig) -> tuple[float, ...]:
+    """The zooms whose crops make a hip's probabilities under ``config.test_time``: (1.0,) for
+    ``single`` (the paper's), ``config.zooms`` for ``zoom-average``."""
+    if config.test_time == "single":
+        return (SINGLE_ZOOM,)
+    if config.test_time == "zoom-average":
+        return tuple(float(z) for z in config.zooms)
+    raise ValueError(f"unknown test-time protocol {config.test_time!r}")
+
+
+def protocol_name(zooms: Sequence[float]) -> str:
+    """What scoring at ``zooms`` is called: ``single`` for the zoom-1.0 crop alone,
+    ``zoom-average`` for several zooms, ``zoom-<z>`` for one other zoom (an explicit override)."""
+    values = tuple(float(z) for z in zooms)
+    if values == (SINGLE_ZOOM,):
+        return "single"
+    if len(values) > 1:
+        return "zoom-average"
+    return f"zoom-{values[0]:g}"
 
 
 @dataclass(frozen=True)
@@ -97,7 +135,7 @@ class HipPrediction:
 
     side: str
     box: Box
-    probabilities: list[float]  # len 6, CLASS_KEYS order, averaged over the zooms
+    probabilities: list[float]  # len 6, CLASS_KEYS order; the protocol's crop(s), averaged when several
     top2: list[str]
     fracture_probability: float
     predicted_class: str
@@ -299,7 +337,9 @@ class Predictor:
     """Scores hips with a classifier; see the module docstring.
 
     ``model``: a classifier from ``nets.build_model`` (or a loaded bundle); ``config`` its
-    ``NetConfig``; ``zooms``: the zoom levels averaged (default ``config.zooms``).
+    ``NetConfig``; ``zooms``: the zoom levels averaged (default ``protocol_zooms(config)``: the
+    zoom-1.0 crop alone for ``test_time="single"``, ``config.zooms`` for ``"zoom-average"``).
+    ``test_time`` names the protocol applied (``protocol_name(zooms)``).
     """
 
     def __init__(self, model: Any, config: NetConfig, *, zooms: Sequence[float] | None = None) -> None:
@@ -307,7 +347,8 @@ class Predictor:
 
         self.model = model
         self.config = config
-        self.zooms = _check_zooms(config.zooms if zooms is None else zooms)
+        self.zooms = _check_zooms(protocol_zooms(config) if zooms is None else zooms)
+        self.test_time = config.test_time if zooms is None else protocol_name(self.zooms)
         # crops made per hip: the averaged zooms, plus zoom 1 for the heatmap if missing
         self._crop_zooms = self.zooms if HEATMAP_ZOOM in self.zooms else (*self.zooms, HEATMAP_ZOOM)
         self._heat_index = self._crop_zooms.index(HEATMAP_ZOOM)
@@ -361,32 +402,34 @@ class Predictor:
                 job.features[hip] = features[k]
             job.remaining -= 1
 
+    def _prediction(self, hip: Hip, probs: np.ndarray, features: np.ndarray) -> HipPrediction:
+        """One hip's prediction from its (averaged) probabilities and its zoom-1 crop's features."""
+        size = self.config.input_size
+        p = np.asarray(probs, dtype=np.float64)
+        p = p / p.sum()
+        order = np.argsort(-p, kind="stable")
+        k = int(order[0])
+        cam = (np.asarray(features, np.float32) @ self.kernel[:, k].astype(np.float32)).astype(np.float32)
+        return HipPrediction(
+            side=hip.side,
+            box=hip.box,
+            probabilities=[float(v) for v in p],
+            top2=[CLASS_KEYS[int(j)] for j in order[:2]],
+            fracture_probability=float(fracture_probability(p[None])[0]),
+            predicted_class=CLASS_KEYS[k],
+            heatmap=_heatmap(cam, size),
+            heatmap_rect=_heatmap_rect(hip.box, hip.side, size),
+            cam=cam,
+        )
+
     def _assemble(self, job: _Job) -> list[HipPrediction]:
-        nz, size = len(self._crop_zooms), self.config.input_size
+        nz = len(self._crop_zooms)
         averaged = [i for i, z in enumerate(self._crop_zooms) if z in self.zooms]
         out = []
         for h, hip in enumerate(job.hips):
-            per_zoom = job.probs[h * nz : (h + 1) * nz][averaged]
-            p = per_zoom.mean(axis=0)
-            p = p / p.sum()
-            order = np.argsort(-p, kind="stable")
-            k = int(order[0])
             feats = job.features[h]
             assert feats is not None
-            cam = (np.asarray(feats, np.float32) @ self.kernel[:, k].astype(np.float32)).astype(np.float32)
-            out.append(
-                HipPrediction(
-                    side=hip.side,
-                    box=hip.box,
-                    probabilities=[float(v) for v in p],
-                    top2=[CLASS_KEYS[int(j)] for j in order[:2]],
-                    fracture_probability=float(fracture_probability(p[None])[0]),
-                    predicted_class=CLASS_KEYS[k],
-                    heatmap=_heatmap(cam, size),
-                    heatmap_rect=_heatmap_rect(hip.box, hip.side, size),
-                    cam=cam,
-                )
-            )
+            out.append(self._prediction(hip, job.probs[h * nz : (h + 1) * nz][averaged].mean(axis=0), feats))
         return out
 
     # ---------------------------------------------------------------- API
@@ -400,6 +443,33 @@ class Predictor:
         values), ``window``: (centre, width) in pixel units (``decode_dicom``'s default).
         """
         return next(self.predict_many([(pixels, window, hips, invert)], prefetch=0))
+
+    def predict_crops(
+        self, crops: np.ndarray, hips: Sequence[Hip], *, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> list[HipPrediction]:
+        """Predictions from crops already made, one per hip: ``crops`` (N, S, S) in [0, 1]
+        (S = ``config.input_size``; e.g. an 8-bit PNG / 255), each the **zoom-1.0** crop of its
+        hip in crop orientation (left hips mirrored), as ``crops.hip_crop`` makes it. The
+        probabilities are the model's softmax on exactly that image (the ``single`` protocol,
+        whatever ``zooms``), the heatmap its CAM; ``hips`` give each side and box (for
+        ``heatmap_rect``). So a reading computed here comes from the very pixels it is given."""
+        hip_list = [_as_hip(h) for h in hips]
+        size = self.config.input_size
+        arr = np.asarray(crops, dtype=np.float32)
+        if arr.ndim != 3 or arr.shape[1:] != (size, size):
+            raise ValueError(f"crops must be (N, {size}, {size}), got shape {arr.shape}")
+        if len(arr) != len(hip_list):
+            raise ValueError(f"{len(arr)} crops for {len(hip_list)} hips")
+        if not np.isfinite(arr).all() or arr.min(initial=0.0) < 0 or arr.max(initial=0.0) > 1:
+            raise ValueError("crops must lie in [0, 1]")
+        if int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        out: list[HipPrediction] = []
+        for start in range(0, len(arr), int(batch_size)):
+            features, probs = self._forward(to_model_input(arr[start : start + int(batch_size)]))
+            for k, hip in enumerate(hip_list[start : start + int(batch_size)]):
+                out.append(self._prediction(hip, probs[k], features[k]))
+        return out
 
     def predict_many(
         self, items: Iterable[tuple[Any, ...]], *, batch_size: int = DEFAULT_BATCH_SIZE, prefetch: int = 8
@@ -471,7 +541,7 @@ def naive_predict(
     invert: bool = False,
 ) -> list[np.ndarray]:
     """The baseline: ``model.predict(..., verbose=0)`` on one crop at a time, averaged over
-    ``zooms`` (default ``config.zooms``); one (K,) probability array per hip."""
+    ``zooms`` (default ``protocol_zooms(config)``, as ``Predictor``); one (K,) probability array per hip."""
     hip_list = [_as_hip(h) for h in hips]
     if not hip_list:
         return []
@@ -479,7 +549,7 @@ def naive_predict(
     out = []
     for hip in hip_list:
         probs = []
-        for z in _check_zooms(config.zooms if zooms is None else zooms):
+        for z in _check_zooms(protocol_zooms(config) if zooms is None else zooms):
             spec = CropSpec(size=config.input_size, zoom=z)
             x = to_model_input(hip_crop(arr, hip.box, hip.side, window=win, spec=spec, invert=invert))[None]
             probs.append(np.asarray(model.predict(x, verbose=0))[0])
@@ -489,10 +559,13 @@ def naive_predict(
 
 __all__ = [
     "COLORMAPS",
+    "SINGLE_ZOOM",
     "Hip",
     "HipPrediction",
     "Predictor",
     "heatmap_png",
     "heatmap_to_image",
     "naive_predict",
+    "protocol_name",
+    "protocol_zooms",
 ]

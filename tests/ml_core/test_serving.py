@@ -1,4 +1,5 @@
-"""The serving path (ml.core.serving): zoom-averaged probabilities, batching across
+"""The serving path (ml.core.serving): the test-time protocols (``single``: the zoom-1.0 crop
+alone; ``zoom-average``: the mean over the zooms), scoring crops already made, batching across
 radiographs, the naive baseline, class activation maps and where heatmaps land on the image.
 
 A freshly built ``tiny`` model (random weights) on synthetic radiographs: every expected value
@@ -28,6 +29,8 @@ from ml.core.serving import (  # noqa: E402
     heatmap_png,
     heatmap_to_image,
     naive_predict,
+    protocol_name,
+    protocol_zooms,
 )
 from ml.core.stats import CLASS_KEYS, FRACTURE_INDICES  # noqa: E402
 
@@ -63,7 +66,18 @@ def model(config):
 
 
 @pytest.fixture(scope="module")
-def predictor(model, config):
+def average_config(config):
+    return config.replace(test_time="zoom-average")
+
+
+@pytest.fixture(scope="module")
+def predictor(model, average_config):
+    """Zoom-averaging (two crops per hip): most tests below exercise the general path with it."""
+    return Predictor(model, average_config)
+
+
+@pytest.fixture(scope="module")
+def predictor_single(model, config):
     return Predictor(model, config)
 
 
@@ -76,8 +90,88 @@ def model_input(pixels, hip: Hip, zoom: float, size: int) -> np.ndarray:
     return to_model_input(hip_crop(pixels, hip.box, hip.side, window=WINDOW, spec=CropSpec(size=size, zoom=zoom)))
 
 
-def test_probabilities_are_the_zoom_average_of_model_outputs(predictor, model, config):
+def test_protocol_zooms_follow_the_config():
+    tiny = get_config("tiny")
+    assert tiny.test_time == "single" and get_config("paper").test_time == "single"
+    assert protocol_zooms(tiny) == (1.0,)
+    assert protocol_zooms(tiny.replace(test_time="zoom-average")) == (1.0, 1.5)
+    assert protocol_zooms(tiny.replace(test_time="zoom-average", zooms=(1.0, 1.25, 1.5))) == (1.0, 1.25, 1.5)
+    assert protocol_name((1.0,)) == "single" and protocol_name((1.0, 1.5)) == "zoom-average"
+    assert protocol_name([1.5]) == "zoom-1.5"
+    # a stored config from before the field existed was served zoom-averaged, and still is
+    legacy = {k: v for k, v in tiny.as_dict().items() if k != "test_time"}
+    assert protocol_zooms(type(tiny).from_dict(legacy)) == (1.0, 1.5)
+
+
+def test_single_protocol_scores_the_zoom_one_crop_alone(predictor_single, predictor_z1, model, config):
+    """The paper's protocol (the default): the probabilities are the model's softmax on the
+    zoom-1.0 crop and nothing else; the heatmap is that crop's CAM."""
+    assert predictor_single.test_time == "single" and predictor_single.zooms == (1.0,)
     px = radiograph()
+    preds = predictor_single.predict_hips(px, WINDOW, [RIGHT, LEFT])
+    reference = predictor_z1.predict_hips(px, WINDOW, [RIGHT, LEFT])
+    for pred, ref, hip in zip(preds, reference, [RIGHT, LEFT], strict=True):
+        alone = np.asarray(model(model_input(px, hip, 1.0, config.input_size)[None], training=False))[0]
+        np.testing.assert_allclose(pred.probabilities, alone, atol=2e-6)
+        wider = np.asarray(model(model_input(px, hip, 1.5, config.input_size)[None], training=False))[0]
+        assert not np.allclose(pred.probabilities, (alone + wider) / 2, atol=1e-5)  # the zoom 1.5 crop is left out
+        order = np.argsort(-alone, kind="stable")
+        assert pred.top2 == [CLASS_KEYS[order[0]], CLASS_KEYS[order[1]]] and pred.predicted_class == pred.top2[0]
+        np.testing.assert_allclose(pred.heatmap, ref.heatmap, atol=1e-5)
+        np.testing.assert_allclose(pred.cam, ref.cam, atol=1e-5)
+    # naive_predict follows the same protocol by default
+    naive = naive_predict(model, config, px, WINDOW, [RIGHT, LEFT])
+    for n, pred in zip(naive, preds, strict=True):
+        np.testing.assert_allclose(n, pred.probabilities, atol=2e-6)
+
+
+def test_explicit_zooms_override_the_protocol(model, config, average_config):
+    px = radiograph()
+    both = Predictor(model, config, zooms=(1.0, 1.5))
+    assert both.test_time == "zoom-average"
+    only_one = Predictor(model, average_config, zooms=(1.0,))
+    assert only_one.test_time == "single"
+    x = np.stack([model_input(px, RIGHT, z, config.input_size) for z in (1.0, 1.5)])
+    outputs = np.asarray(model(x, training=False))
+    np.testing.assert_allclose(both.predict_hips(px, WINDOW, [RIGHT])[0].probabilities, outputs.mean(0), atol=2e-6)
+    np.testing.assert_allclose(only_one.predict_hips(px, WINDOW, [RIGHT])[0].probabilities, outputs[0], atol=2e-6)
+    naive = naive_predict(model, average_config, px, WINDOW, [RIGHT])
+    np.testing.assert_allclose(naive[0], outputs.mean(0), atol=2e-6)
+
+
+def test_predict_crops_reads_exactly_the_crop_it_is_given(predictor_single, predictor, model, config):
+    """Scoring a crop already made (a reader study's 8-bit phase-1 PNG): the model's softmax on
+    that very image, whatever the predictor's protocol; from the float crop it equals
+    ``predict_hips`` under ``single``."""
+    px = radiograph()
+    size = config.input_size
+    floats = np.stack([hip_crop(px, h.box, h.side, window=WINDOW, spec=CropSpec(size=size)) for h in (RIGHT, LEFT)])
+    quantised = np.round(floats * 255).astype(np.uint8)
+    for scorer in (predictor_single, predictor):
+        got = scorer.predict_crops(quantised / 255.0, [RIGHT, LEFT])
+        expected = np.asarray(model(to_model_input(quantised / 255.0), training=False))
+        for pred, want, hip in zip(got, expected, [RIGHT, LEFT], strict=True):
+            np.testing.assert_allclose(pred.probabilities, want, atol=2e-6)
+            assert pred.side == hip.side and pred.box == hip.box
+            x, y, w, h = hip.box
+            assert pred.heatmap_rect == pytest.approx((x, y, x + w, y + h))
+    from_floats = predictor_single.predict_crops(floats, [RIGHT, LEFT], batch_size=1)
+    for a, b in zip(from_floats, predictor_single.predict_hips(px, WINDOW, [RIGHT, LEFT]), strict=True):
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=2e-6)
+        np.testing.assert_allclose(a.heatmap, b.heatmap, atol=1e-5)
+        assert a.top2 == b.top2
+    assert predictor_single.predict_crops(np.zeros((0, size, size)), []) == []
+    with pytest.raises(ValueError, match="crops must be"):
+        predictor_single.predict_crops(floats[:, :-1], [RIGHT, LEFT])
+    with pytest.raises(ValueError, match="2 crops for 1 hips"):
+        predictor_single.predict_crops(floats, [RIGHT])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        predictor_single.predict_crops(quantised.astype(np.float32), [RIGHT, LEFT])
+
+
+def test_zoom_average_protocol_is_the_mean_of_model_outputs(predictor, model, config):
+    px = radiograph()
+    assert predictor.test_time == "zoom-average" and predictor.zooms == (1.0, 1.5)
     preds = predictor.predict_hips(px, WINDOW, [RIGHT, LEFT])
     assert [p.side for p in preds] == ["right", "left"]
     assert config.zooms == (1.0, 1.5)
@@ -242,11 +336,14 @@ def test_zooms_without_one_still_give_a_zoom_one_heatmap(model, config):
     assert only.heatmap_rect == pytest.approx((100.0, 150.0, 350.0, 400.0))
 
 
-def test_from_bundle_round_trip(tmp_path, model, config, predictor):
+def test_from_bundle_round_trip(tmp_path, model, config, average_config, predictor):
+    single = tmp_path / "single.hipmodel"
+    write_bundle(single, model=model, config=config, dataset_hash="abc")
+    assert Predictor.from_bundle(single).test_time == "single" and Predictor.from_bundle(single).zooms == (1.0,)
     path = tmp_path / "m.hipmodel"
-    write_bundle(path, model=model, config=config, dataset_hash="abc")
+    write_bundle(path, model=model, config=average_config, dataset_hash="abc")
     loaded = Predictor.from_bundle(path)
-    assert loaded.config == config and loaded.zooms == config.zooms
+    assert loaded.config == average_config and loaded.zooms == config.zooms and loaded.test_time == "zoom-average"
     px = radiograph()
     a = loaded.predict_hips(px, WINDOW, [RIGHT, LEFT])
     b = predictor.predict_hips(px, WINDOW, [RIGHT, LEFT])

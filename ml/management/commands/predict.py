@@ -1,4 +1,5 @@
-"""Read one DICOM file with the active classifier (or --model) and print per-hip predictions as JSON."""
+"""Read one DICOM file with the active classifier (or --model) and print per-hip predictions as JSON,
+with the test-time protocol the model version's predictions follow (``test_time``, ``test_time_zooms``)."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ class Command(BaseCommand):
             out.append(item)
         for item in out:
             item["box_source"] = box_source
-        result = {"model_version": version.pk, "detector_version": detector, "hips": out}
+        result = {"model_version": version.pk, **scoring.test_time(version), "detector_version": detector, "hips": out}
         self.stdout.write(json.dumps(result, indent=2))
 
     def _hips(self, boxes: str | None, detector: int | None, data: bytes, image: Any) -> tuple[list[Any], str, Any]:

@@ -8,6 +8,14 @@ A study runs in three phases, one per condition, in this order:
 
 Each reader's case order is seeded per reader and phase. A ``Response`` is unique per
 reader, case and condition: a double submit stores one answer and nothing changes it.
+
+Equal information in phase 1 (the paper: readers see the hip "at the same quality and
+resolution that the model uses"). The model's frozen reading of each case is computed from the
+case's stored phase-1 crop itself (``Case.crop``, the 8-bit PNG readers get): the ``single``
+protocol, whatever ``test_time`` the model was trained with. ``ReaderStudy.test_time`` records the
+protocol the readings were frozen with: ``single`` for every study prepared since, ``zoom-average``
+for a study prepared before (its model averaged the zoom-1.0 and zoom-1.5 crops: wider context than
+the readers had).
 """
 
 from __future__ import annotations
@@ -52,9 +60,17 @@ training_validator = RegexValidator(
 )
 
 
+class ReadingProtocol(models.TextChoices):
+    """How a study's model readings were frozen (``ReaderStudy.test_time``), in the vocabulary of
+    ``ml.core.configs.TEST_TIME_PROTOCOLS``."""
+
+    SINGLE = "single", "single: the phase-1 crop itself (the zoom-1.0 crop readers see; the paper's)"
+    ZOOM_AVERAGE = "zoom-average", "zoom-average: the mean over the model's zooms (more context than readers had)"
+
+
 class ReaderStudy(models.Model):
     """One reader study: its cases are drawn from the test split of ``dataset`` with ``seed``,
-    and the predictions of ``model_version`` are frozen with them."""
+    and the predictions of ``model_version`` are frozen with them, by the protocol ``test_time``."""
 
     class Status(models.TextChoices):
         PREPARING = "preparing"
@@ -76,6 +92,12 @@ class ReaderStudy(models.Model):
     case_count = models.PositiveIntegerField(default=100, help_text="hips drawn from the test split")
     washout = models.DurationField(default=dt.timedelta(days=7), help_text="from finishing phase 1 to phase 2")
     aided_phase = models.BooleanField(default=True, help_text="phase 3 (model aided); needs a model")
+    test_time = models.CharField(
+        max_length=16,
+        choices=ReadingProtocol.choices,
+        default=ReadingProtocol.SINGLE,
+        help_text="the test-time protocol the model's readings were frozen with",
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PREPARING)
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(
@@ -102,7 +124,9 @@ class Case(models.Model):
     study = models.ForeignKey(ReaderStudy, on_delete=models.CASCADE, related_name="cases")
     number = models.PositiveIntegerField(help_text="the case's number in the study (1..N), as exported")
     dataset_hip = models.ForeignKey(DatasetHip, on_delete=models.PROTECT, related_name="+")
-    crop = models.FileField(max_length=200, help_text="8-bit PNG: the crop as the model gets it")
+    crop = models.FileField(
+        max_length=200, help_text="8-bit PNG: the phase-1 crop (zoom 1.0, the model's input size), as readers get it"
+    )
     model_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     probabilities = models.JSONField(null=True, blank=True)
     predicted_class = models.CharField(max_length=32, blank=True)

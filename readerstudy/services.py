@@ -4,6 +4,13 @@ the phases, storing answers once, and the exports.
 Every rule a reader could try to get around is enforced here, on the server: the washout,
 the phase order, the case on the reader's screen, the immutability of an answer. Errors
 are ``StudyError`` subclasses whose message is meant for the person who caused them.
+
+Equal information in phase 1: ``study_prepare`` stores each case's phase-1 crop (the zoom-1.0
+crop at the model's input size, as an 8-bit PNG: what readers get) and computes the model's
+frozen reading by feeding that very PNG, decoded, to the model (``Predictor.predict_crops``), so
+the model reads exactly the pixels the readers see. That is the paper's ``single`` protocol; a
+model trained with ``test_time="zoom-average"`` is still read from the phase-1 crop alone, and the
+study records the protocol it froze with (``ReaderStudy.test_time``, see ``frozen_protocol``).
 """
 
 from __future__ import annotations
@@ -27,11 +34,15 @@ from annotate.labels import CLASSES
 from annotate.roles import READER
 from annotate.storage import Buffers
 from ml.models import DatasetHip, DatasetVersion, Kind, ModelVersion, Split
-from readerstudy.models import PHASES, Case, Condition, Phase, Reader, ReaderStudy, Response
+from readerstudy.models import PHASES, Case, Condition, Phase, Reader, ReaderStudy, ReadingProtocol, Response
 
 logger = logging.getLogger(__name__)
 
 RESPONSE_COLUMNS = ("reader", "group", "training", "condition", "case", "patient", "truth", "answer")
+#: The zoom of the phase-1 crop: the hip's bounding box itself, as the paper shows it to readers.
+PHASE1_ZOOM = 1.0
+#: Cases whose phase-1 crops the model reads in one batch while a study is frozen.
+FREEZE_BATCH = 32
 PREDICTION_COLUMNS = ("case", "patient", "truth", *(f"p_{key}" for key in CLASSES))
 
 
@@ -145,6 +156,61 @@ def _png(array01: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def crop_pixels(png: bytes) -> np.ndarray:
+    """A stored phase-1 crop (8-bit grey PNG) as the model reads it: float32 (S, S) in [0, 1],
+    the PNG's values / 255, exactly what readers' screens get before display scaling."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        values = np.asarray(image.convert("L"), dtype=np.float32)
+    return values / np.float32(255.0)
+
+
+def frozen_protocol(study: ReaderStudy) -> dict[str, Any]:
+    """How the study's model readings were frozen, for its page and exports: ``test_time`` (the
+    study's, ``ReaderStudy.test_time``), ``model_test_time`` and ``model_zooms`` (the model
+    version's own protocol, None without a model), ``equal_information`` (the model read exactly
+    the phase-1 image readers see) and ``description`` (one sentence)."""
+    from ml.core.configs import NetConfig
+
+    version = study.model_version
+    if version is None:
+        return {
+            "test_time": study.test_time,
+            "model_test_time": None,
+            "model_zooms": None,
+            "equal_information": None,
+            "description": "No model: no readings were frozen.",
+        }
+    config = NetConfig.from_dict(version.config)
+    zooms = [float(z) for z in config.zooms]
+    if study.test_time == ReadingProtocol.SINGLE:
+        description = (
+            "The model's readings were frozen from each case's phase-1 crop itself (test_time single: the "
+            "zoom-1.0 crop at the model's input size, as readers see it in the model-quality phase; the paper's "
+            "equal-information design)."
+        )
+        if config.test_time != ReadingProtocol.SINGLE:
+            description += (
+                f" The model's own protocol is {config.test_time} (zooms {zooms}); the study does not use it, so "
+                "that readers and model see the same image."
+            )
+    else:
+        description = (
+            f"The model's readings were frozen as the mean of its outputs over the crops at zooms {zooms} "
+            "(test_time zoom-average): in phase 1 the model saw wider context than the readers, who see the "
+            "zoom-1.0 crop alone. This departs from the paper's equal-information design (the study was "
+            "prepared before readings were frozen from the phase-1 crop)."
+        )
+    return {
+        "test_time": study.test_time,
+        "model_test_time": config.test_time,
+        "model_zooms": zooms,
+        "equal_information": study.test_time == ReadingProtocol.SINGLE,
+        "description": description,
+    }
+
+
 def _save(name: str, data: bytes) -> str:
     if default_storage.exists(name):
         default_storage.delete(name)
@@ -152,8 +218,10 @@ def _save(name: str, data: bytes) -> str:
 
 
 def study_prepare(*, study_id: int, progress: Callable[[int], None] | None = None) -> ReaderStudy:
-    """Freeze each case: its crop as the model gets it and the model's reading of it (probabilities,
-    top 2, heatmap). Idempotent: an open study is left as it is; a failed one is tried again."""
+    """Freeze each case: its phase-1 crop (zoom 1.0 at the model's input size, stored as the
+    8-bit PNG readers get) and the model's reading of that very PNG (probabilities, top 2,
+    heatmap): the ``single`` protocol whatever the model's ``test_time``, recorded on the study.
+    Idempotent: an open study is left as it is; a failed one is tried again."""
     from ml.core.configs import NetConfig
     from ml.core.crops import CropSpec, hip_crop
     from ml.core.serving import Hip, heatmap_png
@@ -165,47 +233,61 @@ def study_prepare(*, study_id: int, progress: Callable[[int], None] | None = Non
             return study
     cases = list(study.cases.select_related("dataset_hip__radiograph").order_by("number"))
     version = study.model_version
-    spec = CropSpec()
+    spec = CropSpec(zoom=PHASE1_ZOOM)
     if version is not None:
         config = NetConfig.from_dict(version.config)
-        spec = CropSpec(size=config.input_size, zoom=config.zooms[0])
-    try:
-        readings: Iterable[Any] = iter(())
-        if version is not None:
-            items = (
-                (
-                    load_pixels(case.dataset_hip.radiograph),
-                    (case.dataset_hip.radiograph.window_center, case.dataset_hip.radiograph.window_width),
-                    [Hip(side=case.dataset_hip.side, box=case.dataset_hip.box)],
-                    False,
-                )
-                for case in cases
+        spec = CropSpec(size=config.input_size, zoom=PHASE1_ZOOM)
+        if config.test_time != ReadingProtocol.SINGLE:
+            logger.info(
+                "reader study %s: model version %s uses test_time %s; the study freezes its readings from the "
+                "phase-1 crop alone (single), so that readers and model see the same image",
+                study.pk,
+                version.pk,
+                config.test_time,
             )
-            readings = predictor(version).predict_many(items)
+
+    def read(batch: list[tuple[Case, bytes]]) -> None:
+        """The model's reading of each case's phase-1 PNG, decoded: the very pixels readers get."""
+        crops = np.stack([crop_pixels(png) for _, png in batch])
+        hips = [Hip(side=case.dataset_hip.side, box=case.dataset_hip.box) for case, _ in batch]
+        for (case, _), pred in zip(batch, predictor(version).predict_crops(crops, hips), strict=True):
+            case.probabilities = [float(p) for p in pred.probabilities]
+            case.predicted_class = pred.predicted_class
+            case.top2 = list(pred.top2)
+            case.fracture_probability = float(pred.fracture_probability)
+            case.heatmap = _save(f"readerstudy/{study.pk}/heatmaps/{case.number}.png", heatmap_png(pred))
+            case.heatmap_rect = [float(v) for v in pred.heatmap_rect]
+            if progress is not None:
+                progress(1)
+
+    try:
+        pending: list[tuple[Case, bytes]] = []
         for case in cases:
             hip, radiograph = case.dataset_hip, case.dataset_hip.radiograph
             window = (radiograph.window_center, radiograph.window_width)
-            crop = hip_crop(load_pixels(radiograph), hip.box, hip.side, window=window, spec=spec)
-            case.crop = _save(f"readerstudy/{study.pk}/crops/{case.number}.png", _png(crop))
-            if version is not None:
-                (pred,) = next(readings)  # type: ignore[call-overload]
-                case.probabilities = [float(p) for p in pred.probabilities]
-                case.predicted_class = pred.predicted_class
-                case.top2 = list(pred.top2)
-                case.fracture_probability = float(pred.fracture_probability)
-                case.heatmap = _save(f"readerstudy/{study.pk}/heatmaps/{case.number}.png", heatmap_png(pred))
-                case.heatmap_rect = [float(v) for v in pred.heatmap_rect]
-            if progress is not None:
-                progress(1)
+            png = _png(hip_crop(load_pixels(radiograph), hip.box, hip.side, window=window, spec=spec))
+            case.crop = _save(f"readerstudy/{study.pk}/crops/{case.number}.png", png)
+            if version is None:
+                if progress is not None:
+                    progress(1)
+                continue
+            pending.append((case, png))
+            if len(pending) == FREEZE_BATCH:
+                read(pending)
+                pending = []
+        if pending:
+            read(pending)
     except Exception as exc:
         ReaderStudy.objects.filter(pk=study.pk).update(status=ReaderStudy.Status.FAILED, error=str(exc)[:2000])
         raise
     fields = ["crop", "probabilities", "predicted_class", "top2", "fracture_probability", "heatmap", "heatmap_rect"]
     with transaction.atomic():
         Case.objects.bulk_update(cases, fields)
-        ReaderStudy.objects.filter(pk=study.pk).update(status=ReaderStudy.Status.OPEN, error="")
+        ReaderStudy.objects.filter(pk=study.pk).update(
+            status=ReaderStudy.Status.OPEN, error="", test_time=ReadingProtocol.SINGLE
+        )
     study.refresh_from_db()
-    logger.info("reader study %s prepared: %d cases", study.pk, len(cases))
+    logger.info("reader study %s prepared: %d cases (test_time %s)", study.pk, len(cases), study.test_time)
     return study
 
 
@@ -534,7 +616,8 @@ def csv_bytes(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> bytes:
 
 
 def study_export(study: ReaderStudy, *, complete_only: bool = False) -> dict[str, bytes]:
-    """The study's two exports, by file name."""
+    """The study's two exports, by file name. Their columns are a contract; how the readings in
+    ``model_predictions.csv`` were frozen is ``frozen_protocol(study)`` (``study.test_time``)."""
     files = {"responses.csv": csv_bytes(RESPONSE_COLUMNS, responses_rows(study, complete_only=complete_only))}
     if study.model_version_id is not None:
         files["model_predictions.csv"] = csv_bytes(PREDICTION_COLUMNS, predictions_rows(study))

@@ -218,6 +218,7 @@ def _detail(request: HttpRequest, study: ReaderStudy, **forms_: Any) -> dict[str
         "trainings": TRAININGS,
         "reports": study_reports,
         "exports": [n for n in EXPORT_FILES if n == "responses.csv" or study.model_version_id is not None],
+        "protocol": services.frozen_protocol(study),
         "complete_readers": len(reports.complete_readers(study)),
         "report_files": REPORT_FILES,
     }
@@ -260,6 +261,8 @@ def study_export_file(request: HttpRequest, pk: int, name: str) -> HttpResponse:
         raise Http404(f"study {study.name} has no model, so no {name}")
     response = HttpResponse(files[name], content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
+    if name == "model_predictions.csv":  # the columns are a contract: the protocol travels beside them
+        response["X-Test-Time"] = study.test_time
     return response
 
 

@@ -1,5 +1,6 @@
 """``manage.py export_responses --study NAME --out DIR``: the study's ``responses.csv`` and
-``model_predictions.csv`` (``services.study_export``), the statistics report's inputs.
+``model_predictions.csv`` (``services.study_export``), the statistics report's inputs, and the
+test-time protocol the model's readings were frozen with (``study.test_time``; not a column).
 
 Each file is written to a temporary name in DIR and renamed into place, so a crash never leaves
 a half-written file that looks whole.
@@ -61,3 +62,6 @@ class Command(BaseCommand):
             self.stdout.write(f"{out / name}: {rows} rows")
         if "model_predictions.csv" not in files:
             self.stdout.write(f"(study {study.name} has no model: no model_predictions.csv)")
+        else:
+            protocol = services.frozen_protocol(study)
+            self.stdout.write(f"model_predictions.csv: test_time {study.test_time}. {protocol['description']}")

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from annotate import services
 from annotate.models import ImportItem, ImportJob, Radiograph
 from annotate.roles import ADJUDICATOR, RESEARCHER, HasRole
+from config.converters import ID_REGEX
 
 
 class RadiographSerializer(serializers.ModelSerializer):
@@ -43,6 +44,7 @@ class RadiographViewSet(viewsets.ReadOnlyModelViewSet):
     their own images through their assignments, readers through their study."""
 
     serializer_class = RadiographSerializer
+    lookup_value_regex = ID_REGEX  # 63-bit ids: a longer number is a 404, not an overflow
     permission_classes = [HasRole.of(RESEARCHER, ADJUDICATOR)]
     queryset = Radiograph.objects.select_related("study__patient").order_by("-imported_at", "-id")
 
@@ -97,6 +99,7 @@ class ImportJobViewSet(
     the job reports its progress and a reason for every rejected file."""
 
     serializer_class = ImportJobSerializer
+    lookup_value_regex = ID_REGEX
     permission_classes = [HasRole.of(RESEARCHER)]
     parser_classes = [MultiPartParser]
     queryset = ImportJob.objects.all()  # narrowed per user in get_queryset

@@ -3,6 +3,8 @@
 Pure module (no Django): usable from a notebook and testable on its own. Pixels are decoded by
 pydicom 3 (`Dataset.pixel_array`), which uses the pylibjpeg plugins for JPEG, JPEG-LS, JPEG 2000
 and RLE; deflate, big endian, implicit VR and files without meta are handled by `dcmread`.
+Decoding is bounded (``DecodeLimits``): a deflated data set is inflated with a cap before pydicom
+sees it, and the declared decoded size is checked before any pixel is decoded.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from typing import Any
 import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import generate_frames
+from pydicom.filereader import _read_file_meta_info, read_dataset
 from pydicom.multival import ConstrainedList
 from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.utils import _get_jpg_parameters
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -56,6 +61,16 @@ IDENTIFYING_KEYWORDS: tuple[str, ...] = tuple(
 MIN_DIMENSION = 1  # tiny test images are still images; size is no reason to refuse one
 MAX_DIMENSION = 16384  # larger than any detector; also bounds decoder memory
 
+# The largest real radiograph: a 43 x 43 cm detector at 0.1 mm is about 4300 x 4300 = 18.5 Mpx,
+# 16-bit. 25 Mpx and 64 MiB leave room above it; a file that declares more is refused unread.
+DEFAULT_MAX_DECODED_PIXELS = 25_000_000
+DEFAULT_MAX_DECODED_BYTES = 64 * 1024**2
+# What a deflated data set may hold besides its pixels (header, overlays, icon) when inflated.
+INFLATE_HEADER_ALLOWANCE = 8 * 1024**2
+_INFLATE_IN = 64 * 1024  # deflated bytes given to zlib at a time (bounds unconsumed_tail's copies)
+_INFLATE_OUT = 1024**2  # inflated bytes asked of zlib at a time, counted and dropped
+_J2K_SIZ = b"\xff\x4f\xff\x51"  # SOC then SIZ: the start of a JPEG 2000 codestream
+
 _COLOUR = set("RGB YBR_FULL YBR_FULL_422 YBR_PARTIAL_422 YBR_PARTIAL_420 YBR_ICT YBR_RCT ARGB CMYK HSV".split())
 _NATIVE = {ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian}
 _PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")  # (7FE0,0010) little / big endian
@@ -73,6 +88,23 @@ _AGE = re.compile(r"^\s*(\d{1,3})\s*([DWMY])\s*$", re.IGNORECASE)
 # module parses, per thread, so other users of pydicom keep their logging.
 _busy = threading.local()
 logging.getLogger("pydicom").addFilter(lambda record: not getattr(_busy, "on", False))
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Bounds on what one file may decode to, checked before any large allocation.
+
+    ``max_pixels`` bounds Rows x Columns x SamplesPerPixel x NumberOfFrames; ``max_bytes`` the same
+    times BitsAllocated / 8, and (plus ``INFLATE_HEADER_ALLOWANCE``) what a deflated data set may
+    inflate to. Django callers take them from the settings ``MAX_DECODED_PIXELS`` and
+    ``MAX_DECODED_BYTES`` (``annotate.ingest.decode_limits``)."""
+
+    max_pixels: int = DEFAULT_MAX_DECODED_PIXELS
+    max_bytes: int = DEFAULT_MAX_DECODED_BYTES
+
+    @property
+    def max_inflated_bytes(self) -> int:
+        return self.max_bytes + INFLATE_HEADER_ALLOWANCE
 
 
 class DicomRejected(ValueError):
@@ -117,31 +149,33 @@ class DecodedImage:
     value_intercept: float = 0.0
 
 
-def read_meta(data: bytes) -> DicomMeta:
+def read_meta(data: bytes, *, limits: DecodeLimits | None = None) -> DicomMeta:
     """Header-only read (stops before Pixel Data) and validation; raises DicomRejected."""
     held: list[Dataset] = []
+    limits = limits or DecodeLimits()
     with _guard(held):
         data = bytes(data) if isinstance(data, (bytearray, memoryview)) else data
-        ds, pos = _read(data, held, stop_before_pixels=True)
+        ds, pos = _read(data, held, stop_before_pixels=True, limits=limits)
         state = _pixel_state(data, pos, ds)
-        _validate(ds, state != "none")
+        _validate(ds, state != "none", limits)
         if state == "truncated":
             raise DicomRejected("truncated pixel data")
         return _meta(ds)
 
 
-def decode_dicom(data: bytes) -> DecodedImage:
+def decode_dicom(data: bytes, *, limits: DecodeLimits | None = None) -> DecodedImage:
     """Full decode to display-sense uint16 pixels plus a default window; raises DicomRejected."""
     held: list[Dataset] = []
+    limits = limits or DecodeLimits()
     with _guard(held):
         data = bytes(data) if isinstance(data, (bytearray, memoryview)) else data
-        ds, _ = _read(data, held, stop_before_pixels=False)
+        ds, _ = _read(data, held, stop_before_pixels=False, limits=limits)
         if "PixelData" not in ds and any(tag in data for tag in _PIXEL_TAGS):
             # pydicom silently drops cut (unterminated) encapsulated pixel data, at times with
             # the whole dataset: re-read the header so header problems are still reported first.
-            _validate(_read(data, held, stop_before_pixels=True)[0], True)
+            _validate(_read(data, held, stop_before_pixels=True, limits=limits)[0], True, limits)
             raise DicomRejected("truncated pixel data")
-        _validate(ds, "PixelData" in ds)
+        _validate(ds, "PixelData" in ds, limits)
         meta = _meta(ds)
         return _to_display(_decode_pixels(ds, meta), ds, meta)
 
@@ -166,8 +200,84 @@ def _guard(held: list[Dataset]) -> Iterator[None]:
         _busy.on = False
 
 
-def _read(data: bytes, held: list[Dataset], stop_before_pixels: bool) -> tuple[Dataset, int]:
-    """One dcmread; returns the dataset and the stream position where reading stopped."""
+def check_inflated_size(data: bytes, *, limits: DecodeLimits | None = None) -> None:
+    """Refuse (DicomRejected) a Deflated Explicit VR Little Endian file whose data set inflates
+    past ``limits.max_inflated_bytes``, before ``dcmread`` inflates it whole in one allocation.
+
+    The stream is inflated in bounded pieces that are counted and dropped: the memory this takes
+    is about a megabyte, whatever the file inflates to. Other files pass unread."""
+    limits = limits or DecodeLimits()
+    start = _deflated_start(data)
+    if start is None:
+        return
+    cap, total = limits.max_inflated_bytes, 0
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    view = memoryview(data)
+    head: bytes | None = b""  # the first inflated megabyte, for the header; None once checked
+    try:
+        for offset in range(start, len(data), _INFLATE_IN):
+            piece: bytes | memoryview = view[offset : offset + _INFLATE_IN]
+            while piece and not inflater.eof:
+                out = inflater.decompress(piece, _INFLATE_OUT)
+                total += len(out)
+                if head is not None:
+                    head += out[: _INFLATE_OUT - len(head)]
+                    if len(head) >= _INFLATE_OUT:
+                        _check_deflated_header(head, limits)
+                        head = None
+                if total > cap:
+                    break
+                piece = inflater.unconsumed_tail
+            if total > cap or inflater.eof:
+                break
+        while total <= cap and not inflater.eof:  # output zlib still holds after the last input
+            out = inflater.decompress(b"", _INFLATE_OUT)
+            if not out:
+                break  # a cut stream: dcmread reports it
+            total += len(out)
+    except zlib.error:
+        raise DicomRejected("truncated or corrupt deflated data") from None
+    if total > cap:
+        raise DicomRejected(
+            f"deflated data set inflates past {cap // 1024**2} MiB (MAX_DECODED_BYTES "
+            f"{limits.max_bytes // 1024**2} MiB plus {INFLATE_HEADER_ALLOWANCE // 1024**2} MiB for the header): "
+            "refused as a decompression bomb"
+        )
+
+
+def _check_deflated_header(head: bytes, limits: DecodeLimits) -> None:
+    """The declared-size check on the start of an inflated data set, so that a bomb is refused
+    for what its header says after a megabyte of inflating. A header longer than that, or one
+    that does not parse, is left to the inflate cap and to dcmread."""
+    try:
+        ds = read_dataset(
+            io.BytesIO(head),
+            is_implicit_VR=False,
+            is_little_endian=True,
+            stop_when=lambda tag, vr, length: tag >= 0x7FE00010,
+        )
+    except Exception:
+        return
+    if "Rows" in ds and "Columns" in ds:
+        _check_declared_size(ds, limits)
+
+
+def _deflated_start(data: bytes) -> int | None:
+    """Where the deflated data set begins, if the file meta names Deflated Explicit VR Little
+    Endian; None for every other file (and for one whose meta cannot be read: dcmread says why)."""
+    has_preamble = len(data) >= 132 and data[128:132] == b"DICM"
+    fp = io.BytesIO(data)
+    fp.seek(132 if has_preamble else 0)
+    try:
+        meta = _read_file_meta_info(fp)
+        syntax = meta.get("TransferSyntaxUID")
+    except Exception:
+        return None
+    return fp.tell() if syntax == DeflatedExplicitVRLittleEndian else None
+
+
+def _read(data: bytes, held: list[Dataset], stop_before_pixels: bool, limits: DecodeLimits) -> tuple[Dataset, int]:
+    """One dcmread (after the inflate bound); returns the dataset and where reading stopped."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DicomRejected("not a DICOM file (no bytes given)")
     if len(data) == 0:
@@ -176,6 +286,7 @@ def _read(data: bytes, held: list[Dataset], stop_before_pixels: bool) -> tuple[D
     # Without preamble, only accept what starts like a dataset: group 0002 (meta) or 0008.
     if not has_preamble and not (len(data) >= 8 and {data[0:2], data[0:2][::-1]} & {b"\x02\x00", b"\x08\x00"}):
         raise DicomRejected("not a DICOM file")
+    check_inflated_size(data, limits=limits)
     fp = io.BytesIO(data)
     try:
         ds = dcmread(fp, force=not has_preamble, stop_before_pixels=stop_before_pixels)
@@ -248,12 +359,13 @@ def _object_kind(ds: Dataset) -> str | None:
     return None
 
 
-def _validate(ds: Dataset, has_pixels: bool) -> None:
+def _validate(ds: Dataset, has_pixels: bool, limits: DecodeLimits) -> None:
     """Header checks shared by read_meta and decode_dicom; raises DicomRejected."""
     if (kind := _object_kind(ds)) is not None:
         raise DicomRejected(kind)
     if not has_pixels:
         raise DicomRejected("no pixel data; not an image")
+    _check_declared_size(ds, limits)
     if not _str(ds, "SOPInstanceUID"):
         raise DicomRejected("missing SOPInstanceUID")
     pi = _str(ds, "PhotometricInterpretation").upper()
@@ -281,6 +393,50 @@ def _validate(ds: Dataset, has_pixels: bool) -> None:
         supported = False
     if not supported:
         raise DicomRejected(f"unsupported transfer syntax ({ts.name if ts.name != ts else 'unknown'})")
+
+
+def _check_declared_size(ds: Dataset, limits: DecodeLimits) -> None:
+    """Refuse an image whose header declares more decoded pixels or bytes than the limits,
+    from the attributes alone (Pixel Data is not touched)."""
+    rows, cols = max(_int(ds, "Rows") or 0, 0), max(_int(ds, "Columns") or 0, 0)
+    samples = max(_int(ds, "SamplesPerPixel") or 1, 1)
+    frames = max(_int(ds, "NumberOfFrames") or 1, 1)
+    bits = max(_int(ds, "BitsAllocated") or 16, 1)
+    pixels = rows * cols * samples * frames
+    size = pixels * bits // 8
+    shape = (
+        f"{cols}x{rows}" + (f"x{samples} samples" if samples > 1 else "") + (f"x{frames} frames" if frames > 1 else "")
+    )
+    if pixels > limits.max_pixels:
+        raise DicomRejected(
+            f"declared image {shape} is {pixels / 1e6:.0f} Mpx, over MAX_DECODED_PIXELS "
+            f"({limits.max_pixels / 1e6:.0f} Mpx); larger than any radiograph"
+        )
+    if size > limits.max_bytes:
+        raise DicomRejected(
+            f"declared image {shape} at {bits} bits decodes to {size / 1024**2:.0f} MiB, over MAX_DECODED_BYTES "
+            f"({limits.max_bytes / 1024**2:.0f} MiB)"
+        )
+
+
+def _check_codestream(ds: Dataset, meta: DicomMeta) -> None:
+    """A JPEG, JPEG-LS or JPEG 2000 codestream carries its own image size, which its decoder
+    allocates: refuse one that differs from the header's (already bounded) Rows and Columns."""
+    try:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1))[:65536]
+    except Exception:
+        return  # the decoder reports unreadable encapsulated data
+    width = height = None
+    if (at := frame.find(_J2K_SIZ)) >= 0 and len(frame) >= at + 24:
+        x, y, x0, y0 = (int.from_bytes(frame[at + 8 + 4 * i : at + 12 + 4 * i], "big") for i in range(4))
+        width, height = x - x0, y - y0
+    elif frame[:2] == b"\xff\xd8":
+        info = _get_jpg_parameters(frame)
+        width, height = info.get("width"), info.get("height")
+    if width is not None and height is not None and (width, height) != (meta.columns, meta.rows):
+        raise DicomRejected(
+            f"the compressed pixel data is {width}x{height}, the header says {meta.columns}x{meta.rows}"
+        )
 
 
 def _pixel_state(data: bytes, pos: int, ds: Dataset) -> str:
@@ -375,6 +531,8 @@ def _decode_pixels(ds: Dataset, meta: DicomMeta) -> np.ndarray:
         if got < expected:
             raise DicomRejected(f"truncated pixel data ({got} of {expected} bytes)")
         ds.pixel_array_options(view_only=True)  # skip pydicom's defensive copy; we write a new array
+    else:
+        _check_codestream(ds, meta)
     try:
         arr = ds.pixel_array
     except (KeyboardInterrupt, SystemExit):

@@ -4,8 +4,9 @@ A modality or PACS pushes radiographs to ``DicomListener`` (a pynetdicom AE that
 also answers C-ECHO). Each received file takes two steps:
 
 1. In the association's thread (``_on_store``): a header check (a radiograph
-   SOP class, the size bound, object kind and pixel data present:
-   ``annotate.dicom.read_meta``), then the file
+   SOP class, the size bound, object kind and pixel data present, the declared decoded
+   size and, for a deflated data set, a capped inflate: ``annotate.dicom.read_meta``;
+   no pixel is decoded and a refused file is never written), then the file
    as sent (``event.encoded_dataset()``: no decode, no re-encode) is written to
    the spool atomically (temporary name, fsync, rename, fsync of the folder).
    Only then does the sender get Success (0x0000): what a modality was told is
@@ -289,6 +290,8 @@ class DicomListener:
                 self._lock.notify_all()
 
     def _store(self, event: evt.Event, received_at: datetime.datetime, calling_ae: str, sop_uid: str) -> int | Dataset:
+        from annotate.ingest import decode_limits  # deferred, as in _ingest: the ingest imports the models
+
         sop_class = UID(str(event.request.AffectedSOPClassUID or ""))
         if sop_class not in RADIOGRAPH_SOP_CLASSES:
             reason = f"{sop_class.name or 'no SOP class'} is not a radiograph (CR, DX or SC images only)"
@@ -304,7 +307,7 @@ class DicomListener:
         meta.ReceivingApplicationEntityTitle = self.ae_title
         data = b"".join((b"\x00" * 128, b"DICM", encode_file_meta(meta), stream))
         try:
-            header = read_meta(data)
+            header = read_meta(data, limits=decode_limits())
         except DicomRejected as exc:
             return self._refuse(CANNOT_UNDERSTAND, exc.reason, calling_ae, sop_uid)
         if header.sop_instance_uid != sop_uid:

@@ -34,7 +34,7 @@ from django.utils import timezone
 from PIL import Image
 
 from annotate import labelling
-from annotate.dicom import DecodedImage, DicomRejected, decode_dicom, render_preview
+from annotate.dicom import DecodedImage, DecodeLimits, DicomRejected, decode_dicom, render_preview
 from annotate.models import ImportItem, ImportJob, Patient, Radiograph, Study
 from annotate.sources import SourceError, SourceItem
 from annotate.storage import Buffers
@@ -65,6 +65,12 @@ class _Prepared:
     image: DecodedImage | None
     names: dict[str, str]
     created: list[str] = field(default_factory=list)
+
+
+def decode_limits() -> DecodeLimits:
+    """The bounds on decoding (settings ``MAX_DECODED_PIXELS``, ``MAX_DECODED_BYTES``) that
+    every route passes to ``annotate.dicom``."""
+    return DecodeLimits(max_pixels=settings.MAX_DECODED_PIXELS, max_bytes=settings.MAX_DECODED_BYTES)
 
 
 def pseudonym(value: str, *, purpose: str) -> str:
@@ -139,7 +145,7 @@ def _prepare(data: bytes) -> _Prepared | str:
 
 def _prepare_decoded(data: bytes, sha256: str) -> _Prepared | str:
     try:
-        image = decode_dicom(data)
+        image = decode_dicom(data, limits=decode_limits())
     except DicomRejected as exc:
         return exc.reason
     names = file_names(sha256)

@@ -46,6 +46,20 @@ def incoming_dir() -> Path:
     return settings.DATA_DIR / "incoming"
 
 
+def _safe_name(name: str, max_bytes: int = 200) -> str:
+    """The last part of a client's file name, fit for a file system: no control characters,
+    at most ``max_bytes`` bytes in UTF-8 (a 200-character name in Greek or CJK is over the
+    255-byte limit of most file systems), its extension kept when it is short."""
+    base = Path(name.replace("\\", "/")).name.lstrip(".")
+    base = "".join(char if char.isprintable() else "_" for char in base) or "upload"
+    if len(base.encode()) <= max_bytes:
+        return base
+    stem, dot, suffix = base.rpartition(".")
+    suffix = f".{suffix}" if dot and stem and len(suffix.encode()) <= 16 else ""
+    cut = (base[: -len(suffix)] if suffix else base).encode()[: max_bytes - len(suffix.encode())]
+    return cut.decode(errors="ignore") + suffix
+
+
 def import_job_create(*, user: Any, files: Iterable[Any], source: str) -> ImportJob:
     """Keep the uploaded files in a folder of their own and queue their import.
 
@@ -63,7 +77,7 @@ def import_job_create(*, user: Any, files: Iterable[Any], source: str) -> Import
         for index, upload in enumerate(files):
             # The client's file name is untrusted: keep only its last part, in
             # a folder of its own so two files called "1.dcm" do not collide.
-            base = Path(str(upload.name).replace("\\", "/")).name.lstrip(".") or "upload"
+            base = _safe_name(str(upload.name))
             target = folder / f"{index:05d}" / base
             target.parent.mkdir()
             with open(target, "wb") as handle:

@@ -59,7 +59,8 @@ from rest_framework.exceptions import APIException, ParseError, UnsupportedMedia
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 
-from annotate.ingest import DISK_FULL, DISK_FULL_REASON, IMPORTED, PRESENT, radiograph_ingest
+from annotate.dicom import check_inflated_size
+from annotate.ingest import DISK_FULL, DISK_FULL_REASON, IMPORTED, PRESENT, decode_limits, radiograph_ingest
 from annotate.models import Radiograph
 from annotate.roles import RESEARCHER, HasRole
 
@@ -223,8 +224,10 @@ def iter_parts(body: mmap.mmap | bytes, boundary: bytes) -> Iterator[Part]:
 
 
 def _identify(data: bytes) -> tuple[str, str]:
-    """SOP Class and SOP Instance UID of a part, where they can be read whole (for the answer)."""
+    """SOP Class and SOP Instance UID of a part, where they can be read whole (for the answer).
+    A deflated part is inflated only within the decoding bound (dcmread inflates it whole)."""
     try:
+        check_inflated_size(data, limits=decode_limits())
         with warnings.catch_warnings():  # a broken part is expected to warn
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)

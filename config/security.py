@@ -4,6 +4,9 @@
   (Django 5.2 has no CSP of its own; SecurityMiddleware already sends HSTS, nosniff,
   Referrer-Policy and Cross-Origin-Opener-Policy from their settings).
 - ``BodyTooLargeMiddleware``: 413 with the limit's name for an oversized JSON or form body.
+- ``AnonymousBodyLimitMiddleware``: the endpoints anyone may post to (token, login, password
+  reset) refuse a body over ``ANONYMOUS_BODY_MAX_BYTES`` by its Content-Length, before anything
+  reads it (the CSRF check and axes read a form; a multipart body is spooled to disk).
 - ``AnonRateThrottle``/``UserRateThrottle``: DRF's, counted in the ``throttle`` cache (Redis
   when REDIS_URL is set, so that every gunicorn worker shares one count) and failing open
   when that cache cannot be reached: a Redis outage must not turn every API call into a 500
@@ -104,6 +107,41 @@ class BodyTooLargeMiddleware:
         if request.path_info.startswith("/api/"):
             return JsonResponse({"detail": detail}, status=413)
         return HttpResponse(detail, status=413, content_type="text/plain; charset=utf-8")
+
+
+class AnonymousBodyLimitMiddleware:
+    """413 for a body over ``ANONYMOUS_BODY_MAX_BYTES`` (8 KB) posted to an endpoint that takes
+    requests from anyone (``ANONYMOUS_BODY_URL_NAMES``: the API token, login and password reset).
+    First in MIDDLEWARE: the answer comes from the Content-Length alone, nothing of the body is
+    read or written to disk. (A body without a Content-Length, chunked, is not read by Django's
+    request at all: it sees an empty body.)"""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method not in ("GET", "HEAD", "OPTIONS") and self._anonymous_endpoint(request):
+            limit = settings.ANONYMOUS_BODY_MAX_BYTES
+            length = request.META.get("CONTENT_LENGTH") or "0"
+            size = int(length) if length.isascii() and length.isdigit() and len(length) < 19 else None
+            if size is None or size > limit:
+                detail = f"the request body is over {limit} bytes (ANONYMOUS_BODY_MAX_BYTES)"
+                if size is None:
+                    detail = f"the Content-Length {length[:40]!r} is not a number"
+                if request.path_info.startswith("/api/"):
+                    return JsonResponse({"detail": detail}, status=413 if size else 400)
+                return HttpResponse(detail, status=413 if size else 400, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)
+
+    @staticmethod
+    def _anonymous_endpoint(request: HttpRequest) -> bool:
+        from django.urls import Resolver404, resolve
+
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return False
+        return match.url_name in settings.ANONYMOUS_BODY_URL_NAMES
 
 
 class _SharedCacheThrottle:

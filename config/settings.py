@@ -163,6 +163,13 @@ MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 2 * 1024**3)
 MAX_DICOM_BYTES = env_int("MAX_DICOM_BYTES", 256 * 1024**2)
 MAX_ZIP_EXPANDED_BYTES = env_int("MAX_ZIP_EXPANDED_BYTES", 8 * 1024**3)
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("DATA_UPLOAD_MAX_NUMBER_FILES", 2000)
+# Decoding (annotate.dicom.DecodeLimits): a file whose header declares more than MAX_DECODED_PIXELS
+# (rows x columns x samples x frames) or MAX_DECODED_BYTES (the same x BitsAllocated / 8) is refused
+# before any pixel is decoded, and a deflated one is refused once it inflates past MAX_DECODED_BYTES
+# + 8 MiB. The largest real radiograph, 43 x 43 cm at 0.1 mm, is about 4300 x 4300 = 18.5 Mpx at
+# 16 bits (37 MB): 25 Mpx and 64 MiB leave room above it and refuse decompression bombs.
+MAX_DECODED_PIXELS = env_int("MAX_DECODED_PIXELS", 25_000_000)
+MAX_DECODED_BYTES = env_int("MAX_DECODED_BYTES", 64 * 1024**2)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024**2
 FILE_UPLOAD_TEMP_DIR = None
 PREVIEW_MAX_SIZE = env_int("PREVIEW_MAX_SIZE", 1024)
@@ -182,7 +189,8 @@ PROPOSALS_SHOW_CLASS = env_bool("PROPOSALS_SHOW_CLASS", False)
 
 # Models. DENSENET169_WEIGHTS: a local copy of Keras' ImageNet DenseNet-169 "notop"
 # weights (densenet169_weights_tf_dim_ordering_tf_kernels_notop.h5) for the paper
-# configuration; empty = random initialisation (nothing is ever downloaded).
+# configuration (nothing is ever downloaded); empty, or naming no file: training `paper` is
+# refused unless random weights are asked for explicitly (train --random-init).
 # A trainer writes a heartbeat every TRAINING_HEARTBEAT_SECONDS; another delivery of
 # the run takes over when it has been silent for three of them.
 # BOOTSTRAP_ITERATIONS: the paper's 2000 resamples for every confidence interval.
@@ -272,7 +280,17 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     # ?format= names the file format of label exports, not a DRF renderer.
     "URL_FORMAT_OVERRIDE": None,
+    # Hostile input (README "Security"): JSON nested deeper than JSON_MAX_DEPTH is a 400, and
+    # bad input that DRF leaves to Django (a missing object, a number too large for the
+    # database) is a 4xx; config.errors makes every API error JSON, also with DEBUG off.
+    "DEFAULT_PARSER_CLASSES": [
+        "config.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
 }
+JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 64)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Hip-fracture study platform API",
     "DESCRIPTION": "DICOM ingest, labelling, models and reader studies.",
@@ -282,6 +300,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The ``id`` path converter (config.converters) is an integer.
+    "PATH_CONVERTER_OVERRIDES": {"id": int},
     # One name per choice set shared by several serializers (the six classes; where a hip or a
     # radiograph came from).
     "ENUM_NAME_OVERRIDES": {
@@ -377,6 +397,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2621440)
 MIDDLEWARE.insert(
     MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1, "annotate.audit.AuditMiddleware"
 )
+# Endpoints that anyone may post to refuse bodies over ANONYMOUS_BODY_MAX_BYTES by their
+# Content-Length, first of all middleware, before the CSRF check or axes reads the form and
+# before a multipart body is spooled to disk (config.security.AnonymousBodyLimitMiddleware).
+ANONYMOUS_BODY_MAX_BYTES = env_int("ANONYMOUS_BODY_MAX_BYTES", 8 * 1024)
+ANONYMOUS_BODY_URL_NAMES = ("api_token", "login", "password_reset", "password_reset_confirm")
+MIDDLEWARE.insert(0, "config.security.AnonymousBodyLimitMiddleware")
 MIDDLEWARE += [
     "config.security.SecurityHeadersMiddleware",
     "config.security.BodyTooLargeMiddleware",

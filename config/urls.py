@@ -1,18 +1,28 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.routers import DefaultRouter
 
 from annotate import api as annotate_api
 from annotate import labelling_api, stow
 from annotate import labelling_views as label_views
 from annotate import views as annotate_views
-from config import views
+from config import converters, views
+from config.parsers import BoundedJSONParser
 from ml import ops_views
 from ml.urls import api_urlpatterns as ml_api_urlpatterns
 from readerstudy.urls import api_urlpatterns as readerstudy_api_urlpatterns
 from readerstudy.urls import reader_urlpatterns
+
+assert converters.ID_REGEX  # registers the <id:...> converter before any pattern below uses it
+
+# API errors are JSON, also with DEBUG off (config.errors); the pages keep Django's.
+handler400 = "config.errors.bad_request"
+handler403 = "config.errors.permission_denied"
+handler404 = "config.errors.page_not_found"
+handler500 = "config.errors.server_error"
 
 router = DefaultRouter()
 router.register("radiographs", annotate_api.RadiographViewSet, basename="radiograph")
@@ -28,25 +38,25 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("radiographs/", annotate_views.radiograph_list, name="radiograph_list"),
-    path("radiographs/<int:pk>/", annotate_views.radiograph_detail, name="radiograph_detail"),
-    path("radiographs/<int:pk>/preview.jpg", annotate_views.radiograph_preview, name="radiograph_preview"),
+    path("radiographs/<id:pk>/", annotate_views.radiograph_detail, name="radiograph_detail"),
+    path("radiographs/<id:pk>/preview.jpg", annotate_views.radiograph_preview, name="radiograph_preview"),
     path("imports/", annotate_views.import_list, name="import_list"),
-    path("imports/<int:pk>/", annotate_views.import_detail, name="import_detail"),
+    path("imports/<id:pk>/", annotate_views.import_detail, name="import_detail"),
     path("label/", label_views.label_start, name="label_start"),
-    path("label/<int:pk>/", label_views.label_page, name="label_page"),
+    path("label/<id:pk>/", label_views.label_page, name="label_page"),
     path("adjudicate/", label_views.adjudication_queue, name="adjudication_queue"),
-    path("adjudicate/<int:pk>/", label_views.adjudicate_page, name="adjudicate_page"),
+    path("adjudicate/<id:pk>/", label_views.adjudicate_page, name="adjudicate_page"),
     path("labelling/progress/", label_views.progress_page, name="labelling_progress"),
     path("labelling/agreement/", label_views.agreement_page, name="labelling_agreement"),
-    path("api/radiographs/<int:pk>/pixels/", labelling_api.radiograph_pixels, name="radiograph-pixels"),
+    path("api/radiographs/<id:pk>/pixels/", labelling_api.radiograph_pixels, name="radiograph-pixels"),
     path("api/labelling/next/", labelling_api.labelling_next, name="labelling-next"),
-    path("api/labelling/assignments/<int:pk>/", labelling_api.assignment_detail, name="assignment-detail"),
-    path("api/labelling/assignments/<int:pk>/submit/", labelling_api.assignment_submit, name="assignment-submit"),
+    path("api/labelling/assignments/<id:pk>/", labelling_api.assignment_detail, name="assignment-detail"),
+    path("api/labelling/assignments/<id:pk>/submit/", labelling_api.assignment_submit, name="assignment-submit"),
     path("api/labelling/progress/", labelling_api.labelling_progress, name="labelling-progress"),
     path("api/labelling/agreement/", labelling_api.labelling_agreement, name="labelling-agreement"),
     path("api/adjudications/", labelling_api.adjudication_list, name="adjudication-list"),
-    path("api/adjudications/<int:pk>/", labelling_api.adjudication_detail, name="adjudication-detail"),
-    path("api/adjudications/<int:pk>/resolve/", labelling_api.adjudication_resolve, name="adjudication-resolve"),
+    path("api/adjudications/<id:pk>/", labelling_api.adjudication_detail, name="adjudication-detail"),
+    path("api/adjudications/<id:pk>/resolve/", labelling_api.adjudication_resolve, name="adjudication-resolve"),
     path("api/ground-truth/", labelling_api.ground_truth, name="ground-truth"),
     path("api/annotations/export/", labelling_api.annotations_export, name="annotations-export"),
     path("api/annotations/import/", labelling_api.annotations_import, name="annotations-import"),
@@ -59,7 +69,12 @@ urlpatterns = [
     # STOW-RS (annotate/stow.py): a PACS posts instances; before the router's api/ include.
     path("api/dicomweb/studies", stow.stow_studies, name="dicomweb-stow"),
     path("api/", include(router.urls)),
-    path("api/token/", obtain_auth_token, name="api_token"),
+    # DRF's token view names its parsers: the bounded JSON parser replaces its JSONParser.
+    path(
+        "api/token/",
+        ObtainAuthToken.as_view(parser_classes=[FormParser, MultiPartParser, BoundedJSONParser]),
+        name="api_token",
+    ),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
 ]

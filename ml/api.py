@@ -398,6 +398,7 @@ class PredictSerializer(serializers.Serializer):
 @parser_classes([MultiPartParser, FormParser])
 def predict(request: Request) -> Response:
     from annotate.dicom import DicomRejected, decode_dicom
+    from annotate.ingest import decode_limits
     from ml import scoring
     from ml.core.serving import heatmap_png
     from ml.hips import BadBoxes, parse_boxes
@@ -416,14 +417,14 @@ def predict(request: Request) -> Response:
         return _bad_request(
             'no detector is active: send the hip boxes as the field \'boxes\': [{"side": "right", "box": [x, y, w, h]}]'
         )
+    try:  # the file first: a bomb is refused (bounded decoding) before anything else is looked up
+        image = decode_dicom(upload.read(), limits=decode_limits())
+    except DicomRejected as error:
+        return _bad_request(str(error))
     try:
         version = _chosen_version(request.data.get("model"))
     except scoring.NoActiveModel as error:
         return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
-    try:
-        image = decode_dicom(upload.read())
-    except DicomRejected as error:
-        return _bad_request(str(error))
     window = (image.window_center, image.window_width)
     if boxes:
         box_source, detector = "manual", None

@@ -1,7 +1,8 @@
 """Hip boxes given by a caller (the ``predict`` command, the prediction API): parsing and checking.
 
 The accepted form is a JSON list of ``{"side": "right"|"left", "box": [x, y, w, h]}``
-in original-image pixels (COCO order), at most one hip per side."""
+in original-image pixels (COCO order), at most one hip per side; a box must meet the image
+and be no larger than it (the padded crop is allocated at the box's size)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ def parse_boxes(value: Any, *, rows: int, columns: int) -> list[Any]:
             value = json.loads(value)
         except json.JSONDecodeError as error:
             raise BadBoxes(f"boxes are not valid JSON: {error.msg}") from None
+        except RecursionError:
+            raise BadBoxes("boxes are nested too deeply") from None
     if not isinstance(value, list) or not value:
         raise BadBoxes('boxes must be a non-empty list like [{"side": "right", "box": [x, y, w, h]}]')
     if len(value) > 2:
@@ -50,5 +53,9 @@ def parse_boxes(value: Any, *, rows: int, columns: int) -> list[Any]:
             raise BadBoxes(f"the {side} box is smaller than 2 x 2 pixels")
         if x >= columns or y >= rows or x + w <= 0 or y + h <= 0:
             raise BadBoxes(f"the {side} box lies outside the {columns} x {rows} image")
+        if w > columns or h > rows:
+            # A hip is smaller than the film; the crop (padded outside the image) is allocated at
+            # the box's size, so this bounds it by the image's (zoom 1.5: 2.25 times its pixels).
+            raise BadBoxes(f"the {side} box ({w:g} x {h:g}) is larger than the {columns} x {rows} image")
         hips[side] = Hip(side=side, box=(x, y, w, h))
     return [hips[s] for s in ("right", "left") if s in hips]

@@ -42,6 +42,7 @@ WORKLIST_ROLES: tuple[str, ...] = (RESEARCHER,)
 FLAG_CLASS = "fn_nondisplaced"
 FRACTURE_CUTOFF = 0.5  # "fracture only": the radiograph's highest P(fracture) reaches this
 PAGE_SIZE = 50
+MAX_PAGE = 10**8  # 5 000 000 000 rows: far beyond any archive, far below a 64-bit offset
 POLL_SECONDS = 3  # how often the page asks for newly scored radiographs
 POLL_OVERLAP = timedelta(minutes=2)
 ORDERS = ("newest", "probability")
@@ -144,8 +145,9 @@ def worklist_query_parse(params: Mapping[str, Any]) -> WorklistQuery:
     if since and until and since > until:
         raise BadWorklistQuery(f"since ({since}) is after until ({until})")
     page_text = str(params.get("page", "")).strip() or "1"
-    if not page_text.isdigit() or int(page_text) < 1:
-        raise BadWorklistQuery(f"page must be a whole number from 1, not {page_text!r}")
+    # At most MAX_PAGE: the row offset of a larger page overflows the database's 64-bit integer.
+    if not (page_text.isascii() and page_text.isdigit() and len(page_text) <= 9) or not 1 <= int(page_text) <= MAX_PAGE:
+        raise BadWorklistQuery(f"page must be a whole number from 1 to {MAX_PAGE}, not {page_text[:40]!r}")
     return WorklistQuery(
         order=order,
         since=since,

@@ -50,7 +50,8 @@ EXPECTED: dict[str, str | None] = {
     "GDCMJ2K_TextGBR.dcm": "colour image (YBR_RCT)",
     "J2K_pixelrep_mismatch.dcm": None,  # J2K unsigned codestream, signed dataset
     "JPEG-lossy.dcm": "cannot decode pixel data (JPEG Extended",  # known-broken SOS; JPGExtended.dcm is the fixed copy
-    "JPEG2000-embedded-sequence-delimiter.dcm": "cannot decode pixel data (JPEG 2000",  # corrupted codestream
+    # Its corrupted codestream declares a 3722445056 x 1024 image: refused before the decoder allocates it.
+    "JPEG2000-embedded-sequence-delimiter.dcm": "the compressed pixel data is 3722445056x1024",
     "JPEG2000.dcm": None,
     "JPEGLSNearLossless_08.dcm": None,  # 45x10, no study UID: gets a study of its own
     "JPEGLSNearLossless_16.dcm": None,
@@ -475,8 +476,8 @@ def test_truncated_in_pixel_data(name: str) -> None:
 
 def test_decoder_errors_become_reasons() -> None:
     with pytest.raises(DicomRejected) as info:
-        decode_dicom(_bytes("JPEG2000-embedded-sequence-delimiter.dcm"))
-    assert info.value.reason.startswith("cannot decode pixel data (JPEG 2000 Image Compression): ")
+        decode_dicom(_bytes("JPEG-lossy.dcm"))
+    assert info.value.reason.startswith("cannot decode pixel data (JPEG Extended (Process 2 and 4)): ")
     _assert_clean_reason(info.value.reason)
 
 

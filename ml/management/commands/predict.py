@@ -11,6 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotate.dicom import DicomRejected, decode_dicom
+from annotate.ingest import decode_limits
 from annotate.models import Radiograph
 from ml import scoring
 from ml.hips import BadBoxes, parse_boxes
@@ -37,7 +38,7 @@ class Command(BaseCommand):
             raise CommandError(f"no such file: {path}")
         data = path.read_bytes()
         try:
-            image = decode_dicom(data)
+            image = decode_dicom(data, limits=decode_limits())
         except DicomRejected as error:
             raise CommandError(f"{path}: {error}") from None
         try:

@@ -90,7 +90,7 @@ def report_start(
 
     Refused (``StudyError``) for a study without a model or a model-aided phase, with fewer than
     two readers who answered all three conditions, without a margin when no two of those readers
-    share a training (the margin comes from such pairs), or with bad settings."""
+    share a group and a training (the margin comes from such pairs), or with bad settings."""
     if study.status not in (ReaderStudy.Status.OPEN, ReaderStudy.Status.CLOSED):
         raise services.StudyError(f"study {study.name} is {study.status}: its cases are not ready for a report")
     if study.model_version_id is None or not study.aided_phase:
@@ -109,10 +109,10 @@ def report_start(
             f"study {study.name} has {len(complete)}"
         )
     if margin is None:
-        kinds = [r.training for r in complete]
+        kinds = [(r.group, r.training) for r in complete]
         if len(set(kinds)) == len(kinds):
             raise services.StudyError(
-                "no two readers who answered everything share a training, so there is no "
+                "no two readers who answered everything share a group and a training, so there is no "
                 "noninferiority margin to compute from them: give a margin"
             )
     if queue:  # with the broker away, no report row that no worker would ever build
@@ -154,14 +154,19 @@ def _write_inputs(folder: Path, files: dict[str, bytes]) -> list[Path]:
 
 
 def summarize(report: dict[str, Any]) -> dict[str, Any]:
-    """What the study's pages show of a report: margin, sizes and the model-vs-group verdicts."""
+    """What the study's pages show of a report: margin, sizes and the model-vs-group verdicts, each
+    with the point estimate the report shows (``shown``) and whether it is borderline."""
     from ml.core import readers
+    from ml.core.verdicts import DEFAULT_ESTIMATE, shown_estimate
 
+    estimate = report.get("estimate", DEFAULT_ESTIMATE)
     observers = {r["observer"] for r in report["observers"]} - {readers.MODEL, *readers.GROUPS}
+    keys = ("task", "a", "condition_a", "b", "condition_b", "estimate", "boot_mean", "ci_low", "ci_high", "verdict")
     verdicts = [
         {
-            key: row.get(key)
-            for key in ("task", "a", "condition_a", "b", "condition_b", "estimate", "ci_low", "ci_high", "verdict")
+            **{key: row.get(key) for key in keys},
+            "shown": shown_estimate(row, estimate),
+            "borderline": bool(row.get("borderline")),
         }
         for row in report["comparisons"]
         if row["a"] == readers.MODEL
@@ -175,16 +180,44 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
         "n_patients": report["n_patients"],
         "iterations": report["iterations"],
         "seed": report["seed"],
+        "estimate": estimate,
         "verdicts": verdicts,
+        "deviations": [d["key"] for d in report.get("deviations", [])],
     }
 
 
-def report_build(*, report_id: int, progress: Callable[[float, str], None] | None = None) -> StudyReport:
+def _model_facts(study: ReaderStudy) -> tuple[dict[str, Any] | None, str | None]:
+    """The study's frozen model version's classifier config (read as its ``NetConfig`` would, so a
+    config stored before a choice existed says what it was) and the test-time protocol with which
+    the phase-1 readings were frozen (the study's own when it records one, else the config's)."""
+    from ml.core.configs import NetConfig
+
+    version = getattr(study, "model_version", None)
+    config = getattr(version, "config", None)
+    if isinstance(config, dict) and config:
+        try:
+            config = NetConfig.from_dict(config).as_dict()
+        except (TypeError, ValueError, KeyError):  # a config this code cannot read: list it as stored
+            config = dict(config)
+    else:
+        config = None
+    test_time = getattr(study, "test_time", None) or (config or {}).get("test_time")
+    return config, test_time
+
+
+def report_build(
+    *,
+    report_id: int,
+    progress: Callable[[float, str], None] | None = None,
+    estimate: str | None = None,
+) -> StudyReport:
     """Build the report: export the study's complete readers, hash the inputs, run the analysis and
     write every file. Idempotent: a done report is returned as it is; a queued, running (a worker
     died mid-way) or failed one starts again from an empty folder. ``progress(value, stage)`` is
-    called at each stage, as the row is updated."""
+    called at each stage, as the row is updated. ``estimate``: the point estimate the tables show
+    (default: the paper's bootstrap mean). The deviations listed include the frozen model's."""
     from ml.core.reader_report import build_report, inputs_sha256, write_report
+    from ml.core.verdicts import DEFAULT_ESTIMATE
 
     with transaction.atomic():
         report = StudyReport.objects.select_for_update().select_related("study").get(pk=report_id)
@@ -205,8 +238,16 @@ def report_build(*, report_id: int, progress: Callable[[float, str], None] | Non
         digest = inputs_sha256(responses_path, predictions_path)
         StudyReport.objects.filter(pk=report.pk).update(inputs_sha256=digest)
         _stage(report.pk, "bootstrap", progress)
+        model_config, test_time = _model_facts(report.study)
         data = build_report(
-            responses_path, predictions_path, iterations=report.iterations, seed=report.seed, margin=report.margin
+            responses_path,
+            predictions_path,
+            iterations=report.iterations,
+            seed=report.seed,
+            margin=report.margin,
+            estimate=estimate or DEFAULT_ESTIMATE,
+            model_config=model_config,
+            test_time=test_time,
         )
         write_report(
             data,

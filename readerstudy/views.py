@@ -72,7 +72,9 @@ class ReaderForm(forms.Form):
 class ReportForm(forms.Form):
     iterations = forms.IntegerField(min_value=1, max_value=reports.MAX_ITERATIONS, initial=2000)
     seed = forms.IntegerField(min_value=0, max_value=2**63 - 1, initial=0)
-    margin = forms.FloatField(min_value=0, required=False, help_text="empty: from pairs of readers of one training")
+    margin = forms.FloatField(
+        min_value=0, required=False, help_text="empty: from pairs of readers of one group and training"
+    )
 
 
 # --------------------------------------------------------------------------- JSON

@@ -389,3 +389,149 @@ def markdown() -> str:
                 "",
             ]
     return "\n".join(lines).rstrip() + "\n"
+
+
+# --------------------------------------------------------------------------- reader study and statistics
+# Facts of a study's analysis (ml.core.reader_report.study_facts): margin_source ("pairs" or
+# "argument"), margin, margin_empirical, estimate, iterations, seed, readers_per_training (the most
+# readers of one group and training), test_time (how the model's phase-1 readings were frozen) and
+# model_config (the classifier's config, or None when unknown).
+
+PAPER_ITERATIONS = 2000
+
+register(
+    Deviation(
+        key="study-test-time-zoom-average",
+        area="reader study",
+        kind="departure",
+        title="The model's frozen readings average two zooms",
+        paper='Readers were "shown the 100 images exactly as input into the model" (model-quality images).',
+        choice="The model's frozen answer for each case is the mean of its answers on the crops at every zoom.",
+        why="The study was frozen with a model version whose test-time protocol is `zoom-average`.",
+        restore="Freeze the study's readings with `test_time=single`: the model reads the one zoom-1.0 crop "
+        "the readers see.",
+        applies=lambda f: f.get("test_time") == "zoom-average",
+    )
+)
+register(
+    Deviation(
+        key="margin-given",
+        area="statistics",
+        kind="departure",
+        title="Noninferiority margin given by hand",
+        paper="The margin is the mean difference in Cohen's kappa between two observers of the same training, "
+        "over all conditions and both tasks (0.103 in the paper).",
+        choice="The margin was passed to the analysis (`--margin` or the report form) instead of being computed "
+        "from the readers.",
+        why="A study without two readers of one group and training has no empirical margin; a margin can also "
+        "be fixed in advance, e.g. the paper's 0.103.",
+        restore="Leave the margin empty: it is then the mean |kappa difference| over same-group, same-training pairs.",
+        applies=lambda f: f.get("margin_source") == "argument",
+        detail=lambda f: (
+            f"margin {f.get('margin')} given; the readers' pairs give "
+            + ("none (no pair)" if f.get("margin_empirical") is None else f"{f['margin_empirical']:.3f}")
+        ),
+    )
+)
+register(
+    Deviation(
+        key="estimate-all-cases",
+        area="statistics",
+        kind="departure",
+        title="Point estimates on all cases instead of the bootstrap mean",
+        paper='"we then reported the mean and 95% confidence interval (CI) of the bootstrapped statistic".',
+        choice="The tables and the forest plot show each statistic computed once on all cases, next to the "
+        "bootstrap CI.",
+        why="Asked for (`--estimate all-cases`): the all-case figure does not depend on the seed.",
+        restore="Use `--estimate bootstrap-mean` (the default).",
+        applies=lambda f: f.get("estimate") == "all-cases",
+    )
+)
+register(
+    Deviation(
+        key="bootstrap-iterations",
+        area="statistics",
+        kind="departure",
+        title="Another number of bootstrap iterations",
+        paper='"bootstrapping with 2000 iterations".',
+        choice="The CIs come from another number of bootstrap samples.",
+        why="Asked for (`--iterations`), e.g. for a quick look.",
+        restore="Use 2000 iterations (the default).",
+        applies=lambda f: f.get("iterations") not in (None, PAPER_ITERATIONS),
+        detail=lambda f: f"{f.get('iterations')} iterations (paper {PAPER_ITERATIONS})",
+    )
+)
+register(
+    Deviation(
+        key="margin-all-pairs",
+        area="statistics",
+        kind="reading",
+        title="Margin over every pair when a training has more than two readers",
+        paper="The paper had two readers of each training and took the difference of each such pair.",
+        choice="With more than two readers of one group and training, every pair of them counts once.",
+        why="The natural extension of the paper's pairs; no pair is privileged.",
+        restore="Recruit two readers per group and training.",
+        applies=lambda f: (f.get("readers_per_training") or 0) > 2,
+        detail=lambda f: f"up to {f.get('readers_per_training')} readers of one group and training",
+    )
+)
+register(
+    Deviation(
+        key="group-kappa-mean",
+        area="statistics",
+        kind="reading",
+        title="A group's kappa, sensitivity and specificity are the means of its readers'",
+        paper='"key performance metrics were calculated for each group of observers" (no formula).',
+        choice="A group's kappa is the mean of its members' kappas (per bootstrap sample for the CI); its "
+        "sensitivity and specificity are the means of its members'.",
+        why="Every member reads every case, so the mean is the pooled figure for sensitivity and specificity, "
+        "and each reader weighs the same in the group's kappa.",
+        restore="",
+        applies=lambda f: True,
+    )
+)
+register(
+    Deviation(
+        key="roc-band-rule",
+        area="statistics",
+        kind="reading",
+        title="The binary 'superior' rule: the group's point below the lower band",
+        paper='"when determining if performance in binary classification of the model exceeds a group of human '
+        "observers, we also require the model's ROC curve confidence bands to exceed the sensitivity and "
+        'specificity point of that group".',
+        choice="Model vs a group, binary: `superior` needs the kappa CI above 0 and the group's (1 - specificity, "
+        "sensitivity) strictly below the lower edge of the model's 95% band (vertical averaging on the same "
+        "bootstrap samples) at that 1 - specificity; otherwise the usual CI rule, so at best `noninferior`. "
+        "No band (one class only): not superior.",
+        why="'Exceed the point' read as the whole band lying above the point at its false-positive rate.",
+        restore="",
+        applies=lambda f: True,
+    )
+)
+register(
+    Deviation(
+        key="model-binary-threshold",
+        area="statistics",
+        kind="reading",
+        title="The model's binary answer: P(fracture) >= 0.5",
+        paper="The paper does not state how the model's binary answer was taken from its probabilities.",
+        choice="Fracture when the summed probability of the three fracture classes is at least 0.5.",
+        why="The natural cut for a probability; the six-class answer is the argmax.",
+        restore="",
+        applies=lambda f: True,
+    )
+)
+register(
+    Deviation(
+        key="multiclass-sens-spec-macro",
+        area="statistics",
+        kind="reading",
+        title="Six-class sensitivity and specificity of an observer: macro one-vs-rest averages",
+        paper="Table 2 gives one-vs-rest figures per class for the model; one figure per observer is not defined.",
+        choice="An observer's six-class sensitivity and specificity are the means of the one-vs-rest figures over "
+        "the six classes (a class absent from the truth is left out of the sensitivity's mean).",
+        why="One figure per observer for Tables 3-5; kappa, not these, decides the verdicts.",
+        restore="",
+        applies=lambda f: True,
+    )
+)

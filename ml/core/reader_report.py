@@ -19,7 +19,10 @@ same): ``observers.csv``, ``kappa_differences.csv``, ``report.json`` (via
 ``roc_readers_model_quality``, ``roc_readers_full_quality`` and ``kappa_differences`` as PNG and
 SVG, ``report.html`` (one self-contained file: inline CSS, figures as base64 PNG, no script, no
 external reference; every text from the input files escaped) and ``report.pdf`` (the same tables
-drawn with ``ax.table`` on A4 pages, then the figures, via matplotlib's ``PdfPages``).
+drawn with ``ax.table`` on A4 pages, then the figures, via matplotlib's ``PdfPages``). The tables'
+text, notes, HTML page and PDF pages are :mod:`ml.core.reader_tables`. The tables and the forest
+plot show the point estimate ``report["estimate"]`` names and mark borderline verdicts; the
+deviations from the paper that apply (``deviations``) come from :func:`study_facts`.
 
 Why base64 PNG rather than inline SVG in the HTML: matplotlib's SVG carries a DOCTYPE and
 namespace URLs; PNG keeps the page free of any ``http`` text, so "no external reference" can be
@@ -36,9 +39,7 @@ Plain NumPy and matplotlib (object API, Agg canvas, no pyplot state); no Django.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import html
 import io
 import json
 import math
@@ -55,18 +56,34 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from ml.core import readers
+from ml.core.deviations import study_deviations
 from ml.core.mrmc import model_vs_readers
+from ml.core.reader_tables import (
+    BORDERLINE_MARK,
+    CONDITION_LABELS,
+    PDF_ROWS_PER_PAGE,
+    estimate_caption,
+    estimate_of,
+    fmt,
+    html_page,
+    pdf_sections,
+    table_pages,
+)
 from ml.core.report import confusion_figure, roc_axes
 from ml.core.roc import roc_auc, roc_band, roc_curve
 from ml.core.stats import BINARY_LABELS, CLASS_KEYS, FRACTURE_INDICES, bootstrap_indices, cohen_kappa
 from ml.core.stats import normalized_confusion_matrix as _normalized_cm
+from ml.core.verdicts import DEFAULT_ESTIMATE, check_estimate, shown_estimate
 
 __all__ = [
     "FIGURES",
+    "PDF_ROWS_PER_PAGE",
     "REPORT_FILES",
     "build_report",
+    "forest_rows",
     "inputs_sha256",
     "pdf_sections",
+    "study_facts",
     "write_report",
 ]
 
@@ -87,17 +104,8 @@ REPORT_FILES: tuple[str, ...] = (
     "report.html",
     "report.pdf",
 )
-#: Rows of one table on one A4 page of the PDF; longer tables continue on the next page.
-PDF_ROWS_PER_PAGE = 32
 _DPI = 150
-_A4 = (8.27, 11.69)
 _OR_GROUPS: tuple[str, ...] = ("all", *readers.GROUPS)
-_CONDITION_LABELS = {
-    "model_quality": "model-quality images",
-    "full_quality": "full-quality images",
-    "model_aided": "model-aided",
-    readers.MODEL_CONDITION: "all",
-}
 
 
 # --------------------------------------------------------------------------- inputs hash
@@ -199,11 +207,20 @@ def build_report(
     seed: int = 0,
     margin: float | None = None,
     level: float = 0.95,
+    estimate: str = DEFAULT_ESTIMATE,
+    model_config: Mapping[str, Any] | None = None,
+    test_time: str | None = None,
 ) -> dict[str, Any]:
-    """:func:`ml.core.readers.analyse` plus the OR cross-check (``or_check``) and figure data (``figures``).
+    """:func:`ml.core.readers.analyse` plus the OR cross-check (``or_check``), figure data
+    (``figures``) and the deviations from the paper that apply (``deviations``).
 
     ``responses``/``predictions``: paths, DataFrames, row dicts or the validated objects. Bad input
     raises :class:`ml.core.readers.ReaderDataError` before anything is computed. JSON-safe.
+    ``estimate`` names the point estimate the tables and the forest plot show
+    (:data:`ml.core.verdicts.ESTIMATES`). ``model_config`` (the frozen model version's classifier
+    config, None when unknown, as for CSV files from elsewhere) and ``test_time`` (how the model's
+    readings were frozen; default: the config's) feed :func:`study_facts`, whose deviations
+    (:func:`ml.core.deviations.study_deviations`) are kept under ``deviations``.
     ``figures`` holds ``confusion_matrix`` (labels, counts-normalised rows of the model's six-class
     answers), ``roc_model`` (the model's binary ROC curve, AUC and the 95% band on the same
     bootstrap samples as the κ CIs) and ``reader_points`` (binary sensitivity/specificity of every
@@ -211,7 +228,10 @@ def build_report(
     """
     resp = responses if isinstance(responses, readers.Responses) else readers.read_responses(responses)
     pred = predictions if isinstance(predictions, readers.Predictions) else readers.read_predictions(predictions)
-    report = readers.analyse(resp, pred, iterations=iterations, seed=seed, margin=margin, level=level)
+    check_estimate(estimate)
+    report = readers.analyse(
+        resp, pred, iterations=iterations, seed=seed, margin=margin, level=level, estimate=estimate
+    )
 
     cases = resp.cases()
     where = {c: i for i, c in enumerate(pred.case.tolist())}
@@ -257,24 +277,40 @@ def build_report(
         "reader_points": points,
     }
     report["inputs_sha256"] = None
+    report["model_config"] = dict(model_config) if model_config else None
+    if test_time is None and model_config:
+        test_time = model_config.get("test_time")
+    report["test_time"] = test_time
+    facts = study_facts(report)
+    report["deviations"] = study_deviations(facts)
     return report
 
 
+def study_facts(report: Mapping[str, Any]) -> dict[str, Any]:
+    """What the deviations of a study's analysis look at (see ``ml/core/deviations.py``), from the
+    analysis itself: the margin's source and values, the estimate shown, iterations, seed, the
+    most readers of one group and training, the model's test-time protocol and its config."""
+    per_training: dict[tuple[str, str], int] = {}
+    for row in report["observers"]:
+        if row["task"] == readers.TASKS[0] and row["condition"] == readers.CONDITIONS[0]:
+            if row["group"] in readers.GROUPS and row["training"] != readers.GROUP_MEAN:
+                key = (row["group"], row["training"])
+                per_training[key] = per_training.get(key, 0) + 1
+    margin = report["margin"]
+    return {
+        "margin_source": margin["source"],
+        "margin": margin["value"],
+        "margin_empirical": margin["empirical"],
+        "estimate": report.get("estimate", DEFAULT_ESTIMATE),
+        "iterations": report["iterations"],
+        "seed": report["seed"],
+        "readers_per_training": max(per_training.values(), default=0),
+        "test_time": report.get("test_time"),
+        "model_config": report.get("model_config"),
+    }
+
+
 # --------------------------------------------------------------------------- figures
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _ci(row: Mapping[str, Any], low: str = "ci_low", high: str = "ci_high") -> str:
-    return f"{_fmt(row[low])} to {_fmt(row[high])}"
 
 
 def _confusion_figure(report: Mapping[str, Any]) -> Figure:
@@ -291,7 +327,7 @@ def _draw_model_roc(ax: Any, report: Mapping[str, Any]) -> None:
         pct = round(100 * float(band["level"]))
         ax.fill_between(band["fpr"], band["tpr_low"], band["tpr_high"], color="C0", alpha=0.2, label=f"{pct}% band")
     if roc["fpr"]:
-        ax.plot(roc["fpr"], roc["tpr"], color="C0", linewidth=2, label=f"Model (AUC = {_fmt(roc['auc'])})")
+        ax.plot(roc["fpr"], roc["tpr"], color="C0", linewidth=2, label=f"Model (AUC = {fmt(roc['auc'])})")
     else:
         ax.text(0.5, 0.5, "ROC undefined: one class only", ha="center", va="center")
 
@@ -346,36 +382,74 @@ def _roc_readers_figure(report: Mapping[str, Any], condition: str) -> Figure:
                 edgecolors="k",
                 label=f"{group} mean{suffix}",
             )
-    roc_axes(ax, f"Model ROC and readers, {_CONDITION_LABELS[condition]}")
+    roc_axes(ax, f"Model ROC and readers, {CONDITION_LABELS[condition]}")
     ax.legend(loc="lower right", fontsize=7)
     return fig
 
 
+def _label(row: Mapping[str, Any]) -> str:
+    return (
+        f"{row['task'][:3]}: {row['a']} ({CONDITION_LABELS.get(row['condition_a'], row['condition_a'])}) − "
+        f"{row['b']} ({CONDITION_LABELS.get(row['condition_b'], row['condition_b'])})"
+    )
+
+
+def forest_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What the forest plot draws, one row per comparison in report order: its ``label``, ``task``,
+    ``point`` (the report's chosen estimate), ``ci_low``/``ci_high``, ``verdict`` (the CSV's) and
+    ``borderline`` (the CI lower bound within the tolerance of 0 or −margin)."""
+    estimate = estimate_of(report)
+    return [
+        {
+            "label": _label(r),
+            "task": r["task"],
+            "point": shown_estimate(r, estimate),
+            "ci_low": r["ci_low"],
+            "ci_high": r["ci_high"],
+            "verdict": r["verdict"],
+            "borderline": bool(r.get("borderline")),
+        }
+        for r in report["comparisons"]
+    ]
+
+
 def _forest_figure(report: Mapping[str, Any]) -> Figure:
-    rows = report["comparisons"]
-    fig = Figure(figsize=(8, max(3.0, 0.28 * len(rows) + 1.5)), layout="constrained")
+    rows = forest_rows(report)
+    fig = Figure(figsize=(9, max(3.0, 0.28 * len(rows) + 1.8)), layout="constrained")
     ax = fig.add_subplot()
     ys = np.arange(len(rows))[::-1]
     for y, row in zip(ys, rows, strict=True):
-        if row["estimate"] is None:
-            continue
         color = "C0" if row["task"] == "binary" else "C1"
         if row["ci_low"] is not None and row["ci_high"] is not None:
             ax.plot([row["ci_low"], row["ci_high"]], [y, y], color=color, linewidth=1.5)
-        ax.plot([row["estimate"]], [y], marker="o", color=color, linestyle="none")
+        if row["point"] is not None:
+            ax.plot([row["point"]], [y], marker="o", color=color, linestyle="none")
+        mark = f" {BORDERLINE_MARK}" if row["borderline"] else ""
+        ax.annotate(
+            f"{row['verdict']}{mark}",
+            xy=(1.01, y),
+            xycoords=("axes fraction", "data"),
+            va="center",
+            fontsize=7,
+            gid="verdict",
+        )
     ax.axvline(0.0, color="k", linewidth=1)
     margin = report["margin"]["value"]
     if margin is not None:
         ax.axvline(-margin, color="C3", linestyle="--", linewidth=1, label=f"−margin = {-margin:.3f}")
         ax.legend(loc="lower right", fontsize=8)
-    labels = [
-        f"{r['task'][:3]}: {r['a']} ({_CONDITION_LABELS.get(r['condition_a'], r['condition_a'])}) − "
-        f"{r['b']} ({_CONDITION_LABELS.get(r['condition_b'], r['condition_b'])})"
-        for r in rows
-    ]
-    ax.set_yticks(ys, labels, fontsize=7)
-    ax.set_xlabel("κ difference (95% bootstrap CI); blue binary, orange six-class")
-    ax.set_title("Differences in κ")
+    ax.set_yticks(ys, [r["label"] for r in rows], fontsize=7)
+    ax.set_xlabel(
+        f"κ difference, {estimate_caption(report)}; bar: 95% bootstrap CI; blue binary, orange six-class"
+        + (
+            f"\n{BORDERLINE_MARK} borderline: the CI's lower bound lies within "
+            f"{(report.get('borderline') or {}).get('tolerance', 0.01):g} of 0 or −margin"
+            if any(r["borderline"] for r in rows)
+            else ""
+        ),
+        fontsize=8,
+    )
+    ax.set_title("Differences in κ, with verdicts")
     return fig
 
 
@@ -388,201 +462,19 @@ _DRAW: dict[str, Callable[[Mapping[str, Any]], Figure]] = {
 }
 
 
-# --------------------------------------------------------------------------- tables
-
-
-def _is_model_vs_group(row: Mapping[str, Any]) -> bool:
-    return row["a"] == readers.MODEL and row["b"] in readers.GROUPS
-
-
-def _sections(report: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, header, rows of text) of every table, in report order; the HTML and the PDF share them."""
-    groups = {(r["group"], r["condition"]): r for r in report.get("roc_check", [])}
-    summary = [
-        ["cases", str(report["n_cases"])],
-        ["patients", str(report["n_patients"])],
-    ]
-    counts: dict[tuple[str, str], int] = {}
-    for r in report["observers"]:
-        if r["task"] == "binary" and r["condition"] == readers.CONDITIONS[0] and r["training"] != readers.GROUP_MEAN:
-            if r["observer"] != readers.MODEL:
-                counts[(r["group"], r["training"])] = counts.get((r["group"], r["training"]), 0) + 1
-    for (group, training), n in counts.items():
-        summary.append([f"readers: {group}, {training}", str(n)])
-    summary += [
-        ["bootstrap iterations", str(report["iterations"])],
-        ["seed", _fmt(report["seed"])],
-        ["CI level", _fmt(report["level"], 2)],
-        ["inputs SHA-256", _fmt(report.get("inputs_sha256"))],
-    ]
-    obs_header = ["task", "observer", "condition", "accuracy", "sensitivity", "specificity", "κ", "κ 95% CI"]
-
-    def obs_row(r: Mapping[str, Any]) -> list[str]:
-        return [
-            r["task"],
-            r["observer"],
-            _CONDITION_LABELS.get(r["condition"], r["condition"]),
-            _fmt(r["accuracy"]),
-            _fmt(r["sensitivity"]),
-            _fmt(r["specificity"]),
-            _fmt(r["kappa"]),
-            _ci(r, "kappa_ci_low", "kappa_ci_high"),
-        ]
-
-    table3 = [
-        obs_row(r) for r in report["observers"] if r["observer"] == readers.MODEL or r["training"] == readers.GROUP_MEAN
-    ]
-    diff_header = ["task", "a", "condition a", "b", "condition b", "κ difference", "95% CI", "verdict"]
-
-    def diff_row(r: Mapping[str, Any]) -> list[str]:
-        return [
-            r["task"],
-            r["a"],
-            _CONDITION_LABELS.get(r["condition_a"], r["condition_a"]),
-            r["b"],
-            _CONDITION_LABELS.get(r["condition_b"], r["condition_b"]),
-            _fmt(r["estimate"]),
-            _ci(r),
-            r["verdict"],
-        ]
-
-    table4 = []
-    for r in report["comparisons"]:
-        if not _is_model_vs_group(r):
-            continue
-        check = groups.get((r["b"], r["condition_b"])) if r["task"] == "binary" else None
-        extra = (
-            [_fmt(check["band_tpr_low"]), _fmt(check["below_band"]), _fmt(check["model_superior"])]
-            if check
-            else ["", "", ""]
-        )
-        table4.append(diff_row(r) + extra)
-    table5 = [diff_row(r) for r in report["comparisons"] if not _is_model_vs_group(r)]
-    margin = report["margin"]
-    margin_rows = [
-        ["margin used", _fmt(margin["value"]), f"source: {margin['source']}", f"empirical: {_fmt(margin['empirical'])}"]
-    ]
-    pairs = [
-        [
-            p["task"],
-            _CONDITION_LABELS.get(p["condition"], p["condition"]),
-            p["group"],
-            p["training"],
-            p["a"],
-            p["b"],
-            _fmt(p["kappa_a"]),
-            _fmt(p["kappa_b"]),
-            _fmt(p["difference"]),
-        ]
-        for p in margin["pairs"]
-    ]
-    or_rows = [
-        [
-            r["task"],
-            _CONDITION_LABELS.get(r["condition"], r["condition"]),
-            r["readers"],
-            str(r["n_readers"]),
-            _fmt(r["model_kappa"]),
-            _fmt(r["readers_kappa"]),
-            _fmt(r["difference"]),
-            _ci(r),
-            _fmt(r["p_value"], 4),
-        ]
-        for r in report["or_check"]
-    ]
-    all_observers = [obs_row(r) for r in report["observers"]]
-    return [
-        ("Inputs", ["item", "value"], summary),
-        ("Table 3: observers (model and group means), binary and six-class", obs_header, table3),
-        (
-            "Table 4: model vs human groups (κ difference = model − group)",
-            [*diff_header, "band lower TPR", "group below band", "model superior"],
-            table4,
-        ),
-        ("Table 5: between human groups and conditions (κ difference = a − b)", diff_header, table5),
-        ("Noninferiority margin", ["", "value", "", ""], margin_rows),
-        (
-            "Margin pairs: readers of one training",
-            ["task", "condition", "group", "training", "a", "b", "κ a", "κ b", "|difference|"],
-            pairs,
-        ),
-        (
-            "Obuchowski–Rockette cross-check: model − mean readers, κ (random readers, random cases)",
-            ["task", "condition", "readers", "n", "κ model", "κ readers", "difference", "95% CI", "p"],
-            or_rows,
-        ),
-        ("Every observer", obs_header, all_observers),
-    ]
-
-
-# --------------------------------------------------------------------------- HTML
-
-
-_CSS = """
-body { font-family: sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
-th, td { border: 1px solid #bbb; padding: 0.2em 0.5em; text-align: left; }
-th { background: #eee; }
-figure { margin: 1em 0; }
-img { max-width: 100%; }
-.note { font-size: 0.85em; color: #555; }
-"""
-
-
-def _html(report: Mapping[str, Any], pngs: Mapping[str, bytes]) -> str:
-    e = html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8"><title>Reader study report</title>',
-        f"<style>{_CSS}</style></head><body>",
-        "<h1>Reader study report (Krogue et al. 2020, Tables 3–5)</h1>",
-        f'<p class="note">{e(report["multiclass_note"])}.</p>',
-    ]
-    for title, header, rows in _sections(report):
-        parts.append(f"<h2>{e(title)}</h2><table><thead><tr>")
-        parts += [f"<th>{e(h)}</th>" for h in header]
-        parts.append("</tr></thead><tbody>")
-        for row in rows:
-            parts.append("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in row) + "</tr>")
-        parts.append("</tbody></table>")
-    parts.append("<h2>Figures</h2>")
-    for stem in FIGURES:
-        data = base64.b64encode(pngs[stem]).decode("ascii")
-        parts.append(
-            f'<figure><img alt="{e(stem)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{e(stem)}</figcaption></figure>"
-        )
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
+_CAPTIONS: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "confusion_matrices": lambda r: "Figure 3: the model's normalized confusion matrix on the reader-study cases",
+    "roc_model": lambda r: "Figure 4: the model's binary ROC curve with its 95% band (vertical averaging)",
+    "roc_readers_model_quality": lambda r: "Figure 7: readers and groups on the model's ROC, model-quality images",
+    "roc_readers_full_quality": lambda r: "Figure 7: readers and groups on the model's ROC, full-quality and aided",
+    "kappa_differences": lambda r: (
+        f"Differences in κ with 95% CIs and verdicts; {estimate_caption(r)}; "
+        f"{BORDERLINE_MARK} borderline (seed {fmt(r['seed'])}, {r['iterations']} iterations)"
+    ),
+}
 
 
 # --------------------------------------------------------------------------- PDF
-
-
-def pdf_sections(report: Mapping[str, Any]) -> list[tuple[str, int]]:
-    """(table title, number of PDF pages) per table; the PDF has their sum plus one page per figure."""
-    return [(title, max(1, math.ceil(len(rows) / PDF_ROWS_PER_PAGE))) for title, _, rows in _sections(report)]
-
-
-def _table_pages(report: Mapping[str, Any]) -> list[Figure]:
-    """One A4 Figure per page of tables: each table of :func:`_sections`, split every PDF_ROWS_PER_PAGE rows."""
-    pages = []
-    for title, header, rows in _sections(report):
-        chunks = [rows[i : i + PDF_ROWS_PER_PAGE] for i in range(0, len(rows), PDF_ROWS_PER_PAGE)] or [[]]
-        for n, chunk in enumerate(chunks):
-            fig = Figure(figsize=_A4)
-            FigureCanvasAgg(fig)
-            ax = fig.add_axes((0.04, 0.04, 0.92, 0.88))
-            ax.axis("off")
-            suffix = f" (page {n + 1} of {len(chunks)})" if len(chunks) > 1 else ""
-            fig.suptitle(title + suffix, fontsize=10, wrap=True)
-            body = chunk or [["(none)"] + [""] * (len(header) - 1)]
-            table = ax.table(cellText=body, colLabels=header, loc="upper center", cellLoc="left")
-            table.auto_set_font_size(False)
-            table.set_fontsize(6 if len(header) > 6 else 8)
-            table.auto_set_column_width(list(range(len(header))))
-            pages.append(fig)
-    return pages
 
 
 def _pdf(report: Mapping[str, Any], figures: Mapping[str, Figure]) -> bytes:
@@ -590,7 +482,7 @@ def _pdf(report: Mapping[str, Any], figures: Mapping[str, Figure]) -> bytes:
     buf = io.BytesIO()
     # No creation date in the metadata, so the same report gives the same bytes.
     with PdfPages(buf, metadata={"Title": "Reader study report", "CreationDate": None}) as pdf:
-        for page in _table_pages(report):
+        for page in table_pages(report):
             pdf.savefig(page)
         for stem in FIGURES:
             pdf.savefig(figures[stem], bbox_inches="tight")
@@ -611,17 +503,18 @@ def _render(report: Mapping[str, Any], folder: Path, progress: Callable[[str], N
     for stem in FIGURES:
         fig = _DRAW[stem](report)
         FigureCanvasAgg(fig)
-        for fmt in ("png", "svg"):
+        for kind in ("png", "svg"):
             buf = io.BytesIO()
-            metadata = {"Date": None} if fmt == "svg" else None
-            fig.savefig(buf, format=fmt, dpi=_DPI, bbox_inches="tight", metadata=metadata)
-            (folder / f"{stem}.{fmt}").write_bytes(buf.getvalue())
-            if fmt == "png":
+            metadata = {"Date": None} if kind == "svg" else None
+            fig.savefig(buf, format=kind, dpi=_DPI, bbox_inches="tight", metadata=metadata)
+            (folder / f"{stem}.{kind}").write_bytes(buf.getvalue())
+            if kind == "png":
                 pngs[stem] = buf.getvalue()
         figures[stem] = fig
     if progress is not None:
         progress("pdf")
-    (folder / "report.html").write_text(_html(report, pngs), encoding="utf-8")
+    captions = [(stem, pngs[stem], _CAPTIONS[stem](report)) for stem in FIGURES]
+    (folder / "report.html").write_text(html_page(report, captions), encoding="utf-8")
     (folder / "report.pdf").write_bytes(_pdf(report, figures))
 
 

@@ -5,9 +5,9 @@ ground truth, binary (fracture or not) and six-class, and compares the model wit
 experts and residents, and the groups with each other, by the difference in κ with a 95%
 bootstrap CI (2000 iterations). A difference is *superior* when its CI lies above 0 and
 *noninferior* when its CI stays above −margin, the margin being the mean absolute κ difference
-between two readers of the same training (0.103 in the paper). For the binary task the paper
-also asks whether each group's (1 − specificity, sensitivity) point lies below the lower 95%
-band of the model's ROC curve.
+between two readers of the same group and training (0.103 in the paper). For the binary task a
+model-vs-group *superior* also needs that group's (1 − specificity, sensitivity) point below the
+lower 95% band of the model's ROC curve; otherwise the verdict is *noninferior*.
 
 Inputs (see :func:`read_responses` and :func:`read_predictions`):
 
@@ -37,9 +37,13 @@ Statistics (:func:`analyse`):
 - All observers' κ for all iterations come from one ``np.bincount`` over
   (observer, iteration, truth, answer) keys (:func:`bootstrap_kappa`), not a Python loop:
   the paper-size study (31 observers, 2000 iterations, both tasks) takes well under a second.
-- Margin pairs are two readers of the same ``training`` (whatever their group: the trainings
-  name the level too, ``orthopedics_attending`` vs ``orthopedics_resident``), for each condition
+- Margin pairs are two readers of the same ``group`` **and** the same ``training`` (the paper's
+  pairs: the two orthopaedic attendings, the two orthopaedic residents, ...; a training named
+  ``orthopedics`` in both groups never pairs an attending with a resident), for each condition
   and each task, on all cases; the margin is the mean of their |κ_i − κ_j|.
+- Verdicts, the ROC-band rule, borderline verdicts (CI lower bound within 0.01 of 0 or −margin)
+  and the point estimate the tables show (``estimate``: the bootstrap mean, the paper's, or the
+  all-case figure) live in :mod:`ml.core.verdicts`, re-exported here.
 
 Multiclass sensitivity and specificity in the observers table are **macro averages** of the
 one-vs-rest figures over the six classes (a class absent from the truth has no sensitivity
@@ -63,12 +67,26 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ml.core.roc import point_below_band, roc_band
+from ml.core.roc import roc_band
 from ml.core.stats import CLASS_KEYS, FRACTURE_INDICES, bootstrap_indices
+from ml.core.verdicts import (
+    BORDERLINE_TOLERANCE,
+    DEFAULT_ESTIMATE,
+    ESTIMATES,
+    binary_verdict,
+    borderline,
+    check_estimate,
+    group_roc_points,
+    noninferiority_margin,
+    verdict,
+)
 
 __all__ = [
+    "BORDERLINE_TOLERANCE",
     "CONDITIONS",
+    "DEFAULT_ESTIMATE",
     "DIFFERENCE_COLUMNS",
+    "ESTIMATES",
     "GROUPS",
     "MODEL",
     "MODEL_CONDITION",
@@ -81,7 +99,9 @@ __all__ = [
     "ReaderDataError",
     "Responses",
     "analyse",
+    "binary_verdict",
     "bootstrap_kappa",
+    "borderline",
     "read_predictions",
     "read_responses",
     "synthetic_study",
@@ -448,20 +468,6 @@ def bootstrap_kappa(truth: ArrayLike, answers: ArrayLike, indices: ArrayLike, *,
 # --------------------------------------------------------------------------- analysis
 
 
-def verdict(ci_low: float, margin: float) -> str:
-    """``superior`` if ci_low > 0, else ``noninferior`` if ci_low > −margin, else ``not_noninferior``.
-
-    ``undefined`` when the CI is undefined (no bootstrap sample gave a κ).
-    """
-    if ci_low is None or not math.isfinite(ci_low):
-        return "undefined"
-    if ci_low > 0:
-        return "superior"
-    if ci_low > -margin:
-        return "noninferior"
-    return "not_noninferior"
-
-
 def _num(value: Any) -> float | None:
     """A finite float, or None (JSON has no NaN)."""
     if value is None:
@@ -575,6 +581,7 @@ def analyse(
     seed: int | np.random.Generator | None = 0,
     margin: float | None = None,
     level: float = 0.95,
+    estimate: str = DEFAULT_ESTIMATE,
 ) -> dict[str, Any]:
     """The reader study's κ table, noninferiority margin, comparisons and ROC-band check.
 
@@ -583,15 +590,24 @@ def analyse(
 
     - ``observers``: rows with :data:`OBSERVER_COLUMNS`, per task: the model, each reader under each
       condition, and each group under each condition (``observer`` = group name, ``training`` =
-      :data:`GROUP_MEAN`). κ on all cases with its bootstrap CI; accuracy, sensitivity and
-      specificity on all cases (multiclass: macro one-vs-rest, :data:`MULTICLASS_NOTE`).
+      :data:`GROUP_MEAN`). κ on all cases with its bootstrap CI and, in the JSON only,
+      ``kappa_boot_mean``; accuracy, sensitivity and specificity on all cases (multiclass: macro
+      one-vs-rest, :data:`MULTICLASS_NOTE`).
     - ``margin``: ``{"value", "source" ("pairs" or "argument"), "empirical", "pairs"}``; each pair
-      is ``{"task", "condition", "group", "training", "a", "b", "kappa_a", "kappa_b", "difference"}``.
+      (same group, same training, same condition) is ``{"task", "condition", "group", "training",
+      "a", "b", "kappa_a", "kappa_b", "difference"}``.
     - ``comparisons``: rows with :data:`DIFFERENCE_COLUMNS` (difference = a − b; ``estimate`` on
-      all cases, ``boot_mean``/CI over the paired bootstrap).
+      all cases, ``boot_mean``/CI over the paired bootstrap; ``verdict`` with the paper's ROC-band
+      rule for binary model-vs-group rows), and, in the JSON only, ``kappa_verdict`` (the verdict
+      from the CI alone) and ``borderline`` (the thresholds within
+      :data:`~ml.core.verdicts.BORDERLINE_TOLERANCE` of ``ci_low``; empty when clear).
     - ``roc_check``: binary only, per condition and group: the group's mean sensitivity and
-      specificity, the model's lower band at that FPR, ``below_band``, the κ verdict of model vs
-      that group and ``model_superior`` (κ superior and point below the band, the paper's rule).
+      specificity, the model's lower band at that FPR, ``below_band``, ``kappa_verdict`` (model vs
+      that group from the κ CI alone), ``model_superior`` (κ CI above 0 and point below the band,
+      the paper's rule) and ``verdict`` (the comparison's, as in the CSV).
+    - ``estimate``: the point estimate the tables show (:data:`~ml.core.verdicts.ESTIMATES`).
+    - ``borderline``: ``{"tolerance", "seed", "iterations", "comparisons"}``, the borderline
+      comparisons by (task, a, condition_a, b, condition_b, verdict, ci_low, thresholds).
     - ``multiclass_note``, ``cases``, ``n_cases``, ``n_patients``, ``iterations``, ``seed``, ``level``.
 
     The bootstrap draws ``bootstrap_indices(patients, iterations=iterations, seed=seed)`` with
@@ -601,6 +617,7 @@ def analyse(
     pred = predictions if isinstance(predictions, Predictions) else read_predictions(predictions)
     if not 0.0 < level < 1.0:
         raise ValueError("level must be in (0, 1)")
+    check_estimate(estimate)
     cases = resp.cases()
     pred_rows = _check_against_predictions(resp, pred)
     case_pos = {c: i for i, c in enumerate(cases)}
@@ -635,8 +652,14 @@ def analyse(
             s[key] = (float(point[task][ids].mean()), boot[task][:, ids].mean(axis=1))
         series[task] = s
 
-    margin_info = _margin(observers, point, margin)
+    margin_info = noninferiority_margin(observers, point, margin)
     value = margin_info["value"]
+    # The ROC-band check comes first: the binary model-vs-group verdicts depend on it.
+    try:
+        band = roc_band(truth_bin.astype(bool), p_fracture, patients, seed=None, indices=idx, level=level)
+    except ValueError:  # no sample with both fractures and non-fractures
+        band = None
+    points = group_roc_points(members, metrics["binary"], band, GROUPS, CONDITIONS)
     comparisons = []
     for task in TASKS:
         for a_key, b_key in _comparison_pairs():
@@ -644,6 +667,10 @@ def analyse(
                 continue  # a group with no readers
             (pa, sa), (pb, sb) = series[task][a_key], series[task][b_key]
             mean, low, high = _summary(sa - sb, level)
+            plain = verdict(low, value)
+            final = plain
+            if task == "binary" and a_key[0] == MODEL and b_key[0] in GROUPS:
+                final = binary_verdict(low, value, points.get(b_key, {}).get("below_band"))
             comparisons.append(
                 {
                     "task": task,
@@ -656,23 +683,52 @@ def analyse(
                     "ci_low": _num(low),
                     "ci_high": _num(high),
                     "margin": _num(value),
-                    "verdict": verdict(low, value),
+                    "verdict": final,
+                    "kappa_verdict": plain,
+                    "borderline": borderline(_num(low), value),
                 }
             )
 
     rows = _observer_rows(observers, members, point, boot, metrics, level)
-    roc_check = _roc_check(truth_bin, p_fracture, patients, idx, members, metrics["binary"], comparisons, level)
+    final_of = {(c["b"], c["condition_b"]): c for c in comparisons if c["task"] == "binary" and c["a"] == MODEL}
+    roc_check = []
+    for key, row in points.items():
+        comparison = final_of.get(key, {})
+        kappa_verdict = comparison.get("kappa_verdict")
+        roc_check.append(
+            {
+                **row,
+                "kappa_verdict": kappa_verdict,
+                "model_superior": bool(kappa_verdict == "superior" and row["below_band"]),
+                "verdict": comparison.get("verdict"),
+            }
+        )
+    seed_value = seed if isinstance(seed, int) or seed is None else None
     return {
         "observers": rows,
         "margin": margin_info,
         "comparisons": comparisons,
         "roc_check": roc_check,
+        "estimate": estimate,
+        "borderline": {
+            "tolerance": BORDERLINE_TOLERANCE,
+            "seed": seed_value,
+            "iterations": int(idx.shape[0]),
+            "comparisons": [
+                {
+                    **{k: c[k] for k in ("task", "a", "condition_a", "b", "condition_b", "verdict", "ci_low")},
+                    "thresholds": c["borderline"],
+                }
+                for c in comparisons
+                if c["borderline"]
+            ],
+        },
         "multiclass_note": MULTICLASS_NOTE,
         "cases": cases,
         "n_cases": len(cases),
         "n_patients": int(idx.shape[1]),
         "iterations": int(idx.shape[0]),
-        "seed": seed if isinstance(seed, int) or seed is None else None,
+        "seed": seed_value,
         "level": level,
     }
 
@@ -687,42 +743,6 @@ def _comparison_pairs() -> list[tuple[tuple[str, str], tuple[str, str]]]:
         pairs += [((g, "full_quality"), (g, "model_quality")), ((g, "model_aided"), (g, "full_quality"))]
     pairs.append((("resident", "model_aided"), ("expert", "full_quality")))
     return pairs
-
-
-def _margin(
-    observers: Sequence[_Observer], point: Mapping[str, NDArray[np.float64]], margin: float | None
-) -> dict[str, Any]:
-    """Mean |κ_i − κ_j| over pairs of readers of one training, all conditions, both tasks."""
-    pairs = []
-    for task in TASKS:
-        for i in range(1, len(observers)):
-            for j in range(i + 1, len(observers)):
-                a, b = observers[i], observers[j]
-                if (a.condition, a.training) != (b.condition, b.training):
-                    continue
-                ka, kb = float(point[task][i]), float(point[task][j])
-                pairs.append(
-                    {
-                        "task": task,
-                        "condition": a.condition,
-                        "group": a.group,
-                        "training": a.training,
-                        "a": a.name,
-                        "b": b.name,
-                        "kappa_a": _num(ka),
-                        "kappa_b": _num(kb),
-                        "difference": _num(abs(ka - kb)),
-                    }
-                )
-    diffs = [p["difference"] for p in pairs if p["difference"] is not None]
-    empirical = float(np.mean(diffs)) if diffs else None
-    if margin is None:
-        if empirical is None:
-            raise ValueError("no two readers share a training, so there is no empirical margin; pass margin=")
-        return {"value": empirical, "source": "pairs", "empirical": empirical, "pairs": pairs}
-    if not margin >= 0:
-        raise ValueError("margin must be >= 0")
-    return {"value": float(margin), "source": "argument", "empirical": empirical, "pairs": pairs}
 
 
 def _observer_rows(
@@ -744,7 +764,7 @@ def _observer_rows(
     rows = []
     for task in TASKS:
         for name, group, training, condition, ids in entries:
-            _, low, high = _summary(boot[task][:, ids].mean(axis=1), level)
+            mean, low, high = _summary(boot[task][:, ids].mean(axis=1), level)
             rows.append(
                 {
                     "observer": name,
@@ -756,59 +776,10 @@ def _observer_rows(
                     "kappa_ci_low": _num(low),
                     "kappa_ci_high": _num(high),
                     **{key: _num(metrics[task][key][ids].mean()) for key in ("accuracy", "sensitivity", "specificity")},
+                    "kappa_boot_mean": _num(mean),  # JSON only: observers.csv keeps OBSERVER_COLUMNS
                 }
             )
     return rows
-
-
-def _roc_check(
-    truth_bin: NDArray[np.intp],
-    p_fracture: NDArray[np.float64],
-    patients: NDArray[np.object_],
-    idx: NDArray[np.intp],
-    members: Mapping[tuple[str, str], list[int]],
-    binary: Mapping[str, NDArray[np.float64]],
-    comparisons: Sequence[Mapping[str, Any]],
-    level: float,
-) -> list[dict[str, Any]]:
-    """Each group's binary (1 − specificity, sensitivity) against the model's lower ROC band."""
-    try:
-        band = roc_band(truth_bin.astype(bool), p_fracture, patients, seed=None, indices=idx, level=level)
-    except ValueError:  # no sample with both fractures and non-fractures
-        band = None
-    verdicts = {
-        (c["b"], c["condition_b"]): c["verdict"]
-        for c in comparisons
-        if c["task"] == "binary" and c["a"] == MODEL and c["b"] in GROUPS
-    }
-    out = []
-    for condition in CONDITIONS:
-        for group in GROUPS:
-            ids = members.get((group, condition))
-            if not ids:
-                continue
-            sens = float(binary["sensitivity"][ids].mean())
-            spec = float(binary["specificity"][ids].mean())
-            fpr = 1.0 - spec
-            below = lower = None
-            if band is not None and math.isfinite(sens) and math.isfinite(spec):
-                lower = float(np.interp(fpr, band.fpr, band.tpr_low))
-                below = point_below_band(fpr, sens, band)
-            kappa_verdict = verdicts.get((group, condition))
-            out.append(
-                {
-                    "group": group,
-                    "condition": condition,
-                    "sensitivity": _num(sens),
-                    "specificity": _num(spec),
-                    "fpr": _num(fpr),
-                    "band_tpr_low": _num(lower),
-                    "below_band": below,
-                    "kappa_verdict": kappa_verdict,
-                    "model_superior": bool(kappa_verdict == "superior" and below),
-                }
-            )
-    return out
 
 
 # --------------------------------------------------------------------------- output

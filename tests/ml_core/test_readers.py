@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ from ml.core.readers import (
     RESPONSE_COLUMNS,
     ReaderDataError,
     analyse,
+    binary_verdict,
     bootstrap_kappa,
+    borderline,
     read_predictions,
     read_responses,
     synthetic_study,
@@ -222,32 +225,143 @@ def _tiny_study() -> tuple[Rows, Rows]:
         ("a3", "expert", "emergency"),  # alone in its training: no pair
         ("b1", "resident", "radiology"),
         ("b2", "resident", "radiology"),
-        ("b3", "resident", "orthopedics"),  # same training as a1/a2 in another group: a pair too
+        ("b3", "resident", "orthopedics"),  # the experts' training, another group: no pair
     ]
     return synthetic_study(n_cases=12, n_patients=10, seed=11, readers=readers)
 
 
-# The contract pairs observers by training alone.
-PAIRS = (("a1", "a2"), ("a1", "b3"), ("a2", "b3"), ("b1", "b2"))
+# The paper pairs readers of the same group and the same training.
+PAIRS = (("a1", "a2"), ("b1", "b2"))
+TRAINING_ONLY_PAIRS = (("a1", "a2"), ("a1", "b3"), ("a2", "b3"), ("b1", "b2"))
 
 
-def test_margin_by_hand() -> None:
-    responses, predictions = _tiny_study()
-    result = analyse(responses, predictions, iterations=20, seed=0)
+def _mean_abs_difference(responses: Rows, predictions: Rows, pairs: tuple[tuple[str, str], ...]) -> float:
     answers = _answers(responses, predictions)
     diffs = []
     for t, k in ((0, 2), (1, 6)):
         truth = answers[("truth", "")][t]
         for cond in CONDITIONS:
-            for a, b in PAIRS:
+            for a, b in pairs:
                 diffs.append(abs(_sk(truth, answers[(a, cond)][t], k) - _sk(truth, answers[(b, cond)][t], k)))
+    return float(np.mean(diffs))
+
+
+def test_margin_by_hand() -> None:
+    responses, predictions = _tiny_study()
+    result = analyse(responses, predictions, iterations=20, seed=0)
     margin = result["margin"]
     assert margin["source"] == "pairs"
-    assert margin["value"] == pytest.approx(np.mean(diffs), abs=1e-12)
+    assert margin["value"] == pytest.approx(_mean_abs_difference(responses, predictions, PAIRS), abs=1e-12)
+    # Pairing on the training alone (b3 with a1 and a2) would give another margin: not the paper's.
+    training_only = _mean_abs_difference(responses, predictions, TRAINING_ONLY_PAIRS)
+    assert abs(training_only - margin["value"]) > 0.01
     assert margin["empirical"] == margin["value"]
-    assert len(margin["pairs"]) == 4 * 3 * 2  # pairs, conditions, tasks
+    assert len(margin["pairs"]) == 2 * 3 * 2  # pairs, conditions, tasks
     assert {(p["a"], p["b"]) for p in margin["pairs"]} == set(PAIRS)
     assert all(c["margin"] == margin["value"] for c in result["comparisons"])
+
+
+# Four cases (truth normal, normal, displaced FN, intertrochanteric) and four answer patterns whose
+# κ is worked out by hand (binary; six-class):
+#   P perfect                      1;   1
+#   S the two fractures swapped    1;   (1/2 − 6/16) / (1 − 6/16) = 1/5
+#   F one normal called displaced  1/2; (3/4 − 5/16) / (1 − 5/16) = 7/11
+#   Z all normal                   0;   0
+_HAND_TRUTH = ("normal", "normal", "fn_displaced", "intertrochanteric")
+_HAND_ANSWERS = {
+    "P": _HAND_TRUTH,
+    "S": ("normal", "normal", "intertrochanteric", "fn_displaced"),
+    "F": ("normal", "fn_displaced", "fn_displaced", "intertrochanteric"),
+    "Z": ("normal",) * 4,
+}
+# Trainings named by specialty alone, the same names in both groups.
+_HAND_READERS = {
+    "eo1": ("expert", "orthopedics", "P"),
+    "eo2": ("expert", "orthopedics", "S"),
+    "er1": ("expert", "radiology", "P"),
+    "er2": ("expert", "radiology", "F"),
+    "ro1": ("resident", "orthopedics", "F"),
+    "ro2": ("resident", "orthopedics", "Z"),
+    "rr1": ("resident", "radiology", "S"),
+    "rr2": ("resident", "radiology", "Z"),
+}
+
+
+def _hand_study() -> tuple[Rows, Rows]:
+    """The readers above answer by their pattern on model-quality and full-quality images; with the
+    model's help every one of them is right (so that condition adds four differences of 0)."""
+    responses = [
+        {
+            "reader": reader,
+            "group": group,
+            "training": training,
+            "condition": condition,
+            "case": f"c{i}",
+            "patient": f"p{i}",
+            "truth": truth,
+            "answer": truth if condition == "model_aided" else _HAND_ANSWERS[pattern][i],
+        }
+        for reader, (group, training, pattern) in _HAND_READERS.items()
+        for condition in CONDITIONS
+        for i, truth in enumerate(_HAND_TRUTH)
+    ]
+    predictions = [
+        {
+            "case": f"c{i}",
+            "patient": f"p{i}",
+            "truth": truth,
+            **{f"p_{k}": "1.0" if k == truth else "0.0" for k in CLASS_KEYS},
+        }
+        for i, truth in enumerate(_HAND_TRUTH)
+    ]
+    return responses, predictions
+
+
+def test_margin_of_specialty_named_trainings_pairs_within_groups_only() -> None:
+    result = analyse(*_hand_study(), iterations=10, seed=0)
+    margin = result["margin"]
+    pairs = {(p["task"], p["condition"], p["a"], p["b"]): p["difference"] for p in margin["pairs"]}
+    assert {(a, b) for _, _, a, b in pairs} == {("eo1", "eo2"), ("er1", "er2"), ("ro1", "ro2"), ("rr1", "rr2")}
+    for p in margin["pairs"]:
+        assert (p["group"], p["training"]) == _HAND_READERS[p["a"]][:2] == _HAND_READERS[p["b"]][:2]
+    # Same group, same training: binary |Δκ| 0, 1/2, 1/2, 1; six-class 4/5, 4/11, 7/11, 1/5 on the
+    # two unaided conditions, and 0 for all eight with the model's help: 2 × (3 + 1) / 24 = 1/3.
+    expected = {
+        ("binary", "eo1", "eo2"): 0.0,
+        ("binary", "er1", "er2"): 0.5,
+        ("binary", "ro1", "ro2"): 0.5,
+        ("binary", "rr1", "rr2"): 1.0,
+        ("multiclass", "eo1", "eo2"): 4 / 5,
+        ("multiclass", "er1", "er2"): 4 / 11,
+        ("multiclass", "ro1", "ro2"): 7 / 11,
+        ("multiclass", "rr1", "rr2"): 1 / 5,
+    }
+    for (task, condition, a, b), difference in pairs.items():
+        want = 0.0 if condition == "model_aided" else expected[(task, a, b)]
+        assert difference == pytest.approx(want, abs=1e-12), (task, condition, a, b)
+    assert len(pairs) == 4 * 3 * 2
+    assert margin["value"] == pytest.approx(1 / 3, abs=1e-12)
+    # Pairing on the training alone would pair P, S, F and Z of both groups in each specialty: six
+    # pairs each, binary |Δκ| summing to 7/2 and six-class to 3 + 24/55, so (13/2 + 24/55) / 18.
+    kappa = {(r["observer"], r["condition"], r["task"]): r["kappa"] for r in result["observers"]}
+    across = [
+        abs(kappa[(a, c, t)] - kappa[(b, c, t)])
+        for t in ("binary", "multiclass")
+        for c in CONDITIONS
+        for a, b in itertools.combinations(_HAND_READERS, 2)
+        if _HAND_READERS[a][1] == _HAND_READERS[b][1]
+    ]
+    assert len(across) == 2 * 6 * 3 * 2
+    assert np.mean(across) == pytest.approx((13 / 2 + 24 / 55) / 18, abs=1e-12)  # 0.385
+    assert margin["value"] < np.mean(across) - 0.05
+
+
+def test_a_training_shared_across_groups_alone_gives_no_margin() -> None:
+    readers = [("a1", "expert", "orthopedics"), ("b1", "resident", "orthopedics")]
+    responses, predictions = synthetic_study(n_cases=10, n_patients=10, seed=1, readers=readers)
+    with pytest.raises(ValueError, match="share a group and a training"):
+        analyse(responses, predictions, iterations=10)
+    assert analyse(responses, predictions, iterations=10, margin=0.1)["margin"]["pairs"] == []
 
 
 def test_margin_argument_overrides() -> None:
@@ -285,6 +399,152 @@ def test_no_pairs_needs_a_margin() -> None:
 )
 def test_verdict_thresholds(ci_low: float | None, margin: float, expected: str) -> None:
     assert verdict(ci_low, margin) == expected  # type: ignore[arg-type]
+
+
+def band_study() -> tuple[Rows, Rows]:
+    """100 cases, 50 normal and 50 displaced FN fractures, each its own patient. The model ranks every
+    fracture above every normal hip (P(fracture) 0.6, or 0.45 for the last five; normal hips 0.1), so
+    its ROC curve and the lower edge of its band are at sensitivity 1 for any false-positive rate,
+    but at 0.5 it misses five fractures (binary κ 0.9). The experts find every fracture and call 15
+    or 16 normal hips fractures (κ ≈ 0.7; point (0.31, 1): on the band's edge, not below it). The
+    residents miss ten fractures and over-call five normal hips (κ 0.7; point (0.1, 0.8): below it)."""
+    truth = ["normal" if i < 50 else "fn_displaced" for i in range(100)]
+    predictions = []
+    for i, t in enumerate(truth):
+        p_fracture = 0.1 if t == "normal" else (0.45 if i >= 95 else 0.6)
+        probs = {f"p_{k}": "0.0" for k in CLASS_KEYS}
+        probs["p_normal"], probs["p_fn_displaced"] = repr(1 - p_fracture), repr(p_fracture)
+        predictions.append({"case": f"c{i:03d}", "patient": f"p{i:03d}", "truth": t, **probs})
+    readers: dict[str, tuple[str, str, range, range]] = {
+        "e1": ("expert", "orthopedics", range(0, 15), range(0)),
+        "e2": ("expert", "orthopedics", range(3, 19), range(0)),
+        "r1": ("resident", "orthopedics", range(0, 5), range(50, 60)),
+        "r2": ("resident", "orthopedics", range(2, 7), range(55, 65)),
+    }
+
+    def answer(i: int, t: str, over: range, missed: range) -> str:
+        if t == "normal":
+            return "fn_displaced" if i in over else "normal"
+        return "normal" if i in missed else "fn_displaced"
+
+    responses = [
+        {
+            "reader": reader,
+            "group": group,
+            "training": training,
+            "condition": condition,
+            "case": f"c{i:03d}",
+            "patient": f"p{i:03d}",
+            "truth": t,
+            "answer": answer(i, t, over, missed),
+        }
+        for reader, (group, training, over, missed) in readers.items()
+        for condition in CONDITIONS
+        for i, t in enumerate(truth)
+    ]
+    return responses, predictions
+
+
+def test_binary_superior_needs_the_group_point_below_the_band(tmp_path: Path) -> None:
+    result = analyse(*band_study(), iterations=300, seed=0)
+    binary = {(c["b"], c["condition_b"]): c for c in result["comparisons"] if c["task"] == "binary" and c["a"] == MODEL}
+    checks = {(r["group"], r["condition"]): r for r in result["roc_check"]}
+    for condition in CONDITIONS:
+        expert, resident = binary[("expert", condition)], binary[("resident", condition)]
+        # Both CIs lie above 0: by the CI alone the model is superior to both groups.
+        assert expert["ci_low"] > 0.02 and resident["ci_low"] > 0.02
+        assert expert["kappa_verdict"] == resident["kappa_verdict"] == "superior"
+        # The experts' point is on the band's lower edge (sensitivity 1): not below it, so noninferior.
+        check = checks[("expert", condition)]
+        assert (check["sensitivity"], check["band_tpr_low"], check["below_band"]) == (1.0, 1.0, False)
+        assert expert["verdict"] == check["verdict"] == "noninferior"
+        assert (check["kappa_verdict"], check["model_superior"]) == ("superior", False)
+        # The residents' point lies below the band: superior, as the paper's rule asks.
+        check = checks[("resident", condition)]
+        assert check["below_band"] is True and check["sensitivity"] == pytest.approx(0.8)
+        assert resident["verdict"] == check["verdict"] == "superior" and check["model_superior"] is True
+    # The six-class comparisons and the groups' comparisons follow the CI rule alone.
+    for c in result["comparisons"]:
+        if c["task"] == "multiclass" or c["a"] != MODEL:
+            assert c["verdict"] == c["kappa_verdict"] == verdict(c["ci_low"], c["margin"])
+
+    paths = write_csvs(result, tmp_path)
+    with open(paths["kappa_differences.csv"], newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert tuple(rows[0]) == DIFFERENCE_COLUMNS  # no column added
+    in_csv = {(r["task"], r["b"], r["condition_b"]): r["verdict"] for r in rows if r["a"] == MODEL}
+    for condition in CONDITIONS:
+        assert in_csv[("binary", "expert", condition)] == "noninferior"
+        assert in_csv[("binary", "resident", condition)] == "superior"
+    report = json.loads(paths["report.json"].read_text())
+    assert [c["verdict"] for c in report["comparisons"]] == [r["verdict"] for r in rows]
+    assert [(r["group"], r["condition"]) for r in report["roc_check"]] == [(g, c) for c in CONDITIONS for g in GROUPS]
+
+
+@pytest.mark.parametrize(
+    ("ci_low", "margin", "below_band", "expected"),
+    [
+        (0.05, 0.1, True, "superior"),
+        (0.05, 0.1, False, "noninferior"),
+        (0.05, 0.1, None, "noninferior"),  # no band to compare with: not superior
+        (-0.05, 0.1, True, "noninferior"),  # the band does not make a CI below 0 superior
+        (-0.2, 0.1, True, "not_noninferior"),
+        (None, 0.1, True, "undefined"),
+    ],
+)
+def test_binary_verdict_rule(ci_low: float | None, margin: float, below_band: bool | None, expected: str) -> None:
+    assert binary_verdict(ci_low, margin, below_band) == expected
+
+
+@pytest.mark.parametrize(
+    ("ci_low", "margin", "expected"),
+    [
+        (0.0099, 0.1, ["0"]),
+        (-0.0099, 0.1, ["0"]),
+        (0.0101, 0.1, []),
+        (-0.0899, 0.1, []),
+        (-0.0999, 0.1, ["-margin"]),
+        (-0.1099, 0.1, ["-margin"]),
+        (-0.004, 0.005, ["0", "-margin"]),  # a small margin: both thresholds are near
+        (0.5, None, []),
+        (None, 0.1, []),
+    ],
+)
+def test_borderline_thresholds(ci_low: float | None, margin: float | None, expected: list[str]) -> None:
+    assert borderline(ci_low, margin) == expected
+
+
+def test_borderline_comparisons_are_listed_with_seed_and_iterations() -> None:
+    responses, predictions = synthetic_study(n_cases=40, n_patients=35, seed=6)
+    first = analyse(responses, predictions, iterations=100, seed=3)
+    target = first["comparisons"][3]
+    # A margin that puts this comparison's CI lower bound 0.004 above −margin: borderline.
+    margin = -target["ci_low"] + 0.004
+    result = analyse(responses, predictions, iterations=100, seed=3, margin=margin)
+    for c in result["comparisons"]:
+        assert c["borderline"] == borderline(c["ci_low"], margin)
+    assert "-margin" in result["comparisons"][3]["borderline"]
+    listed = result["borderline"]
+    assert (listed["tolerance"], listed["seed"], listed["iterations"]) == (0.01, 3, 100)
+    keys = ("task", "a", "condition_a", "b", "condition_b", "verdict", "ci_low")
+    assert listed["comparisons"] == [
+        {**{k: c[k] for k in keys}, "thresholds": c["borderline"]} for c in result["comparisons"] if c["borderline"]
+    ]
+    assert any(r["thresholds"] == ["-margin"] and r["ci_low"] == target["ci_low"] for r in listed["comparisons"])
+
+
+def test_estimate_is_a_named_choice() -> None:
+    responses, predictions = synthetic_study(n_cases=30, n_patients=24, seed=5)
+    paper = analyse(responses, predictions, iterations=60, seed=7)
+    assert paper["estimate"] == "bootstrap-mean"
+    other = analyse(responses, predictions, iterations=60, seed=7, estimate="all-cases")
+    assert other["estimate"] == "all-cases"
+    # The comparisons carry both figures whichever is shown; only the recorded choice differs.
+    assert other["comparisons"] == paper["comparisons"]
+    for row in paper["observers"]:
+        assert row["kappa_ci_low"] <= row["kappa_boot_mean"] <= row["kappa_ci_high"]
+    with pytest.raises(ValueError, match="unknown estimate 'median'"):
+        analyse(responses, predictions, iterations=10, estimate="median")
 
 
 def test_model_binary_answer_uses_fracture_probability() -> None:

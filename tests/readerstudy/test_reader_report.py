@@ -1,6 +1,7 @@
 """``manage.py reader_report``: every file, exact CSV headers, the OR cross-check, the inputs hash,
 a self-contained escaped HTML page, the PDF's pages, bad input writing nothing, --margin and
-reproducibility by seed.
+reproducibility by seed; the binary ROC-band rule agreeing across the CSV, report.json, the tables
+and the forest plot; borderline verdicts, the named point estimate and the deviations listed.
 
 The study is :func:`ml.core.readers.synthetic_study` (paper-sized: 100 cases, 10 readers) with one
 reader renamed ``<b>r&1</b>`` so the HTML escaping is exercised by a hostile id from the input file.
@@ -12,7 +13,9 @@ import csv
 import hashlib
 import json
 import re
+import zlib
 from collections.abc import Sequence
+from html.parser import HTMLParser
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from ml.core import readers
-from ml.core.reader_report import FIGURES, REPORT_FILES, pdf_sections
+from ml.core.reader_report import FIGURES, REPORT_FILES, build_report, forest_rows, pdf_sections
+from tests.ml_core.test_readers import band_study
 
 HOSTILE = "<b>r&1</b>"
 ITERATIONS = "200"
@@ -139,9 +143,10 @@ def test_pdf_has_the_planned_pages(made: tuple[Path, Path, Path, str]) -> None:
     assert data.startswith(b"%PDF")
     pages = len(re.findall(rb"/Type /Page\b", data))
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    # Tables: inputs 1, Table 3 1, Table 4 1, Table 5 1, margin 1, 48 margin pairs 2, OR 1, 74 observers 3.
-    assert [n for _, n in pdf_sections(report)] == [1, 1, 1, 1, 1, 2, 1, 3]
-    assert pages == 11 + len(FIGURES)
+    # Tables: inputs 1, Table 3 1, Table 4 1, Table 5 1, borderline 1, margin 1, 48 margin pairs 2, OR 1,
+    # deviations 1, 74 observers 3.
+    assert [n for _, n in pdf_sections(report)] == [1, 1, 1, 1, 1, 1, 2, 1, 1, 3]
+    assert pages == 13 + len(FIGURES)
 
 
 def _assert_nothing_written(out: Path) -> None:
@@ -218,3 +223,208 @@ def test_crash_while_rendering_leaves_out_dir_untouched(tmp_path: Path, monkeypa
     with pytest.raises(RuntimeError, match="disk on fire"):
         _run(responses, predictions, out)
     _assert_nothing_written(out)
+
+
+# ----------------------------------------------------------------- verdicts, borderline, estimate, deviations
+
+
+class _Tables(HTMLParser):
+    """The HTML report's tables by their heading: {h2 text: [row of cell texts]} (header row first),
+    and every note paragraph's text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.notes: list[str] = []
+        self._heading: str | None = None
+        self._in: str | None = None
+        self._text = ""
+        self._row: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("h2", "td", "th") or (tag == "p" and ("class", "note") in attrs):
+            self._in, self._text = tag, ""
+        elif tag == "tr":
+            self._row = []
+
+    def handle_data(self, data: str) -> None:
+        if self._in:
+            self._text += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == self._in == "h2":
+            self._heading = self._text
+            self.tables[self._text] = []
+        elif tag == self._in == "p":
+            self.notes.append(self._text)
+        elif tag == self._in and tag in ("td", "th"):
+            self._row.append(self._text)
+        elif tag == "tr" and self._heading is not None:
+            self.tables[self._heading].append(self._row)
+        if tag == self._in:
+            self._in = None
+
+
+def _tables(out: Path) -> _Tables:
+    parser = _Tables()
+    parser.feed((out / "report.html").read_text(encoding="utf-8"))
+    return parser
+
+
+def _table(parser: _Tables, prefix: str) -> list[dict[str, str]]:
+    title = next(t for t in parser.tables if t.startswith(prefix))
+    header, *rows = parser.tables[title]
+    return [dict(zip(header, row, strict=True)) for row in rows]
+
+
+def _pdf_text(path: Path) -> str:
+    """The text drawn on the PDF's pages: matplotlib writes each line as a TJ array of kerned
+    pieces, or as one Tj string."""
+    lines = []
+    for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", path.read_bytes(), re.S):
+        try:
+            content = zlib.decompress(stream)
+        except zlib.error:  # an image or a font, not a page
+            continue
+        for array in re.findall(rb"\[(.*?)\]\s*TJ|(\((?:\\.|[^\\)])*\))\s*Tj", content, re.S):
+            text = b"".join(re.findall(rb"\(((?:\\.|[^\\)])*)\)", b"".join(array)))
+            lines.append(re.sub(rb"\\(.)", rb"\1", text).decode("latin-1"))  # \( is (, \\ is \
+    return "\n".join(lines)
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def band(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """The data set of the ROC-band rule (tests.ml_core.test_readers.band_study) as two CSV files."""
+    base = tmp_path_factory.mktemp("band")
+    responses, predictions = band_study()
+    return (
+        _write_csv(base / "responses.csv", responses, readers.RESPONSE_COLUMNS),
+        _write_csv(base / "predictions.csv", predictions, readers.PREDICTION_COLUMNS),
+        base,
+    )
+
+
+def test_binary_band_rule_agrees_in_csv_json_tables_and_forest_plot(band: tuple[Path, Path, Path]) -> None:
+    from ml.core.reader_report import _forest_figure
+
+    responses, predictions, base = band
+    out = base / "default"
+    _run(responses, predictions, out)
+    csv_rows = _csv_rows(out / "kappa_differences.csv")
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    verdicts = [r["verdict"] for r in csv_rows]
+    assert [c["verdict"] for c in report["comparisons"]] == verdicts
+    binary = {(r["b"], r["condition_b"]): r for r in csv_rows if r["task"] == "binary" and r["a"] == "model"}
+    checks = {(r["group"], r["condition"]): r for r in report["roc_check"]}
+    for condition in readers.CONDITIONS:
+        # CI above 0 for both groups; the experts' point is not below the band, the residents' is.
+        assert (
+            float(binary[("expert", condition)]["ci_low"]) > 0 and float(binary[("resident", condition)]["ci_low"]) > 0
+        )
+        assert binary[("expert", condition)]["verdict"] == "noninferior"
+        assert binary[("resident", condition)]["verdict"] == "superior"
+        assert checks[("expert", condition)]["below_band"] is False
+        assert checks[("expert", condition)]["kappa_verdict"] == "superior"
+        assert checks[("expert", condition)]["verdict"] == "noninferior"
+
+    tables = _tables(out)
+    table4 = _table(tables, "Table 4")
+    table5 = _table(tables, "Table 5")
+    model_rows = [r for r in csv_rows if r["a"] == "model"]
+    other_rows = [r for r in csv_rows if r["a"] != "model"]
+    assert [r["verdict"] for r in table4] == [r["verdict"] for r in model_rows]
+    assert [r["verdict"] for r in table5] == [r["verdict"] for r in other_rows]
+    experts = [r for r in table4 if r["task"] == "binary" and r["b"] == "expert"]
+    assert [(r["verdict"], r["group below band"], r["verdict from κ CI alone"]) for r in experts] == [
+        ("noninferior", "no", "superior")
+    ] * 3
+
+    # The forest plot draws the CSV's verdicts, one per row, in the CSV's order.
+    assert [r["verdict"] for r in forest_rows(report)] == verdicts
+    figure = _forest_figure(report)
+    drawn = [t.get_text().removesuffix(" †") for t in figure.axes[0].texts]
+    assert drawn == verdicts
+
+
+def test_borderline_estimate_and_deviations_in_the_report(band: tuple[Path, Path, Path]) -> None:
+    responses, predictions, base = band
+    # A margin that puts the CI lower bound of the comparison lowest below 0 0.005 above −margin.
+    analysed = build_report(responses, predictions, iterations=int(ITERATIONS), seed=5)
+    target = min(range(len(analysed["comparisons"])), key=lambda i: analysed["comparisons"][i]["ci_low"])
+    assert analysed["comparisons"][target]["ci_low"] < -0.02
+    margin = round(-analysed["comparisons"][target]["ci_low"] + 0.005, 6)
+    out = base / "borderline"
+    stdout = _run(responses, predictions, out, "--seed", "5", "--margin", str(margin), "--estimate", "all-cases")
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    csv_rows = _csv_rows(out / "kappa_differences.csv")
+
+    # Borderline: flagged in report.json (not in the CSV), marked in the tables and explained.
+    assert tuple(csv_rows[0]) == readers.DIFFERENCE_COLUMNS
+    assert "-margin" in report["comparisons"][target]["borderline"]
+    flagged = [i for i, c in enumerate(report["comparisons"]) if c["borderline"]]
+    assert target in flagged
+    assert (report["borderline"]["seed"], report["borderline"]["iterations"]) == (5, int(ITERATIONS))
+    tables = _tables(out)
+    rows = _table(tables, "Table 4") + _table(tables, "Table 5")
+    order = [i for i, c in enumerate(report["comparisons"]) if c["a"] == "model"] + [
+        i for i, c in enumerate(report["comparisons"]) if c["a"] != "model"
+    ]
+    assert [i for i, row in zip(order, rows, strict=True) if row["†"] == "†"] == sorted(flagged, key=order.index)
+    listed = _table(tables, "Borderline verdicts")
+    assert len(listed) == len(flagged) and "−margin" in [r["near"] for r in listed]
+    note = f"may flip with another bootstrap seed (this report: seed 5, {ITERATIONS} iterations)"
+    assert any(note in n for n in tables.notes)
+    assert "borderline" in stdout
+    pdf = _pdf_text(out / "report.pdf")
+    assert "Borderline verdicts" in pdf and "borderline: the CI's lower bound lies within 0.01" in pdf
+
+    # The estimate shown is named and is the all-case one; the CSV keeps both figures.
+    assert report["estimate"] == "all-cases"
+    model_rows = [r for r in csv_rows if r["a"] == "model"]
+    table4 = _table(tables, "Table 4")
+    assert "κ difference (all cases)" in table4[0]
+    assert [r["κ difference (all cases)"] for r in table4] == [f"{float(r['estimate']):.3f}" for r in model_rows]
+    assert any("the statistic on all cases" in n for n in tables.notes)
+    assert [r["point"] for r in forest_rows(report)] == [c["estimate"] for c in report["comparisons"]]
+
+    # The deviations that apply: the given margin and the all-case estimate among them; no model config.
+    keys = {d["key"] for d in report["deviations"]}
+    assert {"margin-given", "estimate-all-cases", "bootstrap-iterations", "roc-band-rule"} <= keys
+    assert report["model_config"] is None
+    deviations = _table(tables, "Deviations from the paper")
+    assert {r["key"] for r in deviations} == keys
+    assert any("the model's configuration is unknown" in n for n in tables.notes)
+    # (matplotlib draws "ff" and "fi" as ligatures, outside the text strings: test words without them)
+    assert "(all cases)" in pdf and "the statistic on all cases" in pdf and "Deviations from the paper" in pdf
+    assert all(key in pdf for key in keys)
+
+    # Same seed, the paper's estimate: the CSV is byte for byte the same, the tables show the mean.
+    paper = base / "paper"
+    _run(responses, predictions, paper, "--seed", "5", "--margin", str(margin))
+    assert (paper / "kappa_differences.csv").read_bytes() == (out / "kappa_differences.csv").read_bytes()
+    again = json.loads((paper / "report.json").read_text(encoding="utf-8"))
+    assert again["estimate"] == "bootstrap-mean" and "estimate-all-cases" not in {d["key"] for d in again["deviations"]}
+    table4 = _table(_tables(paper), "Table 4")
+    assert [r["κ difference (bootstrap mean)"] for r in table4] == [f"{float(r['boot_mean']):.3f}" for r in model_rows]
+
+
+def test_the_paper_estimate_is_the_default(made: tuple[Path, Path, Path, str]) -> None:
+    _, _, out, _ = made
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["estimate"] == "bootstrap-mean"
+    table3 = _table(_tables(out), "Table 3")
+    model = next(r for r in report["observers"] if r["observer"] == "model" and r["task"] == "binary")
+    assert table3[0]["κ (bootstrap mean)"] == f"{model['kappa_boot_mean']:.3f}"
+    assert {"margin-given", "estimate-all-cases"}.isdisjoint(d["key"] for d in report["deviations"])
+
+
+def test_bad_estimate_is_refused(tmp_path: Path) -> None:
+    responses, predictions = _study(tmp_path)
+    with pytest.raises(CommandError, match="estimate"):
+        _run(responses, predictions, tmp_path / "out", "--estimate", "median")
+    _assert_nothing_written(tmp_path / "out")

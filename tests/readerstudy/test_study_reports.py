@@ -64,8 +64,8 @@ def test_report_refused_with_fewer_than_two_complete_readers(study, users, clien
 
     answer_phase(partial)
     answer_phase(partial)
-    with pytest.raises(services.StudyError, match="share a training.*give a margin"):
-        _start(study)  # two complete readers, but no pair of one training for the margin
+    with pytest.raises(services.StudyError, match="share a group and a training.*give a margin"):
+        _start(study)  # two complete readers, but no pair of one group and training for the margin
     assert _start(study, margin=0.1).status == "queued"
 
 
@@ -132,6 +132,46 @@ def test_a_built_report_has_its_files_and_the_hash_of_its_inputs(complete_study,
     }
     assert all(v["a"] == "model" for v in summary["verdicts"])
     assert built.progress == 1.0 and built.finished_at is not None and not built.error
+
+
+def test_a_training_in_both_groups_does_not_pair_across_them(study):
+    """Trainings named by specialty alone: an attending and a resident of orthopedics are no pair."""
+    _complete(invite(study, "erin", "expert", "orthopedics"), right_every=1)
+    _complete(invite(study, "ray", "resident", "orthopedics"), right_every=2)
+    with pytest.raises(services.StudyError, match="share a group and a training"):
+        _start(study)
+    _complete(invite(study, "rita", "resident", "orthopedics"), right_every=3)
+    built = reports.report_build(report_id=_start(study).pk)
+    assert built.status == "done", built.error
+    folder = Path(reports.report_folder(built)) / "report"
+    margin = json.loads((folder / "report.json").read_text())["margin"]
+    # The residents' pair only (R02, R03: ray and rita), under 3 conditions and for both tasks.
+    assert {(p["group"], p["a"], p["b"]) for p in margin["pairs"]} == {("resident", "R02", "R03")}
+    assert len(margin["pairs"]) == 6
+    assert margin["value"] == pytest.approx(sum(p["difference"] for p in margin["pairs"]) / 6)
+
+
+def test_the_study_report_lists_its_deviations_with_the_models(complete_study, client_as):
+    report = reports.report_build(report_id=_start(complete_study, margin=0.1).pk)
+    assert report.status == "done", report.error
+    folder = Path(reports.report_folder(report)) / "report"
+    data = json.loads((folder / "report.json").read_text())
+    config = complete_study.model_version.config
+    assert data["model_config"]["name"] == config["name"] == "tiny"
+    assert data["test_time"] == data["model_config"]["test_time"]
+    keys = [d["key"] for d in data["deviations"]]
+    # The analysis's own (a given margin, 50 iterations) and the tiny classifier's (random weights, small net).
+    assert {"margin-given", "bootstrap-iterations", "roc-band-rule", "random-init", "smaller-network"} <= set(keys)
+    assert len(keys) == len(set(keys))
+    page = (folder / "report.html").read_text()
+    assert "Deviations from the paper" in page and "the model&#x27;s configuration (tiny) is known" in page
+    assert "configuration is unknown" not in page
+    for key in keys:
+        assert f"<td>{key}</td>" in page
+    assert report.summary["deviations"] == keys and report.summary["estimate"] == "bootstrap-mean"
+    detail = client_as("researcher").get(reverse("study_report_detail", args=[complete_study.pk, report.pk]))
+    text = detail.content.decode()
+    assert "κ difference (bootstrap mean)" in text and "<code>random-init</code>" in text
 
 
 def test_every_report_is_kept(complete_study, data_dir):
@@ -248,6 +288,8 @@ def test_command_with_study_keeps_the_report_and_copies_it(complete_study, tmp_p
         str(ITERATIONS),
         "--seed",
         "4",
+        "--estimate",
+        "all-cases",
         stdout=stdout,
         stderr=stderr,
     )
@@ -259,6 +301,9 @@ def test_command_with_study_keeps_the_report_and_copies_it(complete_study, tmp_p
     assert report.inputs_sha256 == digest.hexdigest()
     assert report.inputs_sha256 in stdout.getvalue() and "3 readers and the model" in stdout.getvalue()
     assert "100%" in stderr.getvalue() and "bootstrap" in stderr.getvalue()
+    kept = json.loads((out / "report.json").read_text())
+    assert kept["estimate"] == "all-cases" and "estimate-all-cases" in {d["key"] for d in kept["deviations"]}
+    assert report.summary["estimate"] == "all-cases"
 
     with pytest.raises(CommandError, match="no study named"):
         call_command("reader_report", "--study", "nope", "--out", str(out))

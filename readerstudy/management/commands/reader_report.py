@@ -24,6 +24,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ml.core import readers
 from ml.core.reader_report import REPORT_FILES, build_report, inputs_sha256, write_report
+from ml.core.verdicts import DEFAULT_ESTIMATE, ESTIMATES, shown_estimate
 
 
 class Command(BaseCommand):
@@ -47,7 +48,17 @@ class Command(BaseCommand):
         parser.add_argument("--iterations", type=int, default=2000, help="bootstrap iterations (default 2000)")
         parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
         parser.add_argument(
-            "--margin", type=float, default=None, help="noninferiority margin (default: from pairs of readers)"
+            "--margin",
+            type=float,
+            default=None,
+            help="noninferiority margin (default: from pairs of readers of the same group and training)",
+        )
+        parser.add_argument(
+            "--estimate",
+            choices=ESTIMATES,
+            default=DEFAULT_ESTIMATE,
+            help="the point estimate the tables and the forest plot show: the mean of the bootstrap samples (the "
+            "paper's, default) or the statistic on all cases; the CSV has both",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -72,6 +83,7 @@ class Command(BaseCommand):
                 iterations=options["iterations"],
                 seed=options["seed"],
                 margin=options["margin"],
+                estimate=options["estimate"],
             )
         except (OSError, ValueError) as error:  # ReaderDataError is a ValueError: file, row and column
             raise CommandError(str(error)) from error
@@ -106,7 +118,7 @@ class Command(BaseCommand):
         except services.StudyError as error:
             raise CommandError(str(error)) from error
         self.stdout.write(f"report {row.pk} of study {study.name}")
-        row = reports.report_build(report_id=row.pk, progress=self._progress_bar)
+        row = reports.report_build(report_id=row.pk, progress=self._progress_bar, estimate=options["estimate"])
         self.stderr.write("")
         if row.status != row.Status.DONE:
             raise CommandError(f"report {row.pk} failed: {row.error}")
@@ -148,13 +160,19 @@ class Command(BaseCommand):
             self.stdout.write(f"margin {margin['value']:.3f} (given with --margin)")
         else:
             pairs = len(margin["pairs"])
-            self.stdout.write(f"margin {margin['value']:.3f} (mean kappa difference of {pairs} same-training pairs)")
+            self.stdout.write(
+                f"margin {margin['value']:.3f} (mean kappa difference of {pairs} same-group, same-training pairs)"
+            )
+        choice = report.get("estimate", DEFAULT_ESTIMATE)
+        self.stdout.write(f"point estimates: {choice}")
         for row in report["comparisons"]:
             if row["a"] == readers.MODEL:
                 low = "–" if row["ci_low"] is None else f"{row['ci_low']:.3f}"
                 high = "–" if row["ci_high"] is None else f"{row['ci_high']:.3f}"
-                estimate = "–" if row["estimate"] is None else f"{row['estimate']:.3f}"
+                point = shown_estimate(row, choice)
+                estimate = "–" if point is None else f"{point:.3f}"
+                mark = " (borderline: may flip with another seed)" if row.get("borderline") else ""
                 self.stdout.write(
                     f"{row['task']}: model − {row['b']} ({row['condition_b']}) κ {estimate} "
-                    f"(95% CI {low} to {high}): {row['verdict']}"
+                    f"(95% CI {low} to {high}): {row['verdict']}{mark}"
                 )

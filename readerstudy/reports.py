@@ -28,6 +28,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from annotate import provenance
 from readerstudy import services
 from readerstudy.models import PHASES, Reader, ReaderStudy, StudyReport
 
@@ -205,6 +206,21 @@ def _model_facts(study: ReaderStudy) -> tuple[dict[str, Any] | None, str | None]
     return config, test_time
 
 
+def _labelling_facts(study: ReaderStudy) -> dict[str, Any]:
+    """How the ground truth of the study's cases was labelled, as it was when their dataset version
+    was frozen: the share from a model's proposal, and whether a proposed class was shown."""
+    hips = [case.dataset_hip for case in study.cases.select_related("dataset_hip")]
+    keys = [(h.radiograph_id, h.side) for h in hips]
+    origins = provenance.truth_provenance_at(keys=keys, at=study.dataset.created_at)
+    summary = provenance.provenance_summary(origins.values())
+    return {
+        "proposals_show_class": bool(summary["class_shown"]),
+        "proposal_share": summary["from_proposal_share"] or 0.0,
+        "proposal_class_kept_share": summary["class_kept_share"] or 0.0,
+        "ground_truth_hips": summary["hips"],
+    }
+
+
 def report_build(
     *,
     report_id: int,
@@ -239,6 +255,7 @@ def report_build(
         StudyReport.objects.filter(pk=report.pk).update(inputs_sha256=digest)
         _stage(report.pk, "bootstrap", progress)
         model_config, test_time = _model_facts(report.study)
+        labelling = _labelling_facts(report.study)
         data = build_report(
             responses_path,
             predictions_path,
@@ -248,6 +265,7 @@ def report_build(
             estimate=estimate or DEFAULT_ESTIMATE,
             model_config=model_config,
             test_time=test_time,
+            labelling=labelling,
         )
         write_report(
             data,

@@ -210,6 +210,7 @@ def build_report(
     estimate: str = DEFAULT_ESTIMATE,
     model_config: Mapping[str, Any] | None = None,
     test_time: str | None = None,
+    labelling: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """:func:`ml.core.readers.analyse` plus the OR cross-check (``or_check``), figure data
     (``figures``) and the deviations from the paper that apply (``deviations``).
@@ -220,7 +221,9 @@ def build_report(
     (:data:`ml.core.verdicts.ESTIMATES`). ``model_config`` (the frozen model version's classifier
     config, None when unknown, as for CSV files from elsewhere) and ``test_time`` (how the model's
     readings were frozen; default: the config's) feed :func:`study_facts`, whose deviations
-    (:func:`ml.core.deviations.study_deviations`) are kept under ``deviations``.
+    (:func:`ml.core.deviations.study_deviations`) are kept under ``deviations``. ``labelling``: how
+    the cases' ground truth was labelled (``proposals_show_class``, ``proposal_share``, ...: the
+    labelling entries' facts), None when unknown (CSV files from elsewhere).
     ``figures`` holds ``confusion_matrix`` (labels, counts-normalised rows of the model's six-class
     answers), ``roc_model`` (the model's binary ROC curve, AUC and the 95% band on the same
     bootstrap samples as the κ CIs) and ``reader_points`` (binary sensitivity/specificity of every
@@ -281,6 +284,7 @@ def build_report(
     if test_time is None and model_config:
         test_time = model_config.get("test_time")
     report["test_time"] = test_time
+    report["labelling"] = dict(labelling) if labelling else None
     facts = study_facts(report)
     report["deviations"] = study_deviations(facts)
     return report
@@ -307,6 +311,7 @@ def study_facts(report: Mapping[str, Any]) -> dict[str, Any]:
         "readers_per_training": max(per_training.values(), default=0),
         "test_time": report.get("test_time"),
         "model_config": report.get("model_config"),
+        **(report.get("labelling") or {}),
     }
 
 

@@ -174,6 +174,27 @@ def test_the_study_report_lists_its_deviations_with_the_models(complete_study, c
     assert "κ difference (bootstrap mean)" in text and "<code>random-init</code>" in text
 
 
+def test_the_study_report_says_how_much_of_its_cases_truth_came_from_proposals(complete_study):
+    from annotate.labels import GroundTruthHip
+
+    plain = reports.report_build(report_id=_start(complete_study, margin=0.1).pk)
+    plain_keys = {
+        d["key"]
+        for d in json.loads((reports.report_folder(plain) / "report" / "report.json").read_text())["deviations"]
+    }
+    assert not {"proposal-boxes", "proposal-class-shown"} & plain_keys
+    # One case's ground truth was an accepted proposal whose shown class the labeller kept.
+    hip = complete_study.cases.select_related("dataset_hip").first().dataset_hip
+    GroundTruthHip.objects.filter(radiograph_id=hip.radiograph_id, side=hip.side).update(
+        provenance="proposal_class_kept"
+    )
+    report = reports.report_build(report_id=_start(complete_study, margin=0.1, seed=1).pk)
+    data = json.loads((reports.report_folder(report) / "report" / "report.json").read_text())
+    assert data["labelling"]["proposal_share"] == pytest.approx(1 / complete_study.cases.count())
+    assert data["labelling"]["proposals_show_class"] is True
+    assert {"proposal-boxes", "proposal-class-shown"} <= {d["key"] for d in data["deviations"]}
+
+
 def test_every_report_is_kept(complete_study, data_dir):
     first = reports.report_build(report_id=_start(complete_study).pk)
     second = reports.report_build(report_id=_start(complete_study, margin=0.2).pk)

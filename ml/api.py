@@ -199,6 +199,11 @@ class TrainingRunCreateSerializer(serializers.Serializer):
     config = serializers.CharField(max_length=50, default="cpu-small")
     seed = serializers.IntegerField(min_value=0, max_value=2**63 - 1, default=0)
     activate = serializers.BooleanField(default=False)
+    random_init = serializers.BooleanField(
+        default=False,
+        help_text="start the backbone from random weights; without it `paper` is refused (400) when "
+        "DENSENET169_WEIGHTS names no ImageNet weights file",
+    )
 
 
 def _bad_request(message: str) -> Response:
@@ -239,6 +244,7 @@ def training_run_list(request: Request) -> Response:
             user=request.user,
             seed=data["seed"],
             activate=data["activate"],
+            random_init=data["random_init"],
         )
     except training.TrainingRefused as error:
         return _bad_request(str(error))

@@ -273,6 +273,9 @@ def evaluate_detector(
     if classifier is None:
         report["classification"]["note"] = "no classifier is active: only the detection figures"
     report["model_version"] = version.pk
+    from ml.evaluation import training_facts
+
+    report.update(training_facts(version.kind, version.config))  # pretraining and deviations from the paper
     _write_evaluation(version, report, rows, out_dir)
     return report
 

@@ -5,7 +5,9 @@ other), then ``ml.core.report`` computes the paper's figures with 2000
 bootstrap iterations of one image per patient (``BOOTSTRAP_ITERATIONS``) and
 writes metrics.json, the CSV files and the figures (PNG and SVG) into the
 version's ``evaluation_dir``. The version row keeps the headline figures for
-the Models pages.
+the Models pages. metrics.json also says how the model was made and read
+(``training_facts``: pretraining, test-time protocol, regime, lr schedule, and the
+deviations from the paper that apply to its configuration).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ DOWNLOADS = {
     "thresholds.svg": "image/svg+xml",
     "hips.csv": "text/csv",  # a detector's: each test hip's manual and detected box and their IoU
 }
+# What metrics.json and the version row say of how the classifier was made and read (``training_facts``).
+FACTS = ("pretraining", "test_time", "test_time_zooms", "regime", "lr_schedule", "recalibrate_bn", "deviations")
 HEADLINE = (
     "binary_accuracy",
     "binary_sensitivity",
@@ -50,6 +54,44 @@ HEADLINE = (
     "binary_kappa",
     "multiclass_kappa",
 )
+
+
+def training_facts(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    """How a model of ``kind`` with the stored ``config`` was trained and is read, for its page,
+    metrics.json and reports: its pretraining and the deviations from the paper that apply
+    (``ml.core.deviations``), generated from the config; for a classifier also its test-time
+    protocol (and the zooms it reads), training regime, lr schedule and BatchNorm re-estimation.
+    A config stored before a field existed gets the value it was made with (``legacy_defaults``)."""
+    from ml.core.deviations import classifier_deviations, detector_deviations
+
+    if kind == "detector":
+        from ml.core.detector import DetectorConfig
+
+        detector = DetectorConfig.from_dict(config)
+        return {
+            "pretraining": {
+                "encoder": "ImageNet (RESNET50_WEIGHTS)" if detector.weights_path else "random",
+                "heads": "random (no COCO)",
+            },
+            "deviations": detector_deviations(detector.as_dict()),
+        }
+    from ml.core.configs import NetConfig
+    from ml.core.serving import protocol_zooms
+
+    net = NetConfig.from_dict(config)
+    if not net.pretrained:
+        pretraining = "random"
+    else:
+        pretraining = "imagenet" if net.backbone == "densenet169" else "weights file"
+    return {
+        "pretraining": pretraining,
+        "test_time": net.test_time,
+        "test_time_zooms": list(protocol_zooms(net)),
+        "regime": net.regime,
+        "lr_schedule": net.lr_schedule,
+        "recalibrate_bn": net.recalibrate_bn,
+        "deviations": classifier_deviations(net.as_dict()),
+    }
 
 
 def test_predictions(version: ModelVersion, *, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -129,13 +171,14 @@ def evaluate_version(
         iterations=int(iterations or settings.BOOTSTRAP_ITERATIONS),
         seed=seed,
     )
+    report.update(training_facts(version.kind, version.config))
 
     def write(temp: Path) -> None:
         write_report(report, temp)
         (temp / "predictions.csv").write_text(_predictions_csv(data))
 
     # The per-class ideal thresholds (Figure 8) are kept too: the worklist's CT/MRI flag reads them.
-    keys = (*HEADLINE, "per_class", "thresholds", "n_cases", "n_patients", "iterations")
+    keys = (*HEADLINE, "per_class", "thresholds", "n_cases", "n_patients", "iterations", *FACTS)
     summary = {key: report[key] for key in keys}
     store_evaluation(version, summary, write, out_dir)
     return report

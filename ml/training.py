@@ -56,7 +56,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotate.labels import CLASSES
-from ml.core.configs import CONFIGS, NetConfig, get_config
+from ml.core.configs import CONFIGS, NetConfig, get_config, with_regime
 from ml.core.detector import DETECTOR_CONFIGS, DetectorConfig, get_detector_config
 from ml.core.modelfile import bundle_identity
 from ml.models import DatasetHip, DatasetVersion, Kind, ModelVersion, Split, TrainingRun
@@ -69,7 +69,27 @@ DETECTOR_BN_IMAGES = 64  # training radiographs, likewise, for a detector
 
 
 class TrainingRefused(ValueError):
-    """A run that may not start: a duplicate, an empty split, an unknown config."""
+    """A run that may not start: a duplicate, an empty split, an unknown config, a DenseNet-169
+    without its ImageNet weights (unless random weights were asked for)."""
+
+
+def random_start_refusal(config: NetConfig) -> str | None:
+    """Why ``config`` may not start without an explicit ``random_init``, or None. The paper
+    fine-tunes ImageNet weights at lr 1e-5; a DenseNet-169 from random weights at that rate
+    does not learn, and a model called ``paper`` must not quietly be something else."""
+    if config.backbone != "densenet169" or config.pretrained:
+        return None
+    configured = settings.DENSENET169_WEIGHTS
+    where = (
+        f"DENSENET169_WEIGHTS is {configured!r}, which is not a file"
+        if configured
+        else "DENSENET169_WEIGHTS is not set"
+    )
+    return (
+        f"config {config.name!r} fine-tunes ImageNet weights, but {where}: set DENSENET169_WEIGHTS to the "
+        "Keras DenseNet-169 ImageNet 'notop' .h5 file, or ask for random weights explicitly (--random-init, "
+        "the form's 'Train from random weights', or \"random_init\": true in the API)"
+    )
 
 
 # --------------------------------------------------------------------------- starting
@@ -94,8 +114,9 @@ def config_for(name: str, kind: str = Kind.CLASSIFIER) -> NetConfig | DetectorCo
         config = get_config(name)
     except KeyError as error:
         raise TrainingRefused(str(error.args[0])) from None
-    if config.backbone == "densenet169" and settings.DENSENET169_WEIGHTS:
-        config = config.replace(weights_path=str(settings.DENSENET169_WEIGHTS))
+    weights = settings.DENSENET169_WEIGHTS
+    if config.backbone == "densenet169" and weights and Path(weights).is_file():
+        config = config.replace(weights_path=str(weights))
     return config
 
 
@@ -114,14 +135,33 @@ def training_start(
     activate: bool = False,
     epochs: int | None = None,
     enqueue: bool = True,
+    random_init: bool = False,
+    regime: str | None = None,
 ) -> TrainingRun:
     """Record a training run of a ``kind`` ("classifier" or "detector") model and
     (``enqueue``) queue it on the ``ml`` queue once committed.
 
     Refuses (``TrainingRefused``) a config/dataset pair that already has a model version
     or a queued, running or finished run: retraining an unchanged dataset with the same
-    config would only make the same model again."""
+    config would only make the same model again. Refuses a DenseNet-169 classifier (``paper``)
+    when ``DENSENET169_WEIGHTS`` names no file, unless ``random_init``: then (and whenever
+    ``random_init`` is given) the backbone starts from random weights, and the run's config
+    says so (``weights_path`` None). ``regime`` (classifier): train under that regime instead
+    of the config's, with as many images seen (``configs.with_regime``); ``epochs`` is applied
+    after it."""
     config = config_for(config_name, kind)
+    if isinstance(config, NetConfig):
+        if random_init:
+            config = config.replace(weights_path=None)
+        elif (reason := random_start_refusal(config)) is not None:
+            raise TrainingRefused(reason)
+        if regime is not None:
+            try:
+                config = with_regime(config, regime)
+            except ValueError as error:
+                raise TrainingRefused(str(error)) from None
+    elif regime is not None:
+        raise TrainingRefused("a training regime applies to the classifier only")
     if epochs is not None:
         config = config.replace(epochs=int(epochs))
     splits = set(DatasetHip.objects.filter(dataset=dataset).values_list("split", flat=True).distinct())
@@ -363,14 +403,26 @@ class ClassifierRecipe(Recipe):
     def records(self, dataset: DatasetVersion, split: str) -> list[Any]:
         return hip_records(dataset, split)
 
+    def steps_per_epoch(self, config: Any, train: list[Any]) -> int:
+        from ml.core.pipeline import images_per_hip
+
+        return math.ceil(len(train) * images_per_hip(config.regime, config.zooms) / config.batch_size)
+
     def describe(self, config: Any, train: list[Any], val: list[Any]) -> str:
         from ml.core.nets import class_weights_for
-        from ml.core.pipeline import records_labels
+        from ml.core.pipeline import images_per_hip, records_labels
+        from ml.core.serving import protocol_zooms
 
         weights = class_weights_for(config, records_labels(train))
+        per_hip = images_per_hip(config.regime, config.zooms)
         return (
             f"training {config.name} on dataset version {{dataset}}: {len(train)} training hips, "
-            f"{len(val)} validation hips, class weights {[round(w, 3) for w in weights]}"
+            f"{len(val)} validation hips, class weights {[round(w, 3) for w in weights]}; "
+            f"regime {config.regime} ({per_hip} image{'s' if per_hip > 1 else ''} per hip per epoch), "
+            f"lr schedule {config.lr_schedule}, validation by test-time protocol {config.test_time} "
+            f"(zooms {list(protocol_zooms(config))}), "
+            f"BatchNorm re-estimation {'on' if config.recalibrate_bn else 'off'}, "
+            f"{'ImageNet' if config.pretrained else 'random'} initial weights"
         )
 
     def prepare(self, run, config, train, val, *, steps, checkpoint, first_epoch):  # noqa: D102
@@ -378,8 +430,15 @@ class ClassifierRecipe(Recipe):
         import numpy as np
 
         from ml.core.augment import AugmentConfig
-        from ml.core.nets import build_model, class_weights_for, compile_model, recalibrate_batch_norm
-        from ml.core.pipeline import make_dataset, records_labels
+        from ml.core.nets import (
+            build_model,
+            class_weights_for,
+            compile_model,
+            evaluate_protocol,
+            recalibrate_batch_norm,
+        )
+        from ml.core.pipeline import eval_zoom_datasets, make_dataset, records_labels
+        from ml.core.serving import protocol_zooms
 
         if checkpoint is not None:
             model = keras.saving.load_model(checkpoint.path / "model.keras", compile=True)
@@ -389,26 +448,31 @@ class ClassifierRecipe(Recipe):
         # first_epoch: a resumed run draws the same augmentations as an uninterrupted one.
         train_ds = make_dataset(
             train, config=config, augment=AugmentConfig(zooms=config.zooms), seed=int(run.seed), shuffle=True,
-            first_epoch=first_epoch,
+            first_epoch=first_epoch, regime=config.regime,
         )  # fmt: skip
-        val_ds = make_dataset(val, config=config, augment=None, seed=0, shuffle=False)
-        # Clean crops (both zooms, no other augmentation) of up to PRECISE_BN_IMAGES training
-        # hips, for re-estimating the BatchNorm statistics before each validation.
-        rng = np.random.default_rng(int(run.seed))
-        chosen = sorted(rng.permutation(len(train))[:PRECISE_BN_IMAGES])
-        calibration = make_dataset(
-            [train[i] for i in chosen],
-            config=config,
-            augment=AugmentConfig(zooms=config.zooms, p_wiggle=0.0, p_cutout=0.0, p_masking=0.0),
-            seed=int(run.seed),
-            shuffle=True,
-            first_epoch=first_epoch,
-        )
+        # Validation by the model's test-time protocol, as evaluation and serving will read it:
+        # the zoom-1.0 crop alone (single) or the softmax averaged over config.zooms.
+        val_sets = eval_zoom_datasets(val, config=config, zooms=protocol_zooms(config))
+        val_labels = records_labels(val)
+        calibration = None
+        if config.recalibrate_bn:
+            # Clean crops (both zooms, no other augmentation) of up to PRECISE_BN_IMAGES training
+            # hips, for re-estimating the BatchNorm statistics before each validation.
+            rng = np.random.default_rng(int(run.seed))
+            chosen = sorted(rng.permutation(len(train))[:PRECISE_BN_IMAGES])
+            calibration = make_dataset(
+                [train[i] for i in chosen],
+                config=config,
+                augment=AugmentConfig(zooms=config.zooms, p_wiggle=0.0, p_cutout=0.0, p_masking=0.0),
+                seed=int(run.seed),
+                shuffle=True,
+                first_epoch=first_epoch,
+            )
 
         def validate(model: Any) -> dict[str, float]:
-            recalibrate_batch_norm(model, calibration)
-            results = model.evaluate(val_ds, verbose=0, return_dict=True)
-            return {"val_loss": float(results["loss"]), "val_accuracy": float(results["accuracy"])}
+            if calibration is not None:
+                recalibrate_batch_norm(model, calibration)
+            return evaluate_protocol(model, list(val_sets.values()), val_labels)
 
         return Prepared(model=model, train_data=train_ds, fit_kwargs={}, validate=validate, save_model=None)
 

@@ -85,6 +85,11 @@ class TrainForm(forms.Form):
     config = forms.ChoiceField(label="Configuration", choices=())
     seed = forms.IntegerField(min_value=0, max_value=2**63 - 1, initial=0)
     activate = forms.BooleanField(required=False, label="Activate when done")
+    random_init = forms.BooleanField(
+        required=False,
+        label="Train from random weights",
+        help_text="without it, `paper` refuses to start when DENSENET169_WEIGHTS names no ImageNet weights file",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         from ml.training import available_configs
@@ -138,6 +143,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
                 user=request.user,
                 seed=data["seed"],
                 activate=data["activate"],
+                random_init=data["random_init"],
             )
         except (training.TrainingRefused, QueueUnavailable) as error:
             form.add_error(None, str(error))
@@ -225,8 +231,13 @@ def model_activate(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(RESEARCHER)
 def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
     from ml.api import evaluation_files
+    from ml.evaluation import training_facts
 
     version = get_object_or_404(ModelVersion.objects.select_related("dataset", "training_run"), pk=pk)
+    try:
+        facts = training_facts(version.kind, version.config)
+    except (TypeError, ValueError) as error:  # a config this code cannot read: say so, show the rest
+        facts = {"error": str(error)}
     evaluation = version.evaluation or {}
     headline = [
         {"key": key, "label": label, "text": fmt_ci(evaluation.get(key)), "figure": evaluation.get(key) or {}}
@@ -274,6 +285,7 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "files": files,
             "figures": figures,
             "recent": recent,
+            "facts": facts,
         },
     )
 

@@ -1,13 +1,15 @@
 """How well the classifier learns the phantoms: the issue's accuracy check, in one command.
 
-    python scripts/phantom_accuracy.py [--studies 400] [--seed 7] [--config cpu-small] [--data-dir DIR]
+    python scripts/phantom_accuracy.py [--studies 400] [--seed 7] [--config cpu-small] [--regime R] [--data-dir DIR]
 
 In a data folder of its own (default a new temporary one; SQLite unless
 DATABASE_URL is set): makes ``--studies`` phantom studies with ``make_phantoms
 --seed``, imports them, loads their COCO ground truth as two agreeing labellers
 (so every radiograph gets agreed ground truth, cross-table laterals excluded),
 freezes a dataset version (``make_dataset --seed``), then trains ``--config``
-with ``manage.py train`` (the Celery task's code path) and evaluates it on the
+with ``manage.py train`` (the Celery task's code path; ``--regime`` trains under
+``paper-fixed`` or ``online-random`` instead of the config's own, as many images
+seen: ``train --regime``) and evaluates it on the
 test split with the paper's bootstrap. Prints the wall time of each step and
 the test-split figures with their 95% CIs; exits 1 if the training took 15
 minutes or more, or binary accuracy < 0.90 or multiclass accuracy < 0.80.
@@ -32,6 +34,7 @@ def main() -> int:
     parser.add_argument("--studies", type=int, default=400)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--config", default="cpu-small")
+    parser.add_argument("--regime", choices=("paper-fixed", "online-random"), help="default: the config's")
     parser.add_argument("--data-dir", type=Path, help="keep everything here (default: a temporary folder)")
     args = parser.parse_args()
 
@@ -76,9 +79,11 @@ def main() -> int:
     dataset = step("make_dataset", "make_dataset", "--seed", str(args.seed), capture=True)
     print(dataset, flush=True)
     dataset_id = dataset.strip().splitlines()[-1]
+    regime = ["--regime", args.regime] if args.regime else []
     out = step(
-        "train", "train", "--config", args.config, "--dataset", dataset_id, "--seed", str(args.seed), capture=True
-    )
+        "train", "train", "--config", args.config, *regime, "--dataset", dataset_id, "--seed", str(args.seed),
+        capture=True,
+    )  # fmt: skip
     print(out, flush=True)
     version = out.strip().splitlines()[-1]
     metrics_dir = data_dir / f"evaluation-{version}"
@@ -92,6 +97,8 @@ def main() -> int:
         f = metrics[key]
         print(f"{key:>20}: {f['mean']:.3f} (95% CI {f['ci_low']:.3f}-{f['ci_high']:.3f})")
     print(f"{'test hips':>20}: {metrics['n_cases']} of {metrics['n_patients']} patients")
+    for key in ("regime", "test_time", "lr_schedule", "pretraining"):
+        print(f"{key:>20}: {metrics.get(key)}")
     print(f"data folder: {data_dir}")
     ok = (
         timings["train"] < 15 * 60

@@ -10,8 +10,14 @@ and Methods, "Data Processing and Augmentation"):
 We read "three types" as the three kinds named after it (contrast-changing
 cutout, Gaussian-mixture masking, bounding-box wiggling), each applied once to
 each of the two zoom levels: 2 x 3 = 6 additional images per hip, which
-``paper_augmentations`` returns together with the two plain crops. The paper
-gives no magnitudes; ours are in ``AugmentConfig`` and documented there.
+``paper_augmentations`` returns together with the two plain crops (one image of the
+set: ``paper_variant``; their list: ``paper_variants``). The paper gives no magnitudes;
+ours are in ``AugmentConfig`` and documented there.
+
+Two training regimes use these (``configs.TRAINING_REGIMES``, ``pipeline.make_dataset``):
+``paper-fixed`` shows every image of that set once per hip and epoch (redrawn each epoch);
+``online-random`` (not the paper's) shows one ``augment_hip`` crop per hip and epoch: a
+random zoom, then each augmentation with its probability (0.5), so they can stack.
 
 - Contrast-changing cutout. Reference 18 is DeVries & Taylor 2017 ("Cutout"):
   one square patch at a uniformly random centre (the patch may be partly
@@ -236,6 +242,47 @@ def augment_hip(
     return crop
 
 
+#: The variants of one hip in the paper's fixed set, per zoom: the plain crop, then each
+#: augmentation kind alone. ``paper_variants(zooms)`` lists them in this order.
+PAPER_KINDS = ("plain", *KINDS)
+
+
+def paper_variants(zooms: Sequence[float]) -> list[tuple[float, str]]:
+    """The (zoom, kind) pairs of the paper's fixed set, zoom by zoom: with the two default
+    zooms 2 x (plain + cutout + masking + wiggle) = 8 variants."""
+    return [(float(zoom), kind) for zoom in zooms for kind in PAPER_KINDS]
+
+
+def paper_variant(
+    pixels: np.ndarray,
+    box: Sequence[float],
+    side: str,
+    *,
+    zoom: float,
+    kind: str,
+    window: tuple[float, float] | None,
+    rng: np.random.Generator,
+    config: AugmentConfig = AugmentConfig(),  # noqa: B008 - frozen dataclass
+    spec: CropSpec = CropSpec(),  # noqa: B008 - frozen dataclass
+    invert: bool = False,
+) -> np.ndarray:
+    """One image of the paper's fixed set: the hip's crop at ``zoom``, plain (``kind`` "plain")
+    or with one augmentation alone ("cutout", "masking", "wiggle"; magnitudes drawn from
+    ``rng`` by ``config``; its probabilities are not used). (spec.size, spec.size) float32."""
+    if kind not in PAPER_KINDS:
+        raise ValueError(f"kind must be one of {PAPER_KINDS}, got {kind!r}")
+    zspec = replace(spec, zoom=float(zoom))
+    if kind == "wiggle":
+        wiggled = wiggle_box(box, rng, fraction=config.wiggle_fraction)
+        return hip_crop(pixels, wiggled, side, window=window, spec=zspec, invert=invert)
+    plain = hip_crop(pixels, box, side, window=window, spec=zspec, invert=invert)
+    if kind == "cutout":
+        return contrast_cutout(plain, rng, config=config)
+    if kind == "masking":
+        return gaussian_mixture_masking(plain, rng, config=config)
+    return plain
+
+
 def paper_augmentations(
     pixels: np.ndarray,
     box: Sequence[float],
@@ -248,18 +295,16 @@ def paper_augmentations(
     invert: bool = False,
 ) -> list[tuple[str, np.ndarray]]:
     """The paper's set for one hip: for each zoom level the plain crop and one
-    crop per augmentation kind (cutout, masking, wiggle), each alone; with the
-    two default zooms 2 + 6 images. Returns (label, crop) pairs, e.g.
-    ("zoom 1.0", ...), ("zoom 1.0 cutout", ...)."""
-    out: list[tuple[str, np.ndarray]] = []
-    for zoom in config.zooms:
-        zspec = replace(spec, zoom=float(zoom))
-        plain = hip_crop(pixels, box, side, window=window, spec=zspec, invert=invert)
-        wiggled = wiggle_box(box, rng, fraction=config.wiggle_fraction)
-        out += [
-            (f"zoom {zoom:g}", plain),
-            (f"zoom {zoom:g} cutout", contrast_cutout(plain, rng, config=config)),
-            (f"zoom {zoom:g} masking", gaussian_mixture_masking(plain, rng, config=config)),
-            (f"zoom {zoom:g} wiggle", hip_crop(pixels, wiggled, side, window=window, spec=zspec, invert=invert)),
-        ]
-    return out
+    crop per augmentation kind (cutout, masking, wiggle), each alone (``paper_variant`` for
+    each of ``paper_variants(config.zooms)``, one ``rng`` drawn in turn); with the two
+    default zooms 2 + 6 images. Returns (label, crop) pairs, e.g. ("zoom 1", ...),
+    ("zoom 1 cutout", ...)."""
+    return [
+        (
+            f"zoom {zoom:g}" if kind == "plain" else f"zoom {zoom:g} {kind}",
+            paper_variant(
+                pixels, box, side, zoom=zoom, kind=kind, window=window, rng=rng, config=config, spec=spec, invert=invert
+            ),
+        )  # fmt: skip
+        for zoom, kind in paper_variants(config.zooms)
+    ]

@@ -6,15 +6,35 @@ ImageNet weights, a squeeze-and-excitation block at the end, a six-way softmax;
 decay of 0.9", weighted cross-entropy; training stopped after 10 epochs without
 improvement in validation accuracy. Each training hip appears at two zooms.
 
+Named choices (each a field; ``ml.core.deviations`` lists those that depart from the paper):
+
+- ``test_time``: ``single`` (default, the paper's: the zoom-1.0 crop alone) or ``zoom-average``
+  (softmax averaged over ``zooms``). Validation during training, evaluation and serving all
+  read a hip by it.
+- ``regime``: ``paper-fixed`` (the paper's fixed expansion: per hip and epoch, each zoom's
+  plain crop and one crop per augmentation kind alone, 8 images with two zooms) or
+  ``online-random`` (one crop per hip and epoch at a random zoom, each augmentation with
+  p = 0.5, so they can stack: an epoch is 1/8 of the paper's). ``with_regime`` changes it
+  keeping the number of images seen (epochs and patience scaled).
+- ``lr_schedule``: two readings of "decay of 0.9": ``per_epoch`` (default, x 0.9 once per
+  epoch) or ``keras2_inverse_time`` (Keras 2.2's ``Adam(decay=0.9)``: lr / (1 + 0.9 x
+  iterations)); see ``nets.learning_rate_schedule``.
+- ``recalibrate_bn``: re-estimate the BatchNorm statistics on clean training crops before
+  each validation (default True, not in the paper).
+- ``weights_path``: the backbone's starting weights (``pretrained``). Training ``paper``
+  refuses to start without ImageNet weights (``DENSENET169_WEIGHTS``) unless random weights
+  are asked for explicitly (``ml.training.training_start(random_init=True)``).
+
 Configurations:
 
-- ``paper``: exactly that. The paper gives no maximum epoch count (early
-  stopping ends training); ``epochs`` = 100 is our cap. "Decay of 0.9" is read as
-  multiplying the learning rate by 0.9 once per epoch (see ``nets.compile_model``).
+- ``paper``: exactly that, with ``regime`` ``paper-fixed`` and ``test_time`` ``single``. The
+  paper gives no maximum epoch count (early stopping ends training); ``epochs`` = 100 is our
+  cap. "Decay of 0.9" is read as multiplying the learning rate by 0.9 once per epoch
+  (``lr_schedule`` ``per_epoch``).
 - ``cpu-small``: a DenseNet with blocks (2, 2, 2, 2) at 128 x 128, trained from
-  scratch (no ImageNet weights exist for it), hence Adam 1e-3; at most 40 epochs,
-  patience 10 as the paper. Trains on 2 CPU cores in minutes. Same SE block and head.
-- ``tiny``: blocks (1, 1, 1, 1) at 64 x 64, for tests.
+  scratch (no ImageNet weights exist for it), hence Adam 1e-3; ``online-random``, at most 40
+  epochs, patience 10 as the paper. Trains on 2 CPU cores in minutes. Same SE block and head.
+- ``tiny``: blocks (1, 1, 1, 1) at 64 x 64, ``online-random``, 2 epochs, for tests.
 
 Class weights (``class_weighting``). The paper says "weighted cross-entropy" and no
 more. ``"balanced"`` weighs class c by n / (6 n_c) (every class counts as much as any
@@ -31,6 +51,7 @@ round trip so a saved model can carry its config. No Django imports here.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,6 +195,7 @@ CONFIGS: dict[str, NetConfig] = {
         batch_size=32,
         patience=10,
         epochs=40,
+        regime="online-random",
     ),
     "tiny": NetConfig(
         name="tiny",
@@ -184,8 +206,32 @@ CONFIGS: dict[str, NetConfig] = {
         batch_size=8,
         patience=2,
         epochs=2,
+        regime="online-random",  # tests: one crop per hip and epoch keeps them fast
     ),
 }
+
+
+def with_regime(config: NetConfig, regime: str) -> NetConfig:
+    """``config`` trained under ``regime``, with the same number of training images seen: an
+    epoch of ``paper-fixed`` shows each hip ``4 x len(zooms)`` times (8 with two zooms), one of
+    ``online-random`` once, so ``epochs`` and ``patience`` are scaled by the ratio (rounded up;
+    ``paper``'s 100 epochs / patience 10 become 800 / 80 under ``online-random``, ``cpu-small``'s
+    40 / 10 become 5 / 2 under ``paper-fixed``). The per-epoch learning-rate decay is left per
+    epoch. The same regime returns ``config`` unchanged."""
+    if regime not in TRAINING_REGIMES:
+        raise ValueError(f"regime must be one of {TRAINING_REGIMES}, got {regime!r}")
+    if regime == config.regime:
+        return config
+
+    def per_hip(name: str) -> int:
+        return 4 * len(config.zooms) if name == "paper-fixed" else 1
+
+    ratio = per_hip(config.regime) / per_hip(regime)
+    return config.replace(
+        regime=regime,
+        epochs=max(1, math.ceil(config.epochs * ratio)),
+        patience=max(1, math.ceil(config.patience * ratio)),
+    )
 
 
 def get_config(name: str, **overrides: Any) -> NetConfig:

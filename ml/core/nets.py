@@ -36,6 +36,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -184,11 +185,22 @@ def class_weights_for(config: NetConfig, labels: Sequence[int]) -> list[float]:
     return balanced_class_weights(labels, config.num_classes, power=power)
 
 
-def learning_rate_schedule(config: NetConfig, steps_per_epoch: int | None):
-    """Adam learning rate: ``lr * lr_decay ** epoch`` (staircase, stepped every ``steps_per_epoch``).
+def learning_rate_schedule(
+    config: NetConfig, steps_per_epoch: int | None
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """Adam's learning rate by ``config.lr_schedule``, two readings of the paper's "learning rate
+    decay of 0.9" (``lr_decay`` = 0.9):
 
-    With ``steps_per_epoch=None`` (or ``lr_decay == 1``) the rate is constant.
+    - ``per_epoch``: ``lr * lr_decay ** epoch`` (staircase, stepped every ``steps_per_epoch``
+      optimizer steps); with ``steps_per_epoch=None`` (or ``lr_decay == 1``) the rate is constant.
+    - ``keras2_inverse_time``: what Keras 2.2's ``Adam(lr, decay=lr_decay)`` computed,
+      ``lr / (1 + lr_decay * iterations)`` at optimizer step ``iterations`` (0 for the first update),
+      whatever the epoch length.
     """
+    if config.lr_schedule == "keras2_inverse_time":
+        return keras.optimizers.schedules.InverseTimeDecay(
+            config.learning_rate, decay_steps=1, decay_rate=config.lr_decay, staircase=False
+        )
     if steps_per_epoch is None or config.lr_decay == 1.0:
         return config.learning_rate
     if steps_per_epoch < 1:
@@ -207,7 +219,7 @@ def compile_model(
     jit_compile: bool | str = "auto",
     run_eagerly: bool = False,
 ) -> keras.Model:
-    """Adam (+ per-epoch exponential decay) and (weighted) sparse cross-entropy; metric "accuracy".
+    """Adam (+ the decay of ``learning_rate_schedule``) and (weighted) sparse cross-entropy; metric "accuracy".
 
     Labels are integer class indices. See the module docstring for class weights.
     ``run_eagerly=True`` skips graph tracing: on CPU the first traced DenseNet-169 training
@@ -224,6 +236,24 @@ def compile_model(
         optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit_compile, run_eagerly=run_eagerly
     )
     return model
+
+
+def evaluate_protocol(model: keras.Model, datasets: Sequence[Any], labels: Sequence[int]) -> dict[str, float]:
+    """Validation figures under a test-time protocol: ``datasets`` are unshuffled datasets of the
+    same records in the same order, one per zoom of the protocol (``pipeline.eval_zoom_datasets``),
+    ``labels`` the records' class indices. The probabilities are the mean of the model's softmax
+    over the datasets (one dataset: that crop alone). Returns ``val_accuracy`` (argmax against
+    ``labels``) and ``val_loss`` (the compiled loss, e.g. the weighted cross-entropy, of the mean
+    probabilities; with one dataset what ``model.evaluate`` reports)."""
+    if not datasets:
+        raise ValueError("no dataset to validate on")
+    y = np.asarray(labels, dtype=np.int32)
+    probs = np.mean([np.asarray(model.predict(ds, verbose=0), dtype=np.float64) for ds in datasets], axis=0)
+    if probs.shape[0] != len(y):
+        raise ValueError(f"{probs.shape[0]} predictions for {len(y)} labels")
+    loss_fn = model.loss if callable(model.loss) else keras.losses.SparseCategoricalCrossentropy()
+    loss = float(keras.ops.convert_to_numpy(loss_fn(y, probs.astype(np.float32))))
+    return {"val_loss": loss, "val_accuracy": float(np.mean(np.argmax(probs, axis=1) == y))}
 
 
 def training_callbacks(config: NetConfig) -> list[keras.callbacks.Callback]:

@@ -4,12 +4,16 @@ records -> ``tf.data.Dataset`` of ``(images, labels)``.
 Images are float32 (B, S, S, 3), S = ``config.input_size``, normalised by
 ``crops.to_model_input``; labels int32 (B,) class indices 0..5.
 
-- Training (``augment`` given): each element is ``augment.augment_hip`` on the
-  record's radiograph: a zoom level drawn from ``augment.zooms`` (the paper's
-  two box sizes), box wiggling, contrast-changing cutout and Gaussian-mixture
-  masking, each with its probability. The crop work is NumPy/Pillow, run by
-  ``tf.numpy_function`` in ``Dataset.map(num_parallel_calls=AUTOTUNE,
-  deterministic=True)``, then batched and prefetched.
+- Training (``augment`` given), by ``regime`` (``configs.TRAINING_REGIMES``):
+  ``online-random``: one element per hip and epoch, ``augment.augment_hip`` (a zoom
+  drawn from ``augment.zooms``, then box wiggling, contrast-changing cutout and
+  Gaussian-mixture masking, each with its probability, so they can stack);
+  ``paper-fixed``: the paper's fixed set, ``augment.paper_variants(augment.zooms)``
+  per hip and epoch (per zoom the plain crop and each augmentation alone: 8 elements
+  per hip with two zooms), each drawn afresh every epoch, all shuffled together.
+  The crop work is NumPy/Pillow, run by ``tf.numpy_function`` in
+  ``Dataset.map(num_parallel_calls=AUTOTUNE, deterministic=True)``, then batched
+  and prefetched.
 - Validation / test (``augment=None``): the plain ``crops.hip_crop`` at
   ``zoom`` (default 1.0): exactly ``to_model_input(hip_crop(...))``. For
   test-time averaging over zooms, build one dataset per zoom
@@ -17,8 +21,9 @@ Images are float32 (B, S, S, 3), S = ``config.input_size``, normalised by
   ``shuffle=False`` their elements are in record order, so predictions align.
 
 Reproducibility. Element i of epoch e uses ``numpy.random.default_rng([seed,
-e, i])`` (i = the record's index in ``records``), and the epoch's order is
-``default_rng([seed, e]).permutation(n)`` when ``shuffle``. The epoch counter
+e, i])`` (i = the element's index: the record's index in ``records``, or under
+``paper-fixed`` record index x variants + variant), and the epoch's order is
+``default_rng([seed, e]).permutation(n)`` (n elements) when ``shuffle``. The epoch counter
 e starts at 0 and counts iterations of *this* dataset object (each Keras
 epoch iterates it once). So: the same records, config, seed and epoch give
 identical batches, whatever the number of parallel calls or the thread timing
@@ -52,8 +57,8 @@ import numpy as np
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import tensorflow as tf  # noqa: E402
 
-from ml.core.augment import AugmentConfig, augment_hip  # noqa: E402
-from ml.core.configs import NetConfig  # noqa: E402
+from ml.core.augment import AugmentConfig, augment_hip, paper_variant, paper_variants  # noqa: E402
+from ml.core.configs import TRAINING_REGIMES, NetConfig  # noqa: E402
 from ml.core.crops import CropSpec, hip_crop, to_model_input  # noqa: E402
 
 PixelSource = Callable[[], np.ndarray] | str | os.PathLike
@@ -163,6 +168,14 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
     return np.random.default_rng([int(seed), int(epoch)]).permutation(n).astype(np.int64)
 
 
+def images_per_hip(regime: str, zooms: Sequence[float]) -> int:
+    """Training elements per hip and epoch: 1 (``online-random``) or the size of the paper's
+    fixed set, ``len(zooms) x 4`` (``paper-fixed``)."""
+    if regime not in TRAINING_REGIMES:
+        raise ValueError(f"regime must be one of {TRAINING_REGIMES}, got {regime!r}")
+    return len(paper_variants(zooms)) if regime == "paper-fixed" else 1
+
+
 def make_example(
     record: HipRecord,
     pixels: np.ndarray,
@@ -171,12 +184,30 @@ def make_example(
     augment: AugmentConfig | None,
     rng: np.random.Generator | None = None,
     zoom: float = 1.0,
+    variant: tuple[float, str] | None = None,
 ) -> np.ndarray:
-    """One model input (size, size, 3) float32: augmented if ``augment``
-    (needs ``rng``), else the plain crop at ``zoom``."""
-    if augment is not None:
-        if rng is None:
-            raise ValueError("augmentation needs rng")
+    """One model input (size, size, 3) float32: with ``variant`` = (zoom, kind) that image of
+    the paper's fixed set (``augment.paper_variant``; needs ``augment`` and ``rng``); else
+    randomly augmented if ``augment`` (needs ``rng``), else the plain crop at ``zoom``."""
+    if augment is not None and rng is None:
+        raise ValueError("augmentation needs rng")
+    if variant is not None:
+        if augment is None or rng is None:
+            raise ValueError("a paper-fixed variant needs augment and rng")
+        crop = paper_variant(
+            pixels,
+            record.box,
+            record.side,
+            zoom=variant[0],
+            kind=variant[1],
+            window=record.window,
+            rng=rng,
+            config=augment,
+            spec=CropSpec(size=size),
+            invert=record.invert,
+        )
+    elif augment is not None:
+        assert rng is not None
         crop = augment_hip(
             pixels,
             record.box,
@@ -214,12 +245,15 @@ def make_dataset(
     num_parallel_calls: int | None = None,
     prefetch: int | None = None,
     first_epoch: int = 0,
+    regime: str = "online-random",
 ) -> tf.data.Dataset:
     """``tf.data.Dataset`` of (images float32 (B, S, S, 3), labels int32 (B,)).
 
-    ``augment``: an ``AugmentConfig`` for training (random zoom from its
-    ``zooms`` plus the paper's augmentations), None for validation/test (the
-    plain crop at ``zoom``). ``batch_size`` defaults to ``config.batch_size``.
+    ``augment``: an ``AugmentConfig`` for training, None for validation/test (the
+    plain crop at ``zoom``). ``regime`` (with ``augment`` only): ``online-random``, one
+    randomly augmented crop per hip and epoch, or ``paper-fixed``, the paper's fixed set
+    of ``images_per_hip`` crops per hip and epoch (see the module docstring).
+    ``batch_size`` defaults to ``config.batch_size``.
     ``num_parallel_calls`` / ``prefetch`` default to ``tf.data.AUTOTUNE``.
     ``first_epoch``: the epoch number of the first iteration (a training run resumed
     after epoch e passes e, so it draws what an uninterrupted run would have drawn).
@@ -234,7 +268,11 @@ def make_dataset(
     if not zoom > 0:
         raise ValueError(f"zoom must be > 0, got {zoom!r}")
     size = int(config.input_size)
-    n = len(records)
+    if regime not in TRAINING_REGIMES:
+        raise ValueError(f"regime must be one of {TRAINING_REGIMES}, got {regime!r}")
+    variants = paper_variants(augment.zooms) if augment is not None and regime == "paper-fixed" else None
+    per_hip = len(variants) if variants else 1
+    n = len(records) * per_hip  # elements per epoch
     batch = int(batch_size or config.batch_size)
     cache = PixelCache(cache_bytes) if cache_pixels else None
     labels = np.array([r.label for r in records], dtype=np.int32)
@@ -249,11 +287,15 @@ def make_dataset(
             yield np.int64(i), np.int64(epoch)
 
     def load(index, epoch):
-        record = records[int(index)]
+        hip, variant = divmod(int(index), per_hip)
+        record = records[hip]
         pixels = cache.get(record) if cache is not None else record.load_pixels()
         rng = element_rng(seed, int(epoch), int(index)) if augment is not None else None
-        image = make_example(record, pixels, size=size, augment=augment, rng=rng, zoom=zoom)
-        return image, labels[int(index)]
+        image = make_example(
+            record, pixels, size=size, augment=augment, rng=rng, zoom=zoom,
+            variant=variants[variant] if variants else None,
+        )  # fmt: skip
+        return image, labels[hip]
 
     def tf_load(index, epoch):
         image, label = tf.numpy_function(load, [index, epoch], (tf.float32, tf.int32), stateful=False)
@@ -309,6 +351,7 @@ __all__ = [
     "element_rng",
     "epoch_order",
     "eval_zoom_datasets",
+    "images_per_hip",
     "make_dataset",
     "make_example",
     "records_labels",

@@ -130,6 +130,10 @@ def test_evaluate_a_detector(models, tmp_path):
     assert len(lines) == 1 + metrics["hips"]
     detector.refresh_from_db()
     assert detector.evaluation["iou_mean"] == metrics["iou_mean"]
+    # Its pretraining against the paper's (ImageNet + COCO), and the deviations that apply.
+    assert metrics["pretraining"] == {"encoder": "random", "heads": "random (no COCO)"}
+    keys = [d["key"] for d in metrics["deviations"]]
+    assert "detector-pretraining" in keys and "detector-keras-retinanet" in keys
 
 
 def test_evaluate_a_detector_with_no_classifier_counts_only_hips_it_did_not_find(models, tmp_path):
@@ -165,3 +169,5 @@ def test_model_page_shows_the_detector_figures(models, client_as):
     page = client_as("researcher").get(f"/models/versions/{detector.pk}/").content.decode()
     assert 'id="detector-figures"' in page and 'id="auto-vs-manual"' in page
     assert "hips.csv" in page
+    assert 'data-key="pretraining-encoder"><th>Pretraining, encoder</th><td>random' in page
+    assert "random (no COCO)" in page and 'data-key="detector-pretraining"' in page

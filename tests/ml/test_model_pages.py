@@ -16,7 +16,7 @@ from django.utils import timezone
 from PIL import Image
 
 from annotate.models import Radiograph
-from ml import scoring
+from ml import scoring, training
 from ml import services as ml_services
 from ml.api import time_left_seconds
 from ml.evaluation import DOWNLOADS, HEADLINE
@@ -345,6 +345,68 @@ def test_model_detail_shows_the_evaluation_with_confidence_intervals(dataset, cl
     assert set(body["files"]) == set(DOWNLOADS)
     assert body["files"]["metrics.json"] == f"/api/models/{version.pk}/files/metrics.json"
     assert [v["id"] for v in client.get("/api/models/").json()] == [version.pk]
+
+
+def test_model_page_lists_how_it_was_made_and_its_deviations_from_the_paper(dataset, client_as):
+    from ml.core.configs import get_config
+    from ml.core.deviations import classifier_deviations
+
+    client = client_as("researcher")
+    small = get_config("cpu-small").as_dict()
+    version = make_version(dataset)
+    ModelVersion.objects.filter(pk=version.pk).update(config=small)
+    page = client.get(f"/models/versions/{version.pk}/").content.decode()
+    assert 'data-key="pretraining"><th>Pretraining</th><td><strong>random weights</strong>' in page
+    assert 'data-key="test_time"><th>Test-time protocol</th><td>single (zoom 1.0)' in page
+    assert f'data-key="regime"><th>Training regime</th><td>{small["regime"]}' in page
+    assert 'data-key="lr_schedule"><th>Learning-rate schedule</th><td>per_epoch' in page
+    assert "Deviations from the paper" in page and "docs/research/deviations.md" in page
+    # Generated from the configuration: every applicable registry entry, and only those.
+    rows = classifier_deviations(small)
+    assert {"random-init", "smaller-network", "optimiser-settings"} <= {d["key"] for d in rows}
+    for row in rows:
+        assert f'data-key="{row["key"]}"' in page, row["key"]
+    assert 'data-key="test-time-zoom-average"' not in page and 'data-key="lr-decay-keras2"' not in page
+
+    # A stored config from before the fields existed says what it was made with: zoom-average.
+    ModelVersion.objects.filter(pk=version.pk).update(config={"name": "cpu-small", "input_size": 128})
+    page = client.get(f"/models/versions/{version.pk}/").content.decode()
+    assert "zoom-average (zooms 1.0, 1.5)" in page and 'data-key="test-time-zoom-average"' in page
+    assert 'data-key="online-random-regime"' in page
+
+    # The paper's configuration with ImageNet weights and the paper's readings.
+    paper = get_config("paper", weights_path="/weights/densenet169_notop.h5").as_dict()
+    ModelVersion.objects.filter(pk=version.pk).update(config=paper)
+    page = client.get(f"/models/versions/{version.pk}/").content.decode()
+    assert "ImageNet (DENSENET169_WEIGHTS)" in page and "paper-fixed" in page
+    assert 'data-key="random-init"' not in page and 'data-key="smaller-network"' not in page
+
+
+def test_paper_needs_its_weights_or_an_explicit_random_start_on_the_page_and_api(
+    dataset, client_as, settings, django_capture_on_commit_callbacks
+):
+    settings.DENSENET169_WEIGHTS = None
+    client = client_as("researcher")
+    assert "Train from random weights" in client.get("/models/").content.decode()
+    refused = client.post("/models/", {"dataset": dataset.pk, "config": "paper", "seed": 0})
+    assert refused.status_code == 200 and "DENSENET169_WEIGHTS is not set" in refused.content.decode()
+    api = client.post(
+        "/api/training-runs/", {"dataset": dataset.pk, "config": "paper"}, content_type="application/json"
+    )
+    assert api.status_code == 400 and "DENSENET169_WEIGHTS" in api.json()["detail"]
+    assert not TrainingRun.objects.exists()
+
+    with django_capture_on_commit_callbacks(execute=False):
+        page = client.post("/models/", {"dataset": dataset.pk, "config": "paper", "seed": 0, "random_init": "on"})
+    run = TrainingRun.objects.get()
+    assert page.status_code == 302 and run.config_name == "paper" and run.config["weights_path"] is None
+    training.training_cancel(run)  # frees the config/dataset pair for the API's run
+    with django_capture_on_commit_callbacks(execute=False):
+        api = client.post(
+            "/api/training-runs/", {"dataset": dataset.pk, "config": "paper", "random_init": True},
+            content_type="application/json",
+        )  # fmt: skip
+    assert api.status_code == 201 and api.json()["config"]["weights_path"] is None
 
 
 def test_an_unevaluated_model_says_so(dataset, client_as):

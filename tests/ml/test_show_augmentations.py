@@ -19,7 +19,7 @@ def test_writes_grid_from_phantoms(db, tmp_path):
     call_command("show_augmentations", "--out", str(out), "--seed", "3", "--count", "2", stdout=stdout)
     lines = stdout.getvalue().strip().splitlines()
     assert lines[-1] == str(out)
-    assert "phantoms" in stdout.getvalue()
+    assert "phantoms" in stdout.getvalue() and "regime paper-fixed" in stdout.getvalue()
     with Image.open(out) as image:
         image.load()
         assert image.format == "PNG"
@@ -32,6 +32,20 @@ def test_writes_grid_from_phantoms(db, tmp_path):
         tile = image.crop((cmd.GAP, cmd.HEADER + cmd.CAPTION, cmd.GAP + cmd.TILE, cmd.HEADER + cmd.CAPTION + cmd.TILE))
         low, high = tile.getextrema()
         assert high - low > 50
+
+
+def test_the_online_random_regime_shows_random_draws(db, tmp_path):
+    out = tmp_path / "online.png"
+    stdout = io.StringIO()
+    call_command("show_augmentations", "--out", str(out), "--count", "1", "--regime", "online-random", stdout=stdout)
+    assert "1 hips x 8 crops, regime online-random" in stdout.getvalue()
+    with Image.open(out) as image:
+        image.load()
+        tiles = [
+            np.asarray(image.crop((x, cmd.HEADER + cmd.CAPTION, x + cmd.TILE, cmd.HEADER + cmd.CAPTION + cmd.TILE)))
+            for x in (cmd.GAP + c * (cmd.TILE + cmd.GAP) for c in range(8))
+        ]
+    assert len({tile.tobytes() for tile in tiles}) > 1  # draws differ
 
 
 def test_unknown_dataset_is_an_error(db, tmp_path):

@@ -246,3 +246,73 @@ def test_recalibrate_batch_norm_sets_the_average_batch_statistics():
     # Only moving statistics changed: every trainable weight is as it was.
     for before, weight in zip(trainable, model.trainable_weights, strict=True):
         np.testing.assert_array_equal(before, np.array(weight))
+
+
+def test_learning_rate_schedules_per_epoch_and_keras2_inverse_time():
+    per_epoch = get_config("tiny", learning_rate=1e-3, lr_decay=0.9)
+    assert per_epoch.lr_schedule == "per_epoch"
+    schedule = nets.learning_rate_schedule(per_epoch, steps_per_epoch=10)
+    value = lambda s, step: float(keras.ops.convert_to_numpy(s(step)))  # noqa: E731
+    # x 0.9 once per epoch of 10 steps, constant within an epoch (staircase).
+    for step, want in ((0, 1e-3), (9, 1e-3), (10, 9e-4), (25, 1e-3 * 0.81), (100, 1e-3 * 0.9**10)):
+        assert value(schedule, step) == pytest.approx(want, rel=1e-5), step
+    assert nets.learning_rate_schedule(per_epoch, steps_per_epoch=None) == 1e-3
+
+    keras2 = per_epoch.replace(lr_schedule="keras2_inverse_time")
+    schedule = nets.learning_rate_schedule(keras2, steps_per_epoch=10)
+    # Keras 2.2's Adam(decay=0.9): lr / (1 + 0.9 x iterations), per optimizer step, whatever the epoch.
+    for step in (0, 1, 2, 9, 10, 100, 1000):
+        assert value(schedule, step) == pytest.approx(1e-3 / (1 + 0.9 * step), rel=1e-5), step
+    assert value(nets.learning_rate_schedule(keras2, steps_per_epoch=None), 10) == pytest.approx(1e-3 / 10, rel=1e-5)
+
+    # What Adam uses after k real updates of a compiled model.
+    model = nets.compile_model(nets.build_model(keras2), keras2, steps_per_epoch=3)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, *keras2.input_shape)).astype(np.float32)
+    for _ in range(3):
+        model.train_on_batch(x, np.array([0, 1, 2, 3]))
+    lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    assert lr == pytest.approx(1e-3 / (1 + 0.9 * 3), rel=1e-5)
+
+
+def test_evaluate_protocol_single_and_zoom_average():
+    config = get_config("tiny")
+    keras.utils.set_random_seed(3)
+    model = nets.compile_model(nets.build_model(config), config, class_weights=[1.0, 2.0, 1.0, 1.0, 0.5, 1.0])
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 6, size=10)
+    import tensorflow as tf
+
+    zoom1 = rng.standard_normal((10, *config.input_shape)).astype(np.float32)
+    zoom15 = rng.standard_normal((10, *config.input_shape)).astype(np.float32)
+    ds1 = tf.data.Dataset.from_tensor_slices((zoom1, labels)).batch(4)
+    ds15 = tf.data.Dataset.from_tensor_slices((zoom15, labels)).batch(4)
+    # single: one dataset, what model.evaluate says (the weighted loss included).
+    single = nets.evaluate_protocol(model, [ds1], labels)
+    evaluated = model.evaluate(ds1, verbose=0, return_dict=True)
+    assert single["val_accuracy"] == pytest.approx(evaluated["accuracy"], abs=1e-6)
+    assert single["val_loss"] == pytest.approx(evaluated["loss"], rel=1e-4)
+    # zoom-average: the mean softmax over the zooms, then argmax and the weighted loss.
+    averaged = nets.evaluate_protocol(model, [ds1, ds15], labels)
+    p = (model.predict(zoom1, verbose=0) + model.predict(zoom15, verbose=0)) / 2
+    assert averaged["val_accuracy"] == pytest.approx(np.mean(p.argmax(1) == labels))
+    weights = np.array([1.0, 2.0, 1.0, 1.0, 0.5, 1.0])[labels]
+    by_hand = np.mean(-np.log(np.clip(p[np.arange(10), labels], 1e-7, 1)) * weights)
+    assert averaged["val_loss"] == pytest.approx(by_hand, rel=1e-4)
+    with pytest.raises(ValueError):
+        nets.evaluate_protocol(model, [ds1], labels[:5])
+
+
+def test_regimes_of_the_configurations_and_with_regime():
+    from ml.core.configs import with_regime
+
+    assert get_config("paper").regime == "paper-fixed" and get_config("tiny").regime == "online-random"
+    paper = get_config("paper")
+    online = with_regime(paper, "online-random")  # as many images seen: 8x the epochs and the patience
+    assert (online.regime, online.epochs, online.patience) == ("online-random", 800, 80)
+    assert with_regime(paper, "paper-fixed") is paper
+    small = with_regime(get_config("cpu-small").replace(regime="online-random"), "paper-fixed")
+    assert (small.regime, small.epochs, small.patience) == ("paper-fixed", 5, 2)
+    assert with_regime(small, "online-random").epochs == 40
+    with pytest.raises(ValueError):
+        with_regime(paper, "nope")

@@ -1,9 +1,12 @@
 """Write a PNG grid of augmented hip crops for a person to look at.
 
-One row per hip (a caption line above it: class, side, source), columns the
-paper's set from ``ml.core.augment.paper_augmentations``: the plain crop at
+One row per hip (a caption line above it: class, side, source), columns what one
+epoch of a training regime shows of that hip. ``--regime paper-fixed`` (the default,
+the paper's set from ``ml.core.augment.paper_augmentations``): the plain crop at
 zoom 1.0, then its contrast-changing cutout, Gaussian-mixture masking and
-bounding-box wiggle, then the same four at zoom 1.5. Hips come from the newest
+bounding-box wiggle, then the same four at zoom 1.5. ``--regime online-random``:
+eight draws of ``augment_hip`` (one per epoch in training: a random zoom, each
+augmentation with p = 0.5). Hips come from the newest
 dataset version (or ``--dataset ID``), training split first; with no dataset
 or no hips, from synthetic phantoms rendered on the fly. The path is printed
 on the last line.
@@ -20,7 +23,8 @@ import numpy as np
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from PIL import Image, ImageDraw
 
-from ml.core.augment import AugmentConfig, paper_augmentations
+from ml.core.augment import AugmentConfig, augment_hip, paper_augmentations
+from ml.core.configs import TRAINING_REGIMES
 
 TILE = 160  # pixels per crop in the grid
 GAP = 4
@@ -129,7 +133,10 @@ def render_grid(rows: list[tuple[str, list[tuple[str, np.ndarray]]]]) -> Image.I
 
 
 class Command(BaseCommand):
-    help = "Write a PNG grid of augmented hip crops (plain crop first, then the paper's augmentations)."
+    help = (
+        "Write a PNG grid of augmented hip crops: per hip what a training regime makes of it "
+        "(paper-fixed: the paper's 8 images; online-random: 8 random draws, one per epoch)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--out", default="", help="PNG path (default: a new file in the temp folder)")
@@ -137,6 +144,7 @@ class Command(BaseCommand):
         parser.add_argument("--count", type=int, default=4, help="number of hips (rows)")
         parser.add_argument("--dataset", type=int, default=None, help="dataset version id (default: newest)")
         parser.add_argument("--phantoms", action="store_true", help="use synthetic phantoms even if a dataset exists")
+        parser.add_argument("--regime", choices=TRAINING_REGIMES, default="paper-fixed")
 
     def handle(self, *args: Any, **options: Any) -> None:
         count, seed = options["count"], options["seed"]
@@ -150,10 +158,15 @@ class Command(BaseCommand):
         config = AugmentConfig()
         rows = []
         for hip in hips:
-            tiles = paper_augmentations(
-                hip["pixels"], hip["box"], hip["side"], window=hip["window"], rng=rng, config=config,
-                invert=hip["invert"],
-            )  # fmt: skip
+            args = (hip["pixels"], hip["box"], hip["side"])
+            if options["regime"] == "paper-fixed":
+                tiles = paper_augmentations(*args, window=hip["window"], rng=rng, config=config, invert=hip["invert"])
+            else:
+                tiles = [
+                    (f"draw {k + 1}", augment_hip(*args, window=hip["window"], rng=rng, config=config,
+                                                  invert=hip["invert"]))
+                    for k in range(len(config.zooms) * 4)
+                ]  # fmt: skip
             rows.append((hip["caption"], tiles))
         out = options["out"]
         if not out:
@@ -162,5 +175,8 @@ class Command(BaseCommand):
         path = Path(out)
         path.parent.mkdir(parents=True, exist_ok=True)
         render_grid(rows).save(path, format="PNG")
-        self.stdout.write(f"{len(rows)} hips x {len(rows[0][1])} crops, augmentation config {config.as_dict()}")
+        self.stdout.write(
+            f"{len(rows)} hips x {len(rows[0][1])} crops, regime {options['regime']}, "
+            f"augmentation config {config.as_dict()}"
+        )
         self.stdout.write(str(path))

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from ml import training
-from ml.core.configs import CONFIGS
+from ml.core.configs import CONFIGS, TRAINING_REGIMES
 from ml.core.detector import DETECTOR_CONFIGS
 from ml.models import DatasetVersion, Kind
 
@@ -32,6 +32,18 @@ class Command(BaseCommand):
         parser.add_argument("--dataset", type=int, help="dataset version id (default: the newest)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--epochs", type=int, help="most epochs (default: the config's)")
+        parser.add_argument(
+            "--regime",
+            choices=TRAINING_REGIMES,
+            help="classifier: train under this regime instead of the config's, with as many images seen "
+            "(epochs and patience scaled; --epochs applies after)",
+        )
+        parser.add_argument(
+            "--random-init",
+            action="store_true",
+            help="start the backbone from random weights; without it `paper` refuses to start when "
+            "DENSENET169_WEIGHTS names no ImageNet weights file",
+        )
         parser.add_argument("--activate", action="store_true", help="make it the active model of its kind when done")
         parser.add_argument("--resume", type=int, metavar="RUN", help="resume training run RUN from its checkpoint")
         parser.add_argument(
@@ -57,6 +69,8 @@ class Command(BaseCommand):
                     activate=options["activate"],
                     epochs=options["epochs"],
                     enqueue=options["queue"],
+                    random_init=options["random_init"],
+                    regime=options["regime"],
                 )
             except training.TrainingRefused as error:
                 raise CommandError(str(error)) from error

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
@@ -126,34 +127,41 @@ def assignments_release_expired(*, now: Any = None) -> int:
 def assignment_next(*, user: Any) -> Assignment | None:
     """The labeller's current image, or the next one from the pool.
 
-    Rows are taken with ``SELECT ... FOR UPDATE SKIP LOCKED``: two labellers
-    asking at the same moment get different slots, and a labeller never gets
-    two slots of one radiograph.
+    A labeller holds one image at a time. Their requests take a row lock on
+    their own user row first (``SELECT ... FOR UPDATE``, held to the end of the
+    transaction), so the "one in progress?" check and the take below run for
+    one labeller at a time: eight tabs asking at once get the same image. Other
+    labellers are not held up; they lock other rows. Slots are taken with
+    ``SELECT ... FOR UPDATE SKIP LOCKED``: two labellers asking at the same
+    moment get different slots, and a labeller never gets two slots of one
+    radiograph (a unique constraint).
     """
-    current = Assignment.objects.filter(labeler=user, status=Assignment.Status.IN_PROGRESS).first()
-    if current is not None:
-        return current
-    assignments_release_expired()
-    for _ in range(5):  # a lost race on the unique constraint: take another
-        try:
-            with transaction.atomic():
-                mine = Assignment.objects.filter(labeler=user).values("radiograph_id")
-                slot = (
-                    Assignment.objects.select_for_update(skip_locked=True)
-                    .filter(status=Assignment.Status.OPEN, labeler__isnull=True)
-                    .exclude(radiograph_id__in=mine)
-                    .order_by("radiograph_id", "slot")
-                    .first()
-                )
-                if slot is None:
-                    return None
-                slot.labeler = user
-                slot.status = Assignment.Status.IN_PROGRESS
-                slot.taken_at = timezone.now()
-                slot.save(update_fields=["labeler", "status", "taken_at"])
-                return slot
-        except IntegrityError:
-            continue
+    with transaction.atomic():
+        get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk").first()
+        current = Assignment.objects.filter(labeler=user, status=Assignment.Status.IN_PROGRESS).first()
+        if current is not None:
+            return current
+        assignments_release_expired()
+        for _ in range(5):  # a lost race on the unique constraint: take another
+            try:
+                with transaction.atomic():
+                    mine = Assignment.objects.filter(labeler=user).values("radiograph_id")
+                    slot = (
+                        Assignment.objects.select_for_update(skip_locked=True)
+                        .filter(status=Assignment.Status.OPEN, labeler__isnull=True)
+                        .exclude(radiograph_id__in=mine)
+                        .order_by("radiograph_id", "slot")
+                        .first()
+                    )
+                    if slot is None:
+                        return None
+                    slot.labeler = user
+                    slot.status = Assignment.Status.IN_PROGRESS
+                    slot.taken_at = timezone.now()
+                    slot.save(update_fields=["labeler", "status", "taken_at"])
+                    return slot
+            except IntegrityError:
+                continue
     return None
 
 

@@ -12,6 +12,7 @@ import threading
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection, connections
+from django.test import Client
 
 from annotate import labelling, services
 from annotate.labelling import HipInput
@@ -76,3 +77,37 @@ def test_double_click_on_submit_stores_one_labelling(dicom_bytes, users):
     first, second = run_together([submit, submit])
     assert first.submitted_at == second.submitted_at
     assert HipLabel.objects.filter(assignment=assignment).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_labeller_asking_eight_times_at_once_holds_one_image(dicom_bytes, users):
+    """Eight tabs (or a double-clicking script) ask for the next image at the same moment: the
+    labeller ends with one image in progress, and every request is answered 200 with that image."""
+    for seed in range(8):  # room for eight images each: only the lock keeps lena to one
+        services.radiograph_ingest(data=dicom_bytes(seed=seed), name=f"{seed}.dcm", source="cli")
+    lena = users["labeler"]
+    clients = []
+    for _ in range(8):
+        client = Client()
+        client.force_login(lena)
+        clients.append(client)
+    for _ in range(3):  # several rounds: take, submit, take again
+        answers = run_together([lambda c=c: c.post("/api/labelling/next/") for c in clients])
+        assert [answer.status_code for answer in answers] == [200] * 8, [a.content[:200] for a in answers]
+        taken = {answer.json()["id"] for answer in answers}
+        mine = Assignment.objects.filter(labeler=lena, status=Assignment.Status.IN_PROGRESS)
+        assert mine.count() == 1, f"{mine.count()} images in progress"
+        assert taken == {mine.get().id}
+        labelling.assignment_submit(assignment_id=mine.get().id, user=lena, excluded="no_hip", hips=[])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_service_called_at_once_by_one_labeller_gives_one_slot(dicom_bytes, users):
+    for seed in range(8):
+        services.radiograph_ingest(data=dicom_bytes(seed=seed), name=f"{seed}.dcm", source="cli")
+    lena = users["labeler"]
+    taken = run_together([lambda: labelling.assignment_next(user=lena)] * 8)
+    assert {assignment.id for assignment in taken} == set(
+        Assignment.objects.filter(labeler=lena, status=Assignment.Status.IN_PROGRESS).values_list("id", flat=True)
+    )
+    assert Assignment.objects.filter(labeler=lena).count() == 1

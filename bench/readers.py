@@ -105,8 +105,8 @@ def setup_study(readers: int, cases: int, out: Path) -> None:
     from django.conf import settings
     from django.contrib.auth.models import User
     from django.core.management import call_command
-    from rest_framework.authtoken.models import Token
 
+    from accounts.tokens import token_create
     from ml.models import DatasetHip, ModelVersion, Split
     from readerstudy import services
     from readerstudy.models import TRAININGS, Group
@@ -134,7 +134,7 @@ def setup_study(readers: int, cases: int, out: Path) -> None:
     for i in range(readers):
         user = User.objects.create_user(f"bench-reader-{i:03d}")
         services.reader_add(study=study, user=user, group=Group.values[i % 2], training=TRAININGS[i % len(TRAININGS)])
-        tokens.append(Token.objects.create(user=user).key)
+        tokens.append(token_create(user=user)[1])
     out.write_text(json.dumps({"study": study.pk, "tokens": tokens}))
     print(
         f"study of {cases} cases ({radiographs} radiographs ingested, {test_hips} test hips), "

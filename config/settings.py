@@ -273,7 +273,7 @@ MIDDLEWARE += ["ml.operations.QueueUnavailableMiddleware"]
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.tokens.TokenAuthentication",  # django-rest-knox, expiring; see below
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -340,6 +340,21 @@ AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES) if AXES_COOLOFF_MINU
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "config.security.lockout_response"  # the lockout page; JSON for the API
+# API tokens (accounts.tokens, django-rest-knox): only a SHA-512 digest of each token is stored;
+# a token expires TOKEN_TTL_DAYS after it was made, and is refused at once when revoked (the
+# tokens page, /accounts/tokens/), or while its user is deactivated or locked out by axes.
+TOKEN_TTL_DAYS = env_int("TOKEN_TTL_DAYS", 30)
+if TOKEN_TTL_DAYS < 1:
+    raise ImproperlyConfigured(f"TOKEN_TTL_DAYS={TOKEN_TTL_DAYS}: a token lives at least one day")
+REST_KNOX = {"TOKEN_TTL": timedelta(days=TOKEN_TTL_DAYS), "AUTH_HEADER_PREFIX": "Token", "AUTO_REFRESH": False}
+# Mail, for password reset only: without EMAIL_HOST there is no reset (its pages answer 404 and
+# the login page offers none), rather than a form that claims to have sent a mail.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "webmaster@localhost")
 # Behind a reverse proxy that sets X-Forwarded-For: how many proxies (0: the peer address is the client).
 # The access log takes the client's address the same way.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)

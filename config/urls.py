@@ -1,16 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.routers import DefaultRouter
 
+from accounts.views import TokenObtainView
 from annotate import api as annotate_api
 from annotate import labelling_api, stow
 from annotate import labelling_views as label_views
 from annotate import views as annotate_views
 from config import converters, views
-from config.parsers import BoundedJSONParser
 from ml import ops_views
 from ml.urls import api_urlpatterns as ml_api_urlpatterns
 from readerstudy.urls import api_urlpatterns as readerstudy_api_urlpatterns
@@ -35,7 +33,7 @@ urlpatterns = [
     path("health/live/", views.health_live, name="health-live"),
     path("ops/", ops_views.ops_page, name="ops"),
     path("api/ops/", ops_views.ops_api, name="ops-api"),
-    path("accounts/", include("django.contrib.auth.urls")),
+    path("accounts/", include("accounts.urls")),  # Django's login pages, API tokens
     path("admin/", admin.site.urls),
     path("radiographs/", annotate_views.radiograph_list, name="radiograph_list"),
     path("radiographs/<id:pk>/", annotate_views.radiograph_detail, name="radiograph_detail"),
@@ -69,12 +67,7 @@ urlpatterns = [
     # STOW-RS (annotate/stow.py): a PACS posts instances; before the router's api/ include.
     path("api/dicomweb/studies", stow.stow_studies, name="dicomweb-stow"),
     path("api/", include(router.urls)),
-    # DRF's token view names its parsers: the bounded JSON parser replaces its JSONParser.
-    path(
-        "api/token/",
-        ObtainAuthToken.as_view(parser_classes=[FormParser, MultiPartParser, BoundedJSONParser]),
-        name="api_token",
-    ),
+    path("api/token/", TokenObtainView.as_view(), name="api_token"),  # expiring tokens (accounts.tokens)
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
 ]

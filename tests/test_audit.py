@@ -16,8 +16,8 @@ import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
+from accounts.tokens import token_create
 from annotate import services
 from annotate.audit import AUDITED, AccessLog
 from annotate.models import Radiograph
@@ -66,8 +66,8 @@ def test_exports_are_logged_with_their_query(client_as):
 
 
 def test_a_token_client_is_logged_under_its_account(users, radiograph, client):
-    token = Token.objects.create(user=users["adjudicator"])
-    response = client.get(f"/api/radiographs/{radiograph.pk}/", HTTP_AUTHORIZATION=f"Token {token.key}")
+    _, token = token_create(user=users["adjudicator"])
+    response = client.get(f"/api/radiographs/{radiograph.pk}/", HTTP_AUTHORIZATION=f"Token {token}")
     assert response.status_code == 200
     row = AccessLog.objects.get()
     assert (row.username, row.url_name, row.object_id) == ("adam", "radiograph-detail", str(radiograph.pk))

@@ -81,6 +81,8 @@ PERMISSIONS: dict[str, Rule] = {
     "password_reset_done": everyone(),
     "password_reset_confirm": everyone(uidb64="MQ", token="set-password"),
     "password_reset_complete": everyone(),
+    "account_tokens": everyone(anonymous="login"),  # each user's own API tokens
+    "account_token_revoke": everyone(method="POST", anonymous="login"),  # 400 without a token's key
     "admin": Rule({"anonymous": "login", **dict.fromkeys(LOGGED_IN, "login"), "staff": "ok"}),
     # The archive.
     "radiograph_list": allow(RESEARCHER, ADJUDICATOR),

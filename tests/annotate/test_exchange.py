@@ -403,9 +403,10 @@ def _demo_labels():
     return module
 
 
-def test_demo_labels_plant_disagreements_and_leave_work(phantoms) -> None:
+def test_demo_labels_plant_disagreements_and_leave_work(phantoms, settings) -> None:
     demo = _demo_labels()
     _import_phantoms(phantoms)
+    settings.DEBUG = True  # as the demo runs (create_demo_users refuses otherwise)
     call_command("create_demo_users", stdout=io.StringIO())
     result = demo.seed_demo_labels(phantoms, disagreements=3, seed=0)
     kinds = [note.split(" hip ", 1)[1] for note in result["planted"]]

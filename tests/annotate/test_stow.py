@@ -22,8 +22,8 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from django.contrib.auth.models import Group
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
+from accounts.tokens import token_create
 from annotate.models import Radiograph
 from annotate.stow import CANNOT_UNDERSTAND, OUT_OF_RESOURCES
 from tests.celery_worker import database_url, skip_or_fail
@@ -217,9 +217,9 @@ def test_a_token_client_needs_no_csrf_token_but_a_session_does(users):
     refused = post(session, body)
     assert refused.status_code == 403 and "CSRF" in refused.json()["detail"]
 
-    token = Token.objects.create(user=users["researcher"])
+    _, token = token_create(user=users["researcher"])
     service = Client(enforce_csrf_checks=True)
-    response = post(service, body, HTTP_AUTHORIZATION=f"Token {token.key}", HTTP_ACCEPT="application/dicom+json")
+    response = post(service, body, HTTP_AUTHORIZATION=f"Token {token}", HTTP_ACCEPT="application/dicom+json")
     assert response.status_code == 200
     assert Radiograph.objects.get().imported_by == users["researcher"]
 
@@ -230,11 +230,11 @@ def test_orthanc_posts_a_study_by_stow_rs(orthanc, live_server):
     """Orthanc's own STOW-RS client (POST /dicom-web/servers/{name}/stow) posts to us."""
     account = UserFactory(username="pacs-router")
     account.groups.set([Group.objects.get_or_create(name="researcher")[0]])
-    token = Token.objects.create(user=account)
+    _, token = token_create(user=account)
     files = [make_dicom(seed=seed, BodyPartExamined="PELVIS") for seed in (11, 12, 13)]
     ids = [orthanc.upload(data) for data in files]
     orthanc.add_dicomweb_server(
-        "hipstudy", f"{live_server.url}/api/dicomweb/", headers={"Authorization": f"Token {token.key}"}
+        "hipstudy", f"{live_server.url}/api/dicomweb/", headers={"Authorization": f"Token {token}"}
     )
 
     orthanc.stow_to("hipstudy", ids)
@@ -309,12 +309,12 @@ def gunicorn(transactional_db: Any, settings: Any, tmp_path: Path) -> Iterator[s
 def test_dicomweb_client_posts_a_chunked_body_through_gunicorn(gunicorn, users):
     """dicomweb-client sends a body larger than its chunk size with chunked transfer encoding
     (no Content-Length); gunicorn de-chunks it and the endpoint reads it to the end."""
-    token = Token.objects.create(user=users["researcher"])
+    _, token = token_create(user=users["researcher"])
     sent: list[str] = []
     session = requests.Session()
     session.hooks["response"].append(lambda r, *a, **k: sent.append(r.request.headers.get("Transfer-Encoding", "")))
     client = DICOMwebClient(
-        f"{gunicorn}/api/dicomweb", session=session, headers={"Authorization": f"Token {token.key}"}, chunk_size=32768
+        f"{gunicorn}/api/dicomweb", session=session, headers={"Authorization": f"Token {token}"}, chunk_size=32768
     )
     files = [make_dicom(seed=31), make_dicom(seed=32)]
 

@@ -1,12 +1,15 @@
-"""python manage.py create_demo_users: one account per role, for the demo."""
+"""python manage.py create_demo_users: one account per role, for the demo. It sets every demo
+account (``admin`` included, a superuser) to one known password, so it runs only with DEBUG on:
+on a production site it would hand out an administrator's login."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from annotate.roles import ADJUDICATOR, LABELER, READER, RESEARCHER, ROLES
 
@@ -29,6 +32,11 @@ class Command(BaseCommand):
         parser.add_argument("--quiet", action="store_true", help="do not print the credentials")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEBUG:
+            raise CommandError(
+                "create_demo_users sets known passwords (admin's too) and runs only with DEBUG on; "
+                "on a real site use manage.py createsuperuser and the admin"
+            )
         password = options["password"]
         groups = {role: Group.objects.get_or_create(name=role)[0] for role in ROLES}
         User = get_user_model()

@@ -22,13 +22,16 @@ class RadiographAdmin(admin.ModelAdmin):
     list_filter = ["modality", "photometric_interpretation", "source"]
     list_select_related = ["study"]
     # Stored files and their hashes never change after import.
-    readonly_fields = ["sha256", "original", "pixels", "preview", "file_size", "sop_instance_uid", "imported_at"]
+    readonly_fields = [
+        "sha256", "original", "pixels", "preview", "file_size", "sop_instance_uid", "pacs_link", "imported_at",
+    ]  # fmt: skip
 
 
 class ImportItemInline(admin.TabularInline):
     model = ImportItem
     extra = 0
-    readonly_fields = ["name", "status", "reason", "radiograph"]
+    readonly_fields = ["label", "status", "reason", "radiograph"]
+    fields = readonly_fields
     can_delete = False
 
 

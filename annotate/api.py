@@ -56,6 +56,9 @@ class RadiographViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class ImportItemSerializer(serializers.ModelSerializer):
+    # The file's position in its upload ("file 3"): uploaded file names are never kept.
+    name = serializers.CharField(source="label", read_only=True)
+
     class Meta:
         model = ImportItem
         fields = ["name", "status", "reason", "radiograph"]

@@ -26,7 +26,8 @@ import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import generate_frames
-from pydicom.filereader import _read_file_meta_info, read_dataset
+from pydicom.filereader import _read_file_meta_info
+from pydicom.filereader import read_dataset as _read_raw_dataset
 from pydicom.multival import ConstrainedList
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import _get_jpg_parameters
@@ -37,25 +38,6 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     generate_uid,
-)
-
-# Direct identifiers (PS3.15 Annex E basic profile) the platform must never store.
-IDENTIFYING_KEYWORDS: tuple[str, ...] = tuple(
-    """
-    PatientName PatientID PatientBirthDate PatientBirthTime PatientBirthName OtherPatientIDs OtherPatientIDsSequence
-    OtherPatientNames PatientAddress PatientTelephoneNumbers PatientTelecomInformation PatientMotherBirthName
-    MedicalRecordLocator IssuerOfPatientID IssuerOfPatientIDQualifiersSequence PatientInsurancePlanCodeSequence
-    InsurancePlanIdentification MilitaryRank BranchOfService RegionOfResidence CountryOfResidence
-    PatientReligiousPreference ReferringPhysicianName ReferringPhysicianAddress ReferringPhysicianTelephoneNumbers
-    ReferringPhysicianIdentificationSequence PerformingPhysicianName PerformingPhysicianIdentificationSequence
-    OperatorsName OperatorIdentificationSequence PhysiciansOfRecord PhysiciansOfRecordIdentificationSequence
-    NameOfPhysiciansReadingStudy PhysiciansReadingStudyIdentificationSequence RequestingPhysician
-    ScheduledPerformingPhysicianName VerifyingObserverName ContentCreatorName ReviewerName PersonName PersonAddress
-    PersonTelephoneNumbers ResponsiblePerson ResponsibleOrganization InstitutionName InstitutionAddress
-    InstitutionalDepartmentName InstitutionCodeSequence StationName DeviceSerialNumber AccessionNumber StudyID
-    AdmissionID IssuerOfAdmissionIDSequence RequestedProcedureID PerformedProcedureStepID ScheduledProcedureStepID
-    FillerOrderNumberImagingServiceRequest PlacerOrderNumberImagingServiceRequest
-    """.split()
 )
 
 MIN_DIMENSION = 1  # tiny test images are still images; size is no reason to refuse one
@@ -165,6 +147,13 @@ def read_meta(data: bytes, *, limits: DecodeLimits | None = None) -> DicomMeta:
 
 def decode_dicom(data: bytes, *, limits: DecodeLimits | None = None) -> DecodedImage:
     """Full decode to display-sense uint16 pixels plus a default window; raises DicomRejected."""
+    return decode_dataset(read_dataset(data, limits=limits))
+
+
+def read_dataset(data: bytes, *, limits: DecodeLimits | None = None) -> Dataset:
+    """The whole data set, read within the bounds and validated as ``decode_dicom`` does, its
+    pixels not yet decoded; raises DicomRejected. For a caller that changes the data set (the
+    ingest de-identifies it) before it decodes the pixels (``decode_dataset``)."""
     held: list[Dataset] = []
     limits = limits or DecodeLimits()
     with _guard(held):
@@ -176,8 +165,31 @@ def decode_dicom(data: bytes, *, limits: DecodeLimits | None = None) -> DecodedI
             _validate(_read(data, held, stop_before_pixels=True, limits=limits)[0], True, limits)
             raise DicomRejected("truncated pixel data")
         _validate(ds, "PixelData" in ds, limits)
+        return ds
+
+
+def decode_dataset(ds: Dataset) -> DecodedImage:
+    """Decode the pixels of a data set from ``read_dataset`` (which bounded and validated it)."""
+    with _guard([ds]):
         meta = _meta(ds)
         return _to_display(_decode_pixels(ds, meta), ds, meta)
+
+
+def encode_dataset(ds: Dataset) -> bytes:
+    """A data set as a DICOM file (preamble, file meta, its own transfer syntax); pixel data as
+    it was read (no decode, no re-encode). Raises DicomRejected when it cannot be written."""
+    with _guard([ds]):
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        return out.getvalue()
+
+
+@contextlib.contextmanager
+def guarded(ds: Dataset) -> Iterator[None]:
+    """Run code on a data set with pydicom muted and every failure a DicomRejected (the
+    identifiers of ``ds`` scrubbed from the reason), as this module's own readers do."""
+    with _guard([ds]):
+        yield
 
 
 @contextlib.contextmanager
@@ -250,7 +262,7 @@ def _check_deflated_header(head: bytes, limits: DecodeLimits) -> None:
     for what its header says after a megabyte of inflating. A header longer than that, or one
     that does not parse, is left to the inflate cap and to dcmread."""
     try:
-        ds = read_dataset(
+        ds = _read_raw_dataset(
             io.BytesIO(head),
             is_implicit_VR=False,
             is_little_endian=True,

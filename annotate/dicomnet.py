@@ -17,23 +17,26 @@ also answers C-ECHO). Each received file takes two steps:
 2. Drain threads ingest spooled files in order of arrival through
    ``annotate.ingest.radiograph_ingest`` (pseudonymisation, dedupe, rejection
    with reasons), log each outcome, and delete a file only once its row is
-   committed. A file the ingest rejects moves to ``rejected/`` with a
-   ``.reason.txt`` beside it, so that nothing is lost. On start the drain picks
-   up what an earlier process left in the spool.
+   committed. A file the ingest rejects is kept in ``rejected/`` only
+   de-identified (or, when it cannot be read, not at all), with a
+   ``.reason.txt`` beside it, for ``REJECTED_RETENTION_DAYS``. On start the
+   drain picks up what an earlier process left in the spool.
 
-Spool file names sort in arrival order and carry the receipt time (the
-radiograph's ``received_at``): ``20260101T120000.123456Z-<hash of the SOP
-Instance UID>.dcm``. The calling AE title travels in the file's meta
-information (Sending Application Entity Title, 0002,0017).
+The spool (mode 0700) holds received files before they are de-identified, for
+the seconds until they are ingested. Spool file names sort in arrival order and
+carry the receipt time (the radiograph's ``received_at``):
+``20260101T120000.123456Z-<keyed hash of the SOP Instance UID>.dcm``. The
+calling AE title travels in the file's meta information (Sending Application
+Entity Title, 0002,0017). Log lines name instances by their pseudonymous UID.
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import heapq
 import logging
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -56,7 +59,10 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.sop_class import Verification
 
+from annotate.cleanup import rejected_purge
 from annotate.dicom import DicomRejected, read_meta
+from annotate.pseudonyms import short_pseudonym, uid_pseudonym
+from annotate.storage import private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +91,30 @@ _TIME_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 RETRY_SECONDS = 5.0  # a drain thread waits this long after an ingest failed for want of the database
 
 
+_UID_IN_LOG = re.compile(r"(Instance UID\s*:?\s*)([0-9]+(?:\.[0-9]+)+)")
+
+
+class PseudonymiseUIDs(logging.Filter):
+    """pynetdicom's DEBUG summaries of each C-STORE name the sender's Study/Series/SOP Instance
+    UIDs: those lines are logged with the pseudonymous UIDs instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Instance UID" in message:
+            record.msg, record.args = _UID_IN_LOG.sub(lambda m: m.group(1) + uid_pseudonym(m.group(2)), message), ()
+        return True
+
+
+def _pseudonymise_pynetdicom_logs() -> None:
+    import pynetdicom  # noqa: F401 - its loggers exist once it is imported
+
+    names = [name for name in logging.root.manager.loggerDict if name.startswith("pynetdicom")]
+    for name in ["pynetdicom", *names]:
+        logger_ = logging.getLogger(name)
+        if not any(isinstance(f, PseudonymiseUIDs) for f in logger_.filters):
+            logger_.addFilter(PseudonymiseUIDs())
+
+
 def transfer_syntaxes() -> list[str]:
     """Every transfer syntax whose pixel data pydicom can decode here (native
     ones, and JPEG, JPEG-LS, JPEG 2000, HTJ2K and RLE through pylibjpeg):
@@ -103,7 +133,7 @@ def transfer_syntaxes() -> list[str]:
 
 
 def spool_name(received_at: datetime.datetime, sop_instance_uid: str) -> str:
-    digest = hashlib.sha256(sop_instance_uid.encode()).hexdigest()[:16]
+    digest = short_pseudonym(sop_instance_uid, purpose="spool")
     return f"{received_at.astimezone(datetime.UTC).strftime(_TIME_FORMAT)}-{digest}{SPOOL_SUFFIX}"
 
 
@@ -175,8 +205,10 @@ class DicomListener:
     # --- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
-        self.rejected_dir.mkdir(exist_ok=True)
+        _pseudonymise_pynetdicom_logs()
+        private_dir(self.spool_dir)
+        private_dir(self.rejected_dir)
+        rejected_purge(self.rejected_dir)
         for part in self.spool_dir.glob(f".*{PART_SUFFIX}"):
             # Never acknowledged (the process died while writing it): the sender still has it.
             part.unlink(missing_ok=True)
@@ -327,7 +359,13 @@ class DicomListener:
             (self.spool_dir / name).unlink(missing_ok=True)
             reason = f"cannot spool the file: {exc.strerror or type(exc).__name__}"
             return self._refuse(OUT_OF_RESOURCES, reason, calling_ae, sop_uid)
-        logger.info("stored %s from %s (SOP Instance UID %s, %d bytes)", name, calling_ae, sop_uid, len(data))
+        logger.info(
+            "stored %s from %s (pseudonymous SOP Instance UID %s, %d bytes)",
+            name,
+            calling_ae,
+            _pseudonym(sop_uid),
+            len(data),
+        )
         with self._lock:
             self.counts["stored"] += 1
         self._enqueue(name)
@@ -335,7 +373,11 @@ class DicomListener:
 
     def _refuse(self, code: int, reason: str, calling_ae: str, sop_uid: str) -> Dataset:
         logger.warning(
-            "refused a C-STORE from %s (SOP Instance UID %s) with status 0x%04X: %s", calling_ae, sop_uid, code, reason
+            "refused a C-STORE from %s (pseudonymous SOP Instance UID %s) with status 0x%04X: %s",
+            calling_ae,
+            _pseudonym(sop_uid),
+            code,
+            reason,
         )
         with self._lock:
             self.counts["refused"] += 1
@@ -411,27 +453,56 @@ class DicomListener:
         with self._lock:
             self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1
         if outcome.status == "rejected":
-            logger.warning("rejected %s from %s (SOP Instance UID %s): %s", name, calling_ae, sop_uid, outcome.reason)
-            (self.rejected_dir / f"{name}.reason.txt").write_text(
-                f"{outcome.reason}\ncalling AE: {calling_ae}\nSOP Instance UID: {sop_uid}\n"
+            logger.warning(
+                "rejected %s from %s (pseudonymous SOP Instance UID %s): %s",
+                name,
+                calling_ae,
+                _pseudonym(sop_uid),
+                outcome.reason,
             )
-            os.replace(path, self.rejected_dir / name)
-            _fsync_dir(self.rejected_dir)
+            self._keep_rejected(path, data, outcome.reason, calling_ae, sop_uid)
         else:
             verb = "imported" if outcome.status == "imported" else "present"
             detail = f" ({outcome.reason})" if outcome.reason else ""
             logger.info(
-                "%s radiograph %s from %s (SOP Instance UID %s, spool file %s)%s",
+                "%s radiograph %s from %s (pseudonymous SOP Instance UID %s, spool file %s)%s",
                 verb,
                 outcome.radiograph_id,
                 calling_ae,
-                sop_uid,
+                _pseudonym(sop_uid),
                 name,
                 detail,
             )
             # No fsync of the folder: should the removal be lost in a crash, the file comes back
             # and is found present.
             path.unlink()
+
+    def _keep_rejected(self, path: Path, data: bytes, reason: str, calling_ae: str, sop_uid: str) -> None:
+        """Keep a rejected file de-identified (or only its reason, when it cannot be read within
+        the decoding bounds) in ``rejected/`` for REJECTED_RETENTION_DAYS; remove the received one."""
+        from annotate.ingest import deidentified_copy
+
+        kept = "its de-identified copy is kept beside this file"
+        try:
+            copy: bytes | None = deidentified_copy(data)[1]
+        except DicomRejected:
+            copy, kept = None, "the file could not be de-identified and is not kept"
+        note = self.rejected_dir / f"{path.name}.reason.txt"
+        note.write_text(
+            f"{reason}\ncalling AE: {calling_ae}\npseudonymous SOP Instance UID: {_pseudonym(sop_uid)}\n{kept}\n"
+        )
+        if copy is not None:
+            part = self.rejected_dir / f".{path.name}{PART_SUFFIX}"
+            with open(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+                handle.write(copy)
+            os.replace(part, self.rejected_dir / path.name)
+        path.unlink()
+        _fsync_dir(self.rejected_dir)
+        rejected_purge(self.rejected_dir)
+
+
+def _pseudonym(uid: str) -> str:
+    return uid_pseudonym(uid) if uid and uid != "?" else "?"
 
 
 def _sender(path: Path) -> tuple[str, str]:

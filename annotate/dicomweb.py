@@ -36,8 +36,11 @@ from pydicom import Dataset, dcmwrite
 
 from annotate.ingest import IMPORTED, PRESENT, REJECTED, IngestOutcome, radiograph_ingest
 from annotate.models import Radiograph
+from annotate.pseudonyms import uid_pseudonym
 
 logger = logging.getLogger(__name__)
+# dicomweb_client logs each request's URL at INFO: those URLs carry the PACS's original UIDs.
+logging.getLogger("dicomweb_client").setLevel(logging.WARNING)
 
 MODALITIES = ("CR", "DX")
 BODY_PARTS = frozenset({"HIP", "PELVIS"})
@@ -97,6 +100,11 @@ class _Instance:
     study_uid: str
     series_uid: str
     sop_uid: str
+
+    @property
+    def name(self) -> str:
+        """How outcomes, logs and the rows name it: its pseudonymous SOP Instance UID."""
+        return uid_pseudonym(self.sop_uid)
 
 
 def _value(result: dict[str, Any], tag: str) -> str:
@@ -182,7 +190,10 @@ def _find_series(client: DICOMwebClient, study_uid: str, summary: PullSummary) -
             if not uid or uid in found:
                 continue
             if body_part and body_part not in BODY_PARTS:
-                message = f"skipped series {uid} of study {study_uid}: body part {body_part}, not hip or pelvis"
+                message = (
+                    f"skipped series {uid_pseudonym(uid)} of study {uid_pseudonym(study_uid)}: "
+                    f"body part {body_part}, not hip or pelvis"
+                )
                 logger.info(message)
                 summary.skipped_series.append(message)
                 continue
@@ -212,8 +223,8 @@ def _retrieve(client: DICOMwebClient, instance: _Instance, summary: PullSummary)
     try:
         data = _encode(dataset)
     except (ValueError, AttributeError, TypeError) as exc:
-        return IngestOutcome(instance.sop_uid, REJECTED, f"cannot write the retrieved instance: {exc}")
-    return radiograph_ingest(data=data, name=instance.sop_uid, source=Radiograph.Source.DICOMWEB)
+        return IngestOutcome(instance.name, REJECTED, f"cannot write the retrieved instance: {type(exc).__name__}")
+    return radiograph_ingest(data=data, name=instance.name, source=Radiograph.Source.DICOMWEB)
 
 
 def pull(
@@ -242,20 +253,21 @@ def pull(
             for series in _find_series(client, study, summary):
                 summary.series += 1
                 instances.extend(_find_instances(client, study, series))
+    # The rows hold the pseudonymous UIDs the ingest gave each instance.
     held = dict(
-        Radiograph.objects.filter(sop_instance_uid__in=[i.sop_uid for i in instances]).values_list(
+        Radiograph.objects.filter(sop_instance_uid__in=[i.name for i in instances]).values_list(
             "sop_instance_uid", "id"
         )
     )
     total = len(instances)
     for instance in instances:
-        if instance.sop_uid in held:
+        if instance.name in held:
             # Held already: not downloaded again.
-            outcome = IngestOutcome(instance.sop_uid, PRESENT, "held already", held[instance.sop_uid])
+            outcome = IngestOutcome(instance.name, PRESENT, "held already", held[instance.name])
         else:
             outcome = _retrieve(client, instance, summary)
             if outcome.status == REJECTED:
-                logger.info("rejected %s from %s: %s", instance.sop_uid, url, outcome.reason)
+                logger.info("rejected %s from %s: %s", instance.name, url, outcome.reason)
         summary.outcomes.append(outcome)
         if progress is not None:
             progress(outcome, len(summary.outcomes), total)

@@ -2,18 +2,19 @@
 
 Exports hold pseudonyms only (patient ``P-...``, accession ``A-...``), never
 the DICOM's names, IDs or accession numbers; each image is named
-``<SOP Instance UID>.dcm`` and carries its ``sop_instance_uid``, so a
-re-import finds it.
+``<pseudonymous SOP Instance UID>.dcm`` and carries that ``sop_instance_uid``
+(the one its stored de-identified copy carries), so a re-import finds it.
 
 Imports load a file as one labeller's submitted work, one radiograph at a
 time, exactly as if they had labelled it in the browser, so agreement and
 adjudication run as usual. How an image entry finds its radiograph:
 
 1. the entry's own SOP Instance UID (COCO ``images[].sop_instance_uid``, VIA
-   ``file_attributes.sop_instance_uid``), if it has one; otherwise
+   ``file_attributes.sop_instance_uid``), if it has one, pseudonymous or the
+   PACS's original (whose keyed pseudonym is looked up); otherwise
 2. its file name's stem (last path part, extension dropped) if it is a DICOM
    UID (as the exports write: ``<SOP UID>.dcm``); otherwise
-3. its stem if it is the SHA-256 of the original (how the platform stores it).
+3. its stem if it is the SHA-256 of the stored de-identified copy (how the platform names it).
 
 Nothing else (patient, accession, file paths) is used: they are not unique or
 not known here. Entries that match no radiograph are listed in the report,
@@ -41,6 +42,7 @@ from annotate.formats import FormatError, coco, tabular, via
 from annotate.labelling import HipInput
 from annotate.labels import Adjudication, Assignment, HipLabel
 from annotate.models import Radiograph
+from annotate.pseudonyms import uid_pseudonym
 from annotate.roles import LABELER, has_role
 
 EXPORT_FORMATS = ("coco", "via", "csv")
@@ -208,11 +210,14 @@ def _labelling_of(image: formats.Image, labeler: str | None) -> tuple[tuple[form
 def _match(images: Sequence[formats.Image]) -> dict[int, Radiograph]:
     """Entry index -> radiograph, by the rule in the module docstring."""
     keys = [image.matching_keys() for image in images]
-    by_uid = {r.sop_instance_uid: r for r in Radiograph.objects.filter(sop_instance_uid__in={k[0] for k in keys})}
+    # A UID is the pseudonymous one (an export of this site) or the PACS's (a file made elsewhere).
+    pseudonyms = {uid: uid_pseudonym(uid) for uid, _ in keys if uid}
+    wanted = set(pseudonyms) | set(pseudonyms.values())
+    by_uid = {r.sop_instance_uid: r for r in Radiograph.objects.filter(sop_instance_uid__in=wanted)}
     by_hash = {r.sha256: r for r in Radiograph.objects.filter(sha256__in={k[1] for k in keys if k[1]})}
     matched = {}
     for index, (uid, sha256) in enumerate(keys):
-        radiograph = by_uid.get(uid) if uid else by_hash.get(sha256)
+        radiograph = (by_uid.get(uid) or by_uid.get(pseudonyms[uid])) if uid else by_hash.get(sha256)
         if radiograph is not None:
             matched[index] = radiograph
     return matched

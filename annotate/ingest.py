@@ -1,8 +1,10 @@
-"""DICOM ingest: decode, pseudonymise, store the files, add the rows.
+"""DICOM ingest: de-identify, decode, store the files, add the rows.
 
 Each file goes through two steps:
-- ``_prepare`` (no database): hash, decode, encode the 16-bit array and the
-  preview, and store the three content-addressed files. It is the CPU- and
+- ``_prepare`` (no database): read within the decoding bounds, de-identify
+  (``annotate.deidentify``: nothing identifying is ever written), hash the
+  de-identified copy, decode, encode the 16-bit array and the preview, and
+  store the three content-addressed files. It is the CPU- and
   I/O-heavy part and runs in a thread pool: numpy, the codecs, zlib, hashlib
   and file writes release the GIL, so a batch uses every core.
 - ``_commit`` (database, in the calling thread): the rows, in one transaction.
@@ -16,7 +18,6 @@ from __future__ import annotations
 import datetime
 import errno
 import hashlib
-import hmac
 import io
 import logging
 import os
@@ -34,8 +35,19 @@ from django.utils import timezone
 from PIL import Image
 
 from annotate import labelling
-from annotate.dicom import DecodedImage, DecodeLimits, DicomRejected, decode_dicom, render_preview
+from annotate.deidentify import Identity, deidentify
+from annotate.dicom import (
+    DecodedImage,
+    DecodeLimits,
+    DicomRejected,
+    decode_dataset,
+    encode_dataset,
+    guarded,
+    read_dataset,
+    render_preview,
+)
 from annotate.models import ImportItem, ImportJob, Patient, Radiograph, Study
+from annotate.pseudonyms import deidentification_policy, pacs_link_seal, pseudonym
 from annotate.sources import SourceError, SourceItem
 from annotate.storage import Buffers
 
@@ -64,6 +76,7 @@ class _Prepared:
     size: int
     image: DecodedImage | None
     names: dict[str, str]
+    identity: Identity
     created: list[str] = field(default_factory=list)
 
 
@@ -71,13 +84,6 @@ def decode_limits() -> DecodeLimits:
     """The bounds on decoding (settings ``MAX_DECODED_PIXELS``, ``MAX_DECODED_BYTES``) that
     every route passes to ``annotate.dicom``."""
     return DecodeLimits(max_pixels=settings.MAX_DECODED_PIXELS, max_bytes=settings.MAX_DECODED_BYTES)
-
-
-def pseudonym(value: str, *, purpose: str) -> str:
-    """Keyed hash (HMAC-SHA256) of an identifier; ``purpose`` keeps the hash of
-    a patient ID apart from the hash of an equal accession number."""
-    key = settings.PSEUDONYM_KEY.encode()
-    return hmac.new(key, f"{purpose}:{value.strip()}".encode(), hashlib.sha256).hexdigest()
 
 
 def file_names(sha256: str) -> dict[str, str]:
@@ -129,27 +135,42 @@ def _delete_files(names: Iterable[str]) -> None:
             logger.exception("could not remove %s after a failed import", name)
 
 
-def _prepare(data: bytes) -> _Prepared | str:
-    """Hash, decode and store the files of one file (no database: runs in a
-    thread). A string is the reason for refusing the file.
+def deidentified_copy(data: bytes) -> tuple[Any, bytes, Identity]:
+    """Read a received file within the decoding bounds, de-identify it (settings
+    ``PSEUDONYM_KEY``, ``DICOM_DATE_SHIFT``) and write it again: (data set, the bytes of the
+    de-identified file, what the file said before). Raises DicomRejected."""
+    ds = read_dataset(data, limits=decode_limits())
+    with guarded(ds):
+        identity = deidentify(ds, deidentification_policy())
+    return ds, encode_dataset(ds), identity
 
-    Content whose three files are all stored already is not decoded again
-    (``image`` is None): it is a re-import, and ``_commit`` finds its row.
+
+def _prepare(data: bytes) -> _Prepared | str:
+    """De-identify, hash, decode and store the files of one file (no database:
+    runs in a thread). A string is the reason for refusing the file.
+
+    The stored copy is the de-identified one, named by its own hash. De-identification
+    is deterministic, so content whose three files are all stored already is not
+    decoded again (``image`` is None): it is a re-import, and ``_commit`` finds its row.
     """
-    sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        ds, stored, identity = deidentified_copy(data)
+    except DicomRejected as exc:
+        return exc.reason
+    sha256 = hashlib.sha256(stored).hexdigest()
     names = file_names(sha256)
     if all(default_storage.exists(name) for name in names.values()):
-        return _Prepared(sha256, len(data), None, names)
-    return _prepare_decoded(data, sha256)
+        return _Prepared(sha256, len(stored), None, names, identity)
+    return _prepare_decoded(ds, stored, sha256, identity)
 
 
-def _prepare_decoded(data: bytes, sha256: str) -> _Prepared | str:
+def _prepare_decoded(ds: Any, stored: bytes, sha256: str, identity: Identity) -> _Prepared | str:
     try:
-        image = decode_dicom(data, limits=decode_limits())
+        image = decode_dataset(ds)
     except DicomRejected as exc:
         return exc.reason
     names = file_names(sha256)
-    contents = {"original": Buffers(data), "pixels": _encode_pixels(image.pixels), "preview": _encode_preview(image)}
+    contents = {"original": Buffers(stored), "pixels": _encode_pixels(image.pixels), "preview": _encode_preview(image)}
     try:
         created = _store_files(contents, names)  # removes what it wrote when it fails
     except OSError as exc:
@@ -157,7 +178,7 @@ def _prepare_decoded(data: bytes, sha256: str) -> _Prepared | str:
             raise
         logger.error("the data folder is full: %s", exc)
         return f"{DISK_FULL_REASON} ({os.strerror(exc.errno)}); nothing was stored, send it again"
-    return _Prepared(sha256, len(data), image, names, created)
+    return _Prepared(sha256, len(stored), image, names, identity, created)
 
 
 def _commit(
@@ -177,12 +198,16 @@ def _commit(
         # Stored files without a row: left by an import that died between the
         # two. Decode the stored original again and let this import own them.
         with default_storage.open(prepared.names["original"]) as handle:
-            redone = _prepare_decoded(handle.read(), sha256)
+            stored = handle.read()
+        try:
+            redone = _prepare_decoded(read_dataset(stored, limits=decode_limits()), stored, sha256, prepared.identity)
+        except DicomRejected as exc:
+            redone = exc.reason
         if isinstance(redone, str):
             _delete_files(prepared.names.values())
             return IngestOutcome(name, REJECTED, redone)
         prepared = redone
-    meta = prepared.image.meta
+    meta, identity = prepared.image.meta, prepared.identity
     existing = Radiograph.objects.filter(sop_instance_uid=meta.sop_instance_uid).values_list("id", flat=True).first()
     if existing is not None:
         if not Radiograph.objects.filter(sha256=sha256).exists():
@@ -191,13 +216,13 @@ def _commit(
     try:
         with transaction.atomic():
             patient, _ = Patient.objects.get_or_create(
-                pseudo_id=pseudonym(meta.patient_id, purpose="patient"), defaults={"sex": meta.patient_sex}
+                pseudo_id=pseudonym(identity.patient_id, purpose="patient"), defaults={"sex": meta.patient_sex}
             )
             study, _ = Study.objects.get_or_create(
                 study_instance_uid=meta.study_instance_uid,
                 defaults={
                     "patient": patient,
-                    "accession_pseudo": pseudonym(meta.accession_number, purpose="accession"),
+                    "accession_pseudo": pseudonym(identity.accession_number, purpose="accession"),
                     "study_date": meta.study_date,
                     "patient_age_years": meta.patient_age_years,
                 },
@@ -208,6 +233,7 @@ def _commit(
                 series_instance_uid=meta.series_instance_uid,
                 sop_instance_uid=meta.sop_instance_uid,
                 sop_class_uid=meta.sop_class_uid,
+                pacs_link=pacs_link_seal(identity),
                 modality=meta.modality,
                 view_position=meta.view_position,
                 rows=meta.rows,

@@ -2,7 +2,8 @@
 
 Direct identifiers (name, patient ID, birth date, address, accession number
 in clear) are never stored: a patient is known by a keyed hash of the
-hospital's patient ID, a study by a keyed hash of its accession number.
+hospital's patient ID, a study by a keyed hash of its accession number, and
+every UID is the keyed pseudonym the de-identified copy carries.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class Radiograph(models.Model):
         STOW = "stow", "DICOMweb STOW-RS"
 
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="radiographs")
+    # Study, Series and SOP Instance UIDs are keyed pseudonyms (annotate.deidentify), the
+    # ones the stored copy carries. The originals, which a result sent back to the PACS
+    # must name, are kept only encrypted (annotate.pseudonyms.pacs_link_seal).
     series_instance_uid = models.CharField(max_length=64, blank=True)
     sop_instance_uid = models.CharField(max_length=64, unique=True)
     sop_class_uid = models.CharField(max_length=64)
@@ -71,6 +75,7 @@ class Radiograph(models.Model):
     photometric_interpretation = models.CharField(max_length=16)
     manufacturer = models.CharField(max_length=64, blank=True)
     transfer_syntax_uid = models.CharField(max_length=64)
+    pacs_link = models.TextField(blank=True, help_text="The original UIDs, encrypted with PACS_LINK_KEY")
     # Default display window, in the units of the stored 16-bit pixel array.
     window_center = models.FloatField()
     window_width = models.FloatField()
@@ -144,9 +149,9 @@ class ImportItem(models.Model):
 
     job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="items")
     # Position of the file in the job's (stable, sorted) walk over its uploads:
-    # what a resumed job skips. Names alone may repeat (two uploads "1.dcm").
+    # what a resumed job skips, and how pages name the file. Uploaded file names
+    # are never stored: some PACS and CD exports name files after the patient.
     ordinal = models.PositiveIntegerField()
-    name = models.CharField(max_length=500)
     status = models.CharField(max_length=16, choices=Status.choices)
     reason = models.CharField(max_length=500, blank=True)
     radiograph = models.ForeignKey(Radiograph, null=True, blank=True, on_delete=models.SET_NULL)
@@ -157,7 +162,12 @@ class ImportItem(models.Model):
         constraints = [models.UniqueConstraint(fields=["job", "ordinal"], name="import_item_once_per_job")]
 
     def __str__(self) -> str:
-        return f"{self.name}: {self.status}"
+        return f"{self.label}: {self.status}"
+
+    @property
+    def label(self) -> str:
+        """How pages and the API name the file: its position in the upload."""
+        return f"file {self.ordinal + 1}"
 
 
 # The labelling models live in their own module; importing them here makes

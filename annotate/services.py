@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
@@ -13,9 +14,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from annotate import sources
+from annotate import cleanup, sources
 from annotate.ingest import IMPORTED, PRESENT, IngestOutcome, ingest_items, pseudonym, radiograph_ingest
 from annotate.models import ImportItem, ImportJob, Radiograph
+from annotate.storage import private_dir
 
 __all__ = ["IngestOutcome", "pseudonym", "radiograph_ingest", "find_sources", "ingest_sources"]
 
@@ -43,21 +45,7 @@ def ingest_sources(
 
 
 def incoming_dir() -> Path:
-    return settings.DATA_DIR / "incoming"
-
-
-def _safe_name(name: str, max_bytes: int = 200) -> str:
-    """The last part of a client's file name, fit for a file system: no control characters,
-    at most ``max_bytes`` bytes in UTF-8 (a 200-character name in Greek or CJK is over the
-    255-byte limit of most file systems), its extension kept when it is short."""
-    base = Path(name.replace("\\", "/")).name.lstrip(".")
-    base = "".join(char if char.isprintable() else "_" for char in base) or "upload"
-    if len(base.encode()) <= max_bytes:
-        return base
-    stem, dot, suffix = base.rpartition(".")
-    suffix = f".{suffix}" if dot and stem and len(suffix.encode()) <= 16 else ""
-    cut = (base[: -len(suffix)] if suffix else base).encode()[: max_bytes - len(suffix.encode())]
-    return cut.decode(errors="ignore") + suffix
+    return cleanup.incoming_dir()
 
 
 def import_job_create(*, user: Any, files: Iterable[Any], source: str) -> ImportJob:
@@ -70,17 +58,17 @@ def import_job_create(*, user: Any, files: Iterable[Any], source: str) -> Import
     from config.celery import publish, require_broker
 
     require_broker()
-    folder = incoming_dir() / uuid.uuid4().hex
-    folder.mkdir(parents=True)
+    folder = private_dir(incoming_dir()) / uuid.uuid4().hex
+    folder.mkdir(mode=0o700)
     count = 0
     try:
         for index, upload in enumerate(files):
-            # The client's file name is untrusted: keep only its last part, in
-            # a folder of its own so two files called "1.dcm" do not collide.
-            base = _safe_name(str(upload.name))
-            target = folder / f"{index:05d}" / base
-            target.parent.mkdir()
-            with open(target, "wb") as handle:
+            # The client's file name is neither kept nor shown (some PACS and CD exports
+            # name files after the patient): the file is known by its position. A zip is
+            # told by its content, not by its name.
+            target = folder / f"{index:05d}" / "upload"
+            target.parent.mkdir(mode=0o700)
+            with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
                 for chunk in upload.chunks():
                     handle.write(chunk)
             count += 1
@@ -101,7 +89,7 @@ def import_job_create(*, user: Any, files: Iterable[Any], source: str) -> Import
 
 
 def _job_sources(folder: Path) -> Iterator[sources.SourceItem]:
-    """The files of an upload in a stable order, named as the user uploaded them."""
+    """The files of an upload in a stable order."""
     for upload_dir in sorted(path for path in folder.iterdir() if path.is_dir()):
         yield from find_sources([upload_dir], relative_to=upload_dir)
 
@@ -150,7 +138,6 @@ def import_job_run(*, job_id: int) -> None:
                 job=job,
                 ordinal=ordinal,
                 defaults={
-                    "name": outcome.name[:500],
                     "status": outcome.status,
                     "reason": outcome.reason[:500],
                     "radiograph_id": outcome.radiograph_id,

@@ -1,13 +1,27 @@
-"""File storage that never leaves a half-written file under its final name."""
+"""File storage that never leaves a half-written file under its final name, and whose files
+and folders no other user of the machine can read (0640 / 0750 by default)."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 from typing import IO, Any
 
 from django.core.files.base import File
 from django.core.files.storage import FileSystemStorage
+
+FILE_MODE = 0o640  # settings FILE_UPLOAD_PERMISSIONS, unless set otherwise there
+DIRECTORY_MODE = 0o750  # settings FILE_UPLOAD_DIRECTORY_PERMISSIONS
+
+
+def private_dir(path: Path | str, mode: int = 0o700) -> Path:
+    """Create a folder (and its parents) that only the service's user may enter, and make an
+    existing one so: for received files before they are de-identified."""
+    path = Path(path)
+    path.mkdir(mode=mode, parents=True, exist_ok=True)
+    os.chmod(path, mode)
+    return path
 
 
 class Buffers(File):
@@ -40,7 +54,7 @@ class AtomicFileSystemStorage(FileSystemStorage):
     def _save(self, name: str, content: IO[Any]) -> str:
         full_path = self.path(name)
         directory = os.path.dirname(full_path)
-        os.makedirs(directory, exist_ok=True)
+        self._makedirs(directory)
         fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=".", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -54,16 +68,28 @@ class AtomicFileSystemStorage(FileSystemStorage):
                     handle.write(content.read())
                 handle.flush()
                 os.fsync(handle.fileno())
-            if self.file_permissions_mode is not None:
-                os.chmod(tmp_path, self.file_permissions_mode)
-            else:
-                os.chmod(tmp_path, 0o644)
+            # mkstemp creates 0600; the group (a backup user) may read, others never.
+            os.chmod(tmp_path, self.file_permissions_mode if self.file_permissions_mode is not None else FILE_MODE)
             os.replace(tmp_path, full_path)
         except BaseException:
             if os.path.exists(tmp_path):
                 os.unlink(tmp_path)
             raise
         return name.replace("\\", "/")
+
+    def _makedirs(self, directory: str) -> None:
+        mode = self.directory_permissions_mode if self.directory_permissions_mode is not None else DIRECTORY_MODE
+        if os.path.isdir(directory):
+            return
+        # Each new level gets the mode exactly (os.makedirs' mode is filtered by the umask).
+        parent = os.path.dirname(directory)
+        if parent and parent != directory and not os.path.isdir(parent):
+            self._makedirs(parent)
+        try:
+            os.mkdir(directory, mode)
+        except FileExistsError:
+            return  # another thread made it
+        os.chmod(directory, mode)
 
     def get_available_name(self, name: str, max_length: int | None = None) -> str:
         # Content-addressed names: the same name means the same bytes, so an

@@ -62,7 +62,9 @@ from rest_framework.request import Request
 from annotate.dicom import check_inflated_size
 from annotate.ingest import DISK_FULL, DISK_FULL_REASON, IMPORTED, PRESENT, decode_limits, radiograph_ingest
 from annotate.models import Radiograph
+from annotate.pseudonyms import uid_pseudonym
 from annotate.roles import RESEARCHER, HasRole
+from annotate.storage import private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -149,8 +151,7 @@ def spool_body(request: HttpRequest, limit: int) -> IO[bytes]:
             raise PayloadTooLarge(_too_large(expected, limit))
     else:
         raise ParseError("The request has no body.")
-    folder = settings.DATA_DIR / "stow"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(settings.DATA_DIR / "stow")
     handle = tempfile.TemporaryFile(dir=folder, prefix="stow-")
     try:
         size = 0
@@ -259,9 +260,9 @@ def store_part(part: Part, data: bytes, *, index: int, user: Any, received_at: A
         logger.error("STOW-RS: cannot store %s: %s", name, exc)
         return StoreResult(*_identify(data), OUT_OF_RESOURCES, f"disk full: {exc.strerror}")
     if outcome.status in (IMPORTED, PRESENT):
-        held = Radiograph.objects.filter(id=outcome.radiograph_id).values_list("sop_class_uid", "sop_instance_uid")
-        uids = held.first() or _identify(data)
-        return StoreResult(*uids, held_already=outcome.status == PRESENT)
+        # The answer names the instance as the sender sent it (it knows that UID); the row
+        # holds its pseudonymous UID.
+        return StoreResult(*_identify(data), held_already=outcome.status == PRESENT)
     # The ingest refuses a file it cannot write for want of space with a reason naming the full disk.
     failure = OUT_OF_RESOURCES if outcome.reason.startswith(DISK_FULL_REASON) else CANNOT_UNDERSTAND
     return StoreResult(*_identify(data), failure, outcome.reason)
@@ -339,9 +340,9 @@ def stow_studies(request: Request) -> HttpResponse:
         raise ParseError("The request contains no part.")
     for result in results:
         if result.failure is not None:
-            logger.warning(
-                "STOW-RS from %s: refused %s: %s", request.user, result.sop_instance_uid or "a part", result.reason
-            )
+            uid = result.sop_instance_uid
+            named = f"pseudonymous SOP Instance UID {uid_pseudonym(uid)}" if uid else "a part"
+            logger.warning("STOW-RS from %s: refused %s: %s", request.user, named, result.reason)
     response = HttpResponse(
         response_dataset(results).to_json(), status=response_status(results), content_type=DICOM_JSON
     )

@@ -41,3 +41,20 @@ forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1"
 # Django is imported once in the master and shared by the workers (copy-on-write): faster
 # restarts of a worker; the database connections are opened per worker, after the fork.
 preload_app = os.environ.get("GUNICORN_PRELOAD", "1") not in {"0", "false", "no", "off"}
+
+
+def when_ready(server: object) -> None:
+    """The web tier starting removes the upload folders and temporary upload files that a killed
+    worker left (annotate.cleanup): received files that were never de-identified."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    django.setup()
+    from django.db import connections
+
+    from annotate.cleanup import upload_orphans_remove
+
+    try:
+        upload_orphans_remove()
+    finally:
+        connections.close_all()  # no connection of the master's is shared with a forked worker

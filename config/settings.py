@@ -59,6 +59,21 @@ if not SECRET_KEY:
 # numbers into pseudonyms. Changing it breaks the link between old and new
 # imports of the same patient, so it is kept apart from SECRET_KEY.
 PSEUDONYM_KEY = env_str("PSEUDONYM_KEY", SECRET_KEY)
+# Patient data (docs/operations/data-protection.md). Every received DICOM is de-identified at
+# ingest; its UIDs become keyed pseudonyms (PSEUDONYM_KEY). DICOM_DATE_SHIFT: "keep" the dates,
+# or "shift" each patient's dates back by a keyed per-patient 62-730 days. PACS_LINK_KEY: the
+# Fernet key (Fernet.generate_key()) that encrypts each radiograph's original UIDs; empty:
+# derived from SECRET_KEY. Both keys live in the environment, never in DATA_DIR.
+DICOM_DATE_SHIFT = env_str("DICOM_DATE_SHIFT", "keep")
+if DICOM_DATE_SHIFT not in ("keep", "shift"):
+    raise ImproperlyConfigured(f"DICOM_DATE_SHIFT={DICOM_DATE_SHIFT!r}: use keep or shift")
+PACS_LINK_KEY = env_str("PACS_LINK_KEY")
+# Files the DICOM listener's ingest rejected are kept (de-identified, or only their reason)
+# this many days in DICOM_SPOOL_DIR/rejected, then removed.
+REJECTED_RETENTION_DAYS = env_int("REJECTED_RETENTION_DAYS", 14)
+# Upload folders (DATA_DIR/incoming) and temporary upload files older than this, with no import
+# job waiting for them, were left by a killed web worker: removed at start (cleanup_uploads).
+UPLOAD_ORPHAN_SECONDS = env_int("UPLOAD_ORPHAN_SECONDS", 3600)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -172,7 +187,11 @@ DATA_UPLOAD_MAX_NUMBER_FILES = env_int("DATA_UPLOAD_MAX_NUMBER_FILES", 2000)
 MAX_DECODED_PIXELS = env_int("MAX_DECODED_PIXELS", 25_000_000)
 MAX_DECODED_BYTES = env_int("MAX_DECODED_BYTES", 64 * 1024**2)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024**2
-FILE_UPLOAD_TEMP_DIR = None
+# Uploads over FILE_UPLOAD_MAX_MEMORY_SIZE go to a temporary file in DATA_DIR (mode 0700), not
+# /tmp: inside the backup's and the cleanup's reach. Nothing stored is world-readable.
+FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "tmp" / "uploads")
+FILE_UPLOAD_PERMISSIONS = 0o640
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o750
 PREVIEW_MAX_SIZE = env_int("PREVIEW_MAX_SIZE", 1024)
 # Threads that decode and store files during an import (0: one per CPU).
 INGEST_WORKERS = env_int("INGEST_WORKERS", 0)

@@ -12,6 +12,7 @@ Who may see what (the rules the role tests hold the pages to):
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,8 @@ def data_dir(settings: Any, tmp_path: Any) -> Any:
     """Each test gets an empty data folder (stored files, uploads)."""
     settings.DATA_DIR = tmp_path / "data"
     settings.MEDIA_ROOT = str(tmp_path / "data" / "media")
+    settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path / "data" / "tmp" / "uploads")
+    os.makedirs(settings.FILE_UPLOAD_TEMP_DIR, mode=0o700)
     return settings.DATA_DIR
 
 

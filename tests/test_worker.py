@@ -67,14 +67,17 @@ def assert_imported_once(job: ImportJob, names: list[str], worker: Any) -> None:
     """Every file has exactly one item and one radiograph, whose files are all on disk."""
     items = list(job.items.order_by("ordinal"))
     # One item per file, in upload order, none twice.
-    assert [(item.ordinal, item.name) for item in items] == list(enumerate(names)), worker.output()
+    # Known by their position in the upload: the uploaded names are never kept.
+    assert [(item.ordinal, item.label) for item in items] == [(i, f"file {i + 1}") for i in range(len(names))], (
+        worker.output()
+    )
     assert job.total == len(names)
     radiograph_ids = {item.radiograph_id for item in items}
     assert None not in radiograph_ids and len(radiograph_ids) == len(names)
     assert Radiograph.objects.count() == len(names)
     # Imported, even a file whose radiograph was committed just before the
     # kill and whose item was not: the resumed job knows it as its own.
-    assert {item.status for item in items} == {ImportItem.Status.IMPORTED}, [(i.name, i.status) for i in items]
+    assert {item.status for item in items} == {ImportItem.Status.IMPORTED}, [(i.label, i.status) for i in items]
     assert set(Radiograph.objects.values_list("import_job_id", flat=True)) == {job.id}
     media = Path(settings.MEDIA_ROOT)
     stored = set()
@@ -118,7 +121,8 @@ def test_a_queued_import_runs_on_the_worker(celery_worker, researcher, dicom_byt
 
     job = wait_until_finished(job.id, celery_worker)
     assert job.total == 4 and job.counts() == {"imported": 3, "present": 0, "rejected": 1}
-    assert job.items.get(name="notes.txt").status == "rejected" and job.items.get(name="notes.txt").reason
+    notes = job.items.get(ordinal=3)  # notes.txt, the fourth upload
+    assert notes.status == "rejected" and notes.reason and notes.label == "file 4"
     imported = job.items.filter(status="imported")
     assert Radiograph.objects.count() == 3
     assert set(Radiograph.objects.values_list("id", flat=True)) == {item.radiograph_id for item in imported}

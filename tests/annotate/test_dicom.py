@@ -17,7 +17,6 @@ import pydicom
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydicom.datadict import keyword_dict
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import apply_modality_lut
@@ -25,7 +24,6 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 
 from annotate import dicom
 from annotate.dicom import (
-    IDENTIFYING_KEYWORDS,
     DecodedImage,
     DicomMeta,
     DicomRejected,
@@ -290,31 +288,6 @@ def test_module_is_pure_and_rejection_pickles() -> None:
     assert subprocess.run([sys.executable, "-c", code], cwd=pathlib.Path(dicom.__file__).parents[1]).returncode == 0
     exc = pickle.loads(pickle.dumps(DicomRejected("multi-frame image (2 frames)")))
     assert isinstance(exc, ValueError) and exc.reason == "multi-frame image (2 frames)"
-
-
-def test_identifying_keywords() -> None:
-    assert all(kw in keyword_dict for kw in IDENTIFYING_KEYWORDS)
-    required = {
-        "PatientName",
-        "PatientID",
-        "PatientBirthDate",
-        "OtherPatientIDs",
-        "OtherPatientIDsSequence",
-        "OtherPatientNames",
-        "PatientAddress",
-        "PatientTelephoneNumbers",
-        "PatientMotherBirthName",
-        "MedicalRecordLocator",
-        "IssuerOfPatientID",
-        "ReferringPhysicianName",
-        "PerformingPhysicianName",
-        "OperatorsName",
-        "InstitutionName",
-        "InstitutionAddress",
-        "AccessionNumber",
-    }
-    assert required <= set(IDENTIFYING_KEYWORDS)
-    assert "PatientSex" not in IDENTIFYING_KEYWORDS and "PatientAge" not in IDENTIFYING_KEYWORDS
 
 
 # --------------------------------------------------------------------- value mapping

@@ -31,6 +31,7 @@ from pydicom.uid import DigitalXRayImageStorageForPresentation
 from annotate.dicomnet import DicomListener, received_at_of
 from annotate.models import Radiograph
 from annotate.phantoms import generate_phantoms
+from annotate.pseudonyms import uid_pseudonym
 from tests.celery_worker import database_url, skip_or_fail
 from tests.support import CT_IMAGE_STORAGE, free_port
 
@@ -139,7 +140,7 @@ def test_storescu_files_become_pseudonymised_radiographs(
     assert result.returncode == 0, output(result)
     assert listener.wait_idle(120)
     radiographs = list(Radiograph.objects.order_by("received_at"))
-    assert sorted(r.sop_instance_uid for r in radiographs) == sorted(str(h.SOPInstanceUID) for h in headers)
+    assert sorted(r.sop_instance_uid for r in radiographs) == sorted(uid_pseudonym(h.SOPInstanceUID) for h in headers)
     for radiograph in radiographs:
         assert radiograph.source == Radiograph.Source.DICOM_STORE
         assert radiograph.received_at <= radiograph.imported_at
@@ -228,8 +229,12 @@ def test_a_file_the_ingest_rejects_is_kept_with_its_reason(
     assert len(kept) == 2 and kept[1] == kept[0] + ".reason.txt"
     reason = (spool / "rejected" / kept[1]).read_text()
     assert reason.startswith("cannot decode pixel data (RLE Lossless)")
-    assert "calling AE: MODALITY" in reason and f"SOP Instance UID: {ds.SOPInstanceUID}" in reason
-    assert f"rejected {kept[0]} from MODALITY (SOP Instance UID {ds.SOPInstanceUID}): cannot decode" in caplog.text
+    pseudonym = uid_pseudonym(ds.SOPInstanceUID)
+    assert "calling AE: MODALITY" in reason and f"pseudonymous SOP Instance UID: {pseudonym}" in reason
+    assert f"rejected {kept[0]} from MODALITY (pseudonymous SOP Instance UID {pseudonym}): cannot decode" in caplog.text
+    # Kept de-identified only: the copy in rejected/ carries the pseudonymous UID, not the patient.
+    copy = dcmread(spool / "rejected" / kept[0])
+    assert copy.SOPInstanceUID == pseudonym and copy.PatientID != ds.PatientID and ds.SOPInstanceUID not in reason
     assert spooled(spool) == []
 
 

@@ -23,6 +23,7 @@ from pydicom.uid import RLELossless
 from annotate import dicomweb
 from annotate.ingest import pseudonym
 from annotate.models import Patient, Radiograph, Study
+from annotate.pseudonyms import uid_pseudonym
 from tests.conftest import make_dicom
 from tests.support import as_ct, free_port
 
@@ -44,7 +45,8 @@ def instance(*, patient: str, accession: str, seed: int, **tags: Any) -> bytes:
 
 
 def sop_uid(data: bytes) -> str:
-    return str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID)
+    """The pseudonymous SOP Instance UID the platform gives this file (rows, outcomes, logs)."""
+    return uid_pseudonym(str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID))
 
 
 def study_uid(data: bytes) -> str:
@@ -122,7 +124,7 @@ def test_pulls_exactly_the_hip_and_pelvis_radiographs_since_the_date(orthanc, pa
     assert set(Radiograph.objects.values_list("sop_instance_uid", flat=True)) == wanted
     assert set(Radiograph.objects.values_list("source", flat=True)) == {Radiograph.Source.DICOMWEB}
     assert lines[-1] == "pulled 4: imported 4, present 0, rejected 0"
-    chest_series = pydicom.dcmread(io.BytesIO(pacs["chest"][0])).SeriesInstanceUID
+    chest_series = uid_pseudonym(pydicom.dcmread(io.BytesIO(pacs["chest"][0])).SeriesInstanceUID)
     assert any(f"skipped series {chest_series}" in line and "body part CHEST" in line for line in lines)
     # Not transcoded: the RLE original arrives as RLE.
     assert Radiograph.objects.get(sop_instance_uid=sop_uid(pacs["hip"][1])).transfer_syntax_uid == RLELossless
@@ -130,7 +132,7 @@ def test_pulls_exactly_the_hip_and_pelvis_radiographs_since_the_date(orthanc, pa
     assert set(Patient.objects.values_list("pseudo_id", flat=True)) == {
         pseudonym(mrn, purpose="patient") for mrn in ("MRN-HIP-1", "MRN-PEL-2", "MRN-NBP-3")
     }
-    study = Study.objects.get(study_instance_uid=study_uid(pacs["hip"][0]))
+    study = Study.objects.get(study_instance_uid=uid_pseudonym(study_uid(pacs["hip"][0])))
     assert study.accession_pseudo == pseudonym("ACC-HIP-1", purpose="accession")
     assert study.study_date == datetime.date(2024, 1, 10)
 

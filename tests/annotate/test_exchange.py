@@ -19,6 +19,7 @@ from annotate.labelling import HipInput
 from annotate.labels import Adjudication, Assignment, GroundTruthHip, HipLabel
 from annotate.models import Radiograph
 from annotate.phantoms import generate_phantoms
+from annotate.pseudonyms import uid_pseudonym
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -373,7 +374,7 @@ def test_phantom_truth_as_two_labellers_agrees_and_excludes_the_laterals(phantom
     )
     by_uid = {r.sop_instance_uid: r for r in Radiograph.objects.all()}
     for image in truth["images"]:
-        adjudication = by_uid[image["sop_instance_uid"]].adjudication
+        adjudication = by_uid[uid_pseudonym(image["sop_instance_uid"])].adjudication
         assert adjudication.status == "agreed"
         assert adjudication.excluded == image.get("exclude", "")
         expected = sorted(

@@ -7,12 +7,14 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from django.core.files.storage import default_storage
 from PIL import Image
 
 from annotate import services
 from annotate.models import Patient, Radiograph, Study
+from annotate.pseudonyms import uid_pseudonym
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +37,12 @@ def test_import_keeps_original_pixels_and_preview(dicom_bytes):
     assert radiograph.modality == "CR" and radiograph.view_position == "AP"
     assert radiograph.pixel_spacing_row == pytest.approx(0.15)
     with radiograph.original.open("rb") as handle:
-        assert handle.read() == data  # the original, byte for byte
+        stored = pydicom.dcmread(handle)
+    # The stored copy is the de-identified one: the same pixels, header and UIDs pseudonymised.
+    received = pydicom.dcmread(io.BytesIO(data))
+    assert stored.PixelData == received.PixelData and stored.Rows == 300
+    assert stored.SOPInstanceUID == radiograph.sop_instance_uid == uid_pseudonym(received.SOPInstanceUID)
+    assert stored.SOPInstanceUID != received.SOPInstanceUID and stored.PatientID != received.PatientID
     with radiograph.pixels.open("rb") as handle:
         pixels = np.load(io.BytesIO(handle.read()))
     assert pixels.dtype == np.uint16 and pixels.shape == (300, 200)

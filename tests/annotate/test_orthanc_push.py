@@ -16,6 +16,7 @@ import pytest
 from annotate.dicomnet import DicomListener
 from annotate.ingest import pseudonym
 from annotate.models import Patient, Radiograph
+from annotate.pseudonyms import uid_pseudonym
 from tests.conftest import make_dicom
 from tests.pacs import OrthancError
 from tests.support import as_ct
@@ -38,7 +39,8 @@ def listener(transactional_db: Any, tmp_path: Any) -> Iterator[DicomListener]:
 
 
 def sop_uid(data: bytes) -> str:
-    return str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID)
+    """The pseudonymous SOP Instance UID the platform gives this file (rows, outcomes, logs)."""
+    return uid_pseudonym(str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID))
 
 
 def test_orthanc_pushes_a_study_by_c_store(orthanc, listener):

@@ -139,7 +139,9 @@ def test_browser_upload_queues_an_import_and_reports_each_file(
     assert job.counts() == {"imported": 2, "present": 0, "rejected": 2}
     page = client.get(reverse("import_detail", args=[job.id])).content.decode()
     assert "zip entry escapes the target folder" in page
-    assert "notes.txt" in page
+    # Files are named by their position in the upload: the uploaded names are never kept.
+    assert "<td>file 4</td><td>not a DICOM file</td>" in page and "<td>file 2</td>" in page
+    assert not any(name in page for name in ("notes.txt", "batch.zip", "escape.dcm", "good.dcm"))
     # Running the job again (a redelivered task) changes nothing.
     services.import_job_run(job_id=job.id)
     assert Radiograph.objects.count() == 2 and job.items.count() == 4

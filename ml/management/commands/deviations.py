@@ -8,6 +8,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ml.core import deviations
+from ml.core.configs import NetConfig
+from ml.core.detector import DetectorConfig
 from ml.models import Kind, ModelVersion
 
 
@@ -26,11 +28,11 @@ class Command(BaseCommand):
             version = ModelVersion.objects.filter(pk=options["model"]).first()
             if version is None:
                 raise CommandError(f"no model version {options['model']}")
-            rows = (
-                deviations.detector_deviations(version.config)
-                if version.kind == Kind.DETECTOR
-                else deviations.classifier_deviations(version.config)
-            )
+            # Read through the config class, so a config stored before a choice existed says what it was.
+            if version.kind == Kind.DETECTOR:
+                rows = deviations.detector_deviations(DetectorConfig.from_dict(version.config).as_dict())
+            else:
+                rows = deviations.classifier_deviations(NetConfig.from_dict(version.config).as_dict())
             self.stdout.write(json.dumps(rows, indent=2))
             return
         if options["markdown"]:

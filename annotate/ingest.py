@@ -3,8 +3,9 @@
 Each file goes through two steps:
 - ``_prepare`` (no database): read within the decoding bounds, de-identify
   (``annotate.deidentify``: nothing identifying is ever written), hash the
-  de-identified copy, decode, encode the 16-bit array and the preview, and
-  store the three content-addressed files. It is the CPU- and
+  de-identified copy, decode, encode the preview, and store the two
+  content-addressed files (the de-identified DICOM, the only full copy, and the
+  preview; pixels are decoded from the DICOM when read: ``annotate.pixels``). It is the CPU- and
   I/O-heavy part and runs in a thread pool: numpy, the codecs, zlib, hashlib
   and file writes release the GIL, so a batch uses every core.
 - ``_commit`` (database, in the calling thread): the rows, in one transaction.
@@ -27,7 +28,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
@@ -90,23 +90,15 @@ def file_names(sha256: str) -> dict[str, str]:
     prefix = sha256[:2]
     return {
         "original": f"originals/{prefix}/{sha256}.dcm",
-        "pixels": f"pixels/{prefix}/{sha256}.npy",
         "preview": f"previews/{prefix}/{sha256}.jpg",
     }
-
-
-def _encode_pixels(pixels: np.ndarray) -> Buffers:
-    """The .npy file as header + the array's own memory (no 12 MB copy)."""
-    header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(pixels))
-    return Buffers(header.getvalue(), memoryview(np.ascontiguousarray(pixels)).cast("B"))
 
 
 def _encode_preview(image: DecodedImage) -> Buffers:
     preview = render_preview(image.pixels, image.window_center, image.window_width, settings.PREVIEW_MAX_SIZE)
     buffer = io.BytesIO()
     # JPEG: a tenth of the encoding time of PNG on a noisy radiograph, and
-    # small enough for pages of thumbnails. The diagnostic pixels are the .npy.
+    # small enough for pages of thumbnails. The diagnostic pixels are the DICOM's.
     Image.fromarray(preview).save(buffer, format="JPEG", quality=90)
     return Buffers(buffer.getvalue())
 
@@ -150,7 +142,7 @@ def _prepare(data: bytes) -> _Prepared | str:
     runs in a thread). A string is the reason for refusing the file.
 
     The stored copy is the de-identified one, named by its own hash. De-identification
-    is deterministic, so content whose three files are all stored already is not
+    is deterministic, so content whose files are all stored already is not
     decoded again (``image`` is None): it is a re-import, and ``_commit`` finds its row.
     """
     try:
@@ -170,7 +162,7 @@ def _prepare_decoded(ds: Any, stored: bytes, sha256: str, identity: Identity) ->
     except DicomRejected as exc:
         return exc.reason
     names = file_names(sha256)
-    contents = {"original": Buffers(stored), "pixels": _encode_pixels(image.pixels), "preview": _encode_preview(image)}
+    contents = {"original": Buffers(stored), "preview": _encode_preview(image)}
     try:
         created = _store_files(contents, names)  # removes what it wrote when it fails
     except OSError as exc:
@@ -249,7 +241,7 @@ def _commit(
                 sha256=sha256,
                 file_size=prepared.size,
                 original=prepared.names["original"],
-                pixels=prepared.names["pixels"],
+                pixels="",  # no array file any more: annotate.pixels decodes the original
                 preview=prepared.names["preview"],
                 source=source,
                 imported_by=user if getattr(user, "is_authenticated", False) else None,

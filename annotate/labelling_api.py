@@ -7,7 +7,7 @@ labeller can fetch contains another labeller's hips or the ground truth.
 
 from __future__ import annotations
 
-import gzip
+import io
 from typing import Any
 
 from django.conf import settings
@@ -27,7 +27,6 @@ from annotate import labelling
 from annotate.labels import Adjudication, Assignment, Exclusion, HipClass, Side, TruthSource
 from annotate.models import Radiograph
 from annotate.roles import ADJUDICATOR, LABELER, RESEARCHER, HasRole, has_role
-from annotate.storage import Buffers
 
 
 class HipSerializer(serializers.Serializer):
@@ -309,7 +308,8 @@ def may_see_pixels(user: Any, radiograph_id: int) -> bool:
 
 
 def pixels_gzip_name(radiograph: Radiograph) -> str:
-    return radiograph.pixels.name.removesuffix(".npy") + ".u16.gz"
+    """Where an older version kept the gzip body beside the .npy ("" for newer radiographs)."""
+    return radiograph.pixels.name.removesuffix(".npy") + ".u16.gz" if radiograph.pixels.name else ""
 
 
 def radiograph_pixels_response(user: Any, pk: int) -> HttpResponse:
@@ -322,18 +322,17 @@ def radiograph_pixels_response(user: Any, pk: int) -> HttpResponse:
 
 
 def pixels_response(radiograph: Radiograph) -> HttpResponse:
-    """The decoded 16-bit pixels, raw little-endian, gzip-compressed once and
-    kept beside the .npy; the browser inflates them itself. No permission check:
-    the caller has made it (a reader-study case checks the reader's phase)."""
-    name = pixels_gzip_name(radiograph)
-    if not default_storage.exists(name):
-        import numpy as np
+    """The decoded 16-bit pixels, raw little-endian, gzip-compressed; the browser inflates them
+    itself. The body is made from the decoded DICOM and kept in a bounded in-process cache
+    (``annotate.pixels``), not on disk; one an older version stored beside its .npy is served as
+    is. No permission check: the caller has made it (a reader-study case checks the reader's phase)."""
+    from annotate.pixels import gzip_body
 
-        with radiograph.pixels.open("rb") as handle:
-            pixels = np.load(handle)
-        raw = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
-        default_storage.save(name, Buffers(gzip.compress(raw, compresslevel=1, mtime=0)))
-    response = FileResponse(default_storage.open(name, "rb"), content_type="application/octet-stream")
+    name = pixels_gzip_name(radiograph)
+    if name and default_storage.exists(name):
+        response = FileResponse(default_storage.open(name, "rb"), content_type="application/octet-stream")
+    else:
+        response = FileResponse(io.BytesIO(gzip_body(radiograph)), content_type="application/octet-stream")
     response["Content-Encoding"] = "gzip"
     response["X-Rows"] = str(radiograph.rows)
     response["X-Columns"] = str(radiograph.columns)

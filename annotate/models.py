@@ -84,7 +84,11 @@ class Radiograph(models.Model):
     sha256 = models.CharField(max_length=64, unique=True)
     file_size = models.PositiveBigIntegerField()
     original = models.FileField(max_length=200)
-    pixels = models.FileField(max_length=200, help_text="Decoded 16-bit array (.npy)")
+    pixels = models.FileField(
+        max_length=200,
+        blank=True,
+        help_text="Decoded 16-bit array (.npy) of an older ingest; empty: decoded from the original (annotate.pixels)",
+    )
     preview = models.FileField(max_length=200, help_text="8-bit JPEG, default window")
 
     source = models.CharField(max_length=16, choices=Source.choices)

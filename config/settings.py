@@ -193,6 +193,10 @@ FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "tmp" / "uploads")
 FILE_UPLOAD_PERMISSIONS = 0o640
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o750
 PREVIEW_MAX_SIZE = env_int("PREVIEW_MAX_SIZE", 1024)
+# Pixels are decoded from the stored DICOM (annotate.pixels) and kept, per process, in an LRU
+# cache of at most PIXEL_CACHE_BYTES of arrays (512 MiB: ~40 radiographs of 3000 x 2500), plus a
+# quarter of that of the viewer's gzip bodies.
+PIXEL_CACHE_BYTES = env_int("PIXEL_CACHE_BYTES", 512 * 1024**2)
 # Threads that decode and store files during an import (0: one per CPU).
 INGEST_WORKERS = env_int("INGEST_WORKERS", 0)
 

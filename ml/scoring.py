@@ -138,7 +138,10 @@ def hip_boxes_of(radiograph_ids: Iterable[int]) -> dict[int, list[Any]]:
 
 
 def load_pixels(radiograph: Radiograph) -> np.ndarray:
-    return np.load(default_storage.path(radiograph.pixels.name), mmap_mode="r")
+    """The radiograph's uint16 pixels, read-only (decoded from its DICOM through a bounded cache)."""
+    from annotate.pixels import radiograph_pixels
+
+    return radiograph_pixels(radiograph)
 
 
 def _heatmap_name(version: ModelVersion, radiograph_id: int, side: str) -> str:

@@ -308,15 +308,15 @@ def prune_best(run_id: int, keep: str) -> None:
 
 
 def hip_records(dataset: DatasetVersion, split: str) -> list[Any]:
-    """The split's hips as ``pipeline.HipRecord``s (pixels memory-mapped from the radiographs' .npy)."""
-    from django.core.files.storage import default_storage
-
+    """The split's hips as ``pipeline.HipRecord``s (pixels decoded from the radiographs' DICOM, or an
+    older ingest's .npy, through ``annotate.pixels``; both hips of a film share one pipeline cache entry)."""
+    from annotate.pixels import pixel_source
     from ml.core.pipeline import HipRecord
 
     hips = DatasetHip.objects.filter(dataset=dataset, split=split).select_related("radiograph").order_by("pk")
     return [
         HipRecord(
-            pixels=default_storage.path(hip.radiograph.pixels.name),
+            pixels=pixel_source(hip.radiograph),
             window=(hip.radiograph.window_center, hip.radiograph.window_width),
             box=hip.box,
             side=hip.side,
@@ -330,9 +330,8 @@ def hip_records(dataset: DatasetVersion, split: str) -> list[Any]:
 
 def detector_records(dataset: DatasetVersion, split: str) -> list[Any]:
     """The split's radiographs as ``detector.DetectorRecord``s: each with all its hips (the
-    per-hip ``DatasetHip`` rows grouped by radiograph), pixels memory-mapped from the .npy."""
-    from django.core.files.storage import default_storage
-
+    per-hip ``DatasetHip`` rows grouped by radiograph), pixels read through ``annotate.pixels``."""
+    from annotate.pixels import pixel_source
     from ml.core.detector import DetectorRecord
 
     hips = DatasetHip.objects.filter(dataset=dataset, split=split).select_related("radiograph").order_by("pk")
@@ -344,7 +343,7 @@ def detector_records(dataset: DatasetVersion, split: str) -> list[Any]:
         radiograph = rows[0].radiograph
         records.append(
             DetectorRecord(
-                pixels=default_storage.path(radiograph.pixels.name),
+                pixels=pixel_source(radiograph),
                 window=(radiograph.window_center, radiograph.window_width),
                 hips=tuple((hip.side, tuple(float(v) for v in hip.box)) for hip in rows),
                 radiograph=str(radiograph_id),

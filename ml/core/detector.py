@@ -323,8 +323,8 @@ def model_image(
 
 @dataclass(frozen=True)
 class DetectorRecord:
-    """One training radiograph: pixels (array or path of a .npy, memory-mapped), its default
-    window, and its labelled hips as (side, COCO box) pairs."""
+    """One training radiograph: pixels (array, path of a .npy, memory-mapped, or a callable that
+    returns the array), its default window, and its labelled hips as (side, COCO box) pairs."""
 
     pixels: Any
     window: tuple[float, float]
@@ -334,6 +334,8 @@ class DetectorRecord:
     def load(self) -> np.ndarray:
         if isinstance(self.pixels, str | os.PathLike):
             return np.load(self.pixels, mmap_mode="r")
+        if callable(self.pixels):
+            return np.asarray(self.pixels())
         return np.asarray(self.pixels)
 
 

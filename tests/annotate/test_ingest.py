@@ -14,6 +14,7 @@ from PIL import Image
 
 from annotate import services
 from annotate.models import Patient, Radiograph, Study
+from annotate.pixels import radiograph_pixels
 from annotate.pseudonyms import uid_pseudonym
 
 pytestmark = pytest.mark.django_db
@@ -43,14 +44,15 @@ def test_import_keeps_original_pixels_and_preview(dicom_bytes):
     assert stored.PixelData == received.PixelData and stored.Rows == 300
     assert stored.SOPInstanceUID == radiograph.sop_instance_uid == uid_pseudonym(received.SOPInstanceUID)
     assert stored.SOPInstanceUID != received.SOPInstanceUID and stored.PatientID != received.PatientID
-    with radiograph.pixels.open("rb") as handle:
-        pixels = np.load(io.BytesIO(handle.read()))
+    # No array file: the pixels are decoded from the stored original (annotate.pixels).
+    assert radiograph.pixels.name == ""
+    pixels = radiograph_pixels(radiograph)
     assert pixels.dtype == np.uint16 and pixels.shape == (300, 200)
     with radiograph.preview.open("rb") as handle:
         preview = Image.open(io.BytesIO(handle.read()))
         assert preview.mode == "L"
         assert max(preview.size) <= 1024
-    assert stored_files() == {radiograph.original.name, radiograph.pixels.name, radiograph.preview.name}
+    assert stored_files() == {radiograph.original.name, radiograph.preview.name}
 
 
 def test_same_instance_twice_changes_nothing(dicom_bytes):
@@ -161,10 +163,11 @@ def test_zip_bomb_is_refused_before_unpacking(tmp_path, settings):
 
 
 def test_folders_are_walked_recursively(dicom_bytes, tmp_path):
-    (tmp_path / "a" / "b").mkdir(parents=True)
-    (tmp_path / "a" / "1.dcm").write_bytes(dicom_bytes(seed=1))
-    (tmp_path / "a" / "b" / "2.dcm").write_bytes(dicom_bytes(seed=2))
-    outcomes = list(services.ingest_sources([tmp_path], source="cli"))
+    # Not tmp_path itself: the data folder (and the originals stored as the walk goes) is in it.
+    (tmp_path / "in" / "a" / "b").mkdir(parents=True)
+    (tmp_path / "in" / "a" / "1.dcm").write_bytes(dicom_bytes(seed=1))
+    (tmp_path / "in" / "a" / "b" / "2.dcm").write_bytes(dicom_bytes(seed=2))
+    outcomes = list(services.ingest_sources([tmp_path / "in"], source="cli"))
     assert [o.status for o in outcomes] == ["imported", "imported"]
 
 
@@ -191,11 +194,11 @@ def test_files_left_by_a_crash_are_adopted_by_the_next_import(dicom_bytes, monke
     from annotate import ingest as ingest_module
 
     prepared = ingest_module._prepare(data)
-    assert len(stored_files()) == 3 and Radiograph.objects.count() == 0
+    assert len(stored_files()) == 2 and Radiograph.objects.count() == 0
     outcome = ingest(data)
     assert outcome.status == "imported"
     radiograph = Radiograph.objects.get()
-    assert stored_files() == {radiograph.original.name, radiograph.pixels.name, radiograph.preview.name}
+    assert stored_files() == {radiograph.original.name, radiograph.preview.name}
     assert radiograph.sha256 == prepared.sha256
 
 
@@ -218,6 +221,6 @@ def test_a_failure_mid_batch_leaves_no_file_without_its_row(dicom_bytes, tmp_pat
     monkeypatch.setattr(ingest_module, "_commit", commit_then_fail)
     with pytest.raises(RuntimeError):
         list(services.ingest_sources([folder], source="cli"))
-    kept = {name for r in Radiograph.objects.all() for name in (r.original.name, r.pixels.name, r.preview.name)}
+    kept = {name for r in Radiograph.objects.all() for name in (r.original.name, r.preview.name)}
     assert Radiograph.objects.count() == 2
     assert {f for f in stored_files() if not f.endswith(".tmp")} == kept

@@ -50,6 +50,7 @@ def _pick_round_robin(items: list[Any], key: Any, count: int, rng: np.random.Gen
 
 def dataset_hips(dataset_id: int | None, count: int, rng: np.random.Generator) -> list[dict[str, Any]]:
     """Hips of a dataset version as dicts with pixels, box, side, window, caption."""
+    from annotate.pixels import radiograph_pixels
     from ml.models import DatasetHip, DatasetVersion
 
     if dataset_id is not None:
@@ -66,8 +67,7 @@ def dataset_hips(dataset_id: int | None, count: int, rng: np.random.Generator) -
     out = []
     for hip in _pick_round_robin(hips, lambda h: h.hip_class, count, rng):
         radiograph = hip.radiograph
-        with radiograph.pixels.open("rb") as handle:
-            pixels = np.load(handle)
+        pixels = radiograph_pixels(radiograph)
         out.append(
             {
                 "pixels": pixels,

@@ -281,11 +281,12 @@ def evaluate_detector(
 
 
 def _hips_csv(rows: Sequence[dict[str, Any]]) -> str:
-    import csv
     import io
 
+    from common import csvfile
+
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csvfile.writer(out, lineterminator="\n")
     writer.writerow(["radiograph", "side", "truth", "manual_box", "detected_box", "score", "iou"])
     for row in rows:
         found = row["detected"]

@@ -129,13 +129,13 @@ def test_predictions(version: ModelVersion, *, progress: Callable[[int], None] |
 
 
 def _predictions_csv(data: dict[str, Any]) -> str:
-    import csv
     import io
 
+    from common import csvfile
     from ml.core.stats import fracture_probability
 
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csvfile.writer(out)
     writer.writerow(["radiograph", "side", "truth", "predicted", "fracture_probability", *CLASSES])
     fractures = fracture_probability(data["probabilities"])
     for (rid, side, truth), probs, p_fracture in zip(data["hips"], data["probabilities"], fractures, strict=True):

@@ -3,7 +3,6 @@ describe it as the paper's Table 1."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -15,6 +14,7 @@ from django.db import IntegrityError, transaction
 
 from annotate import labelling, provenance
 from annotate.labels import CLASSES, FRACTURE_CLASSES, Adjudication
+from common import csvfile
 from ml.core.split import DEFAULT_FRACTIONS, stratified_group_split
 from ml.models import DatasetHip, DatasetVersion, Split
 
@@ -228,7 +228,7 @@ def table1_text(version: DatasetVersion, table: dict[str, Any] | None = None) ->
 def hips_csv(version: DatasetVersion) -> str:
     """The frozen hips of a version as CSV, one row per hip."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csvfile.writer(out)
     writer.writerow(["radiograph_id", "radiograph_sha256", "patient", "side", "hip_class", "fracture",
                      "x", "y", "width", "height", "split"])  # fmt: skip
     for h in version.hips.select_related("radiograph", "patient").order_by("radiograph_id", "side"):

@@ -29,6 +29,7 @@ from django.db import models
 from django.utils import timezone
 
 from annotate.labels import HipClass
+from ml.core.readers import TRAINING_PATTERN
 from ml.models import DatasetHip, DatasetVersion, ModelVersion
 
 
@@ -55,8 +56,9 @@ TRAININGS: tuple[str, ...] = (
     "radiology_resident",
     "emergency_resident",
 )
+# The rule reader_report applies to a responses.csv from elsewhere too (ml.core.readers).
 training_validator = RegexValidator(
-    r"^[a-z][a-z0-9_]{1,49}$", "a training is a lower-case key like orthopedics_attending (letters, digits, _)"
+    TRAINING_PATTERN, "a training is a lower-case key like orthopedics_attending (letters, digits, _)"
 )
 
 

@@ -15,7 +15,6 @@ study records the protocol it froze with (``ReaderStudy.test_time``, see ``froze
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import logging
@@ -33,6 +32,7 @@ from django.utils import timezone
 from annotate.labels import CLASSES
 from annotate.roles import READER
 from annotate.storage import Buffers
+from common import csvfile
 from ml.models import DatasetHip, DatasetVersion, Kind, ModelVersion, Split
 from readerstudy.models import PHASES, Case, Condition, Phase, Reader, ReaderStudy, ReadingProtocol, Response
 
@@ -609,7 +609,7 @@ def predictions_rows(study: ReaderStudy) -> list[dict[str, Any]]:
 
 def csv_bytes(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> bytes:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer = csvfile.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue().encode()

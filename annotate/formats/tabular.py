@@ -13,11 +13,11 @@ exclusion.
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Sequence
 
 from annotate.formats import GROUND_TRUTH, Image
+from common import csvfile
 
 CONTENT_TYPE = "text/csv; charset=utf-8"
 SUFFIX = ".csv"
@@ -27,25 +27,21 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def _cell(text: str) -> str:
-    # A username such as "@SUM(...)" or "=cmd" must not become a spreadsheet formula.
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
-
-
 def write(images: Sequence[Image], *, ground_truth: bool) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    # common.csvfile: a username such as "@SUM(...)" or "=cmd" must not become a spreadsheet formula.
+    writer = csvfile.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     for image in images:
         head = ["" if image.radiograph_id is None else image.radiograph_id, image.sop_instance_uid,
                 image.patient, image.accession]  # fmt: skip
         for hip in image.hips:
             # csv writes floats with repr: full precision, so the numbers read back exactly.
-            writer.writerow([*head, _cell(hip.labeler), hip.side, hip.hip_class, hip.x, hip.y, hip.width,
+            writer.writerow([*head, hip.labeler, hip.side, hip.hip_class, hip.x, hip.y, hip.width,
                              hip.height, "", image.truth_source, hip.provenance])  # fmt: skip
         exclusions = dict(image.excluded_by)
         if image.exclude:
             exclusions[GROUND_TRUTH if ground_truth else ""] = image.exclude
         for labeler, reason in exclusions.items():
-            writer.writerow([*head, _cell(labeler), "", "", "", "", "", "", reason, image.truth_source, ""])
+            writer.writerow([*head, labeler, "", "", "", "", "", "", reason, image.truth_source, ""])
     return buffer.getvalue()

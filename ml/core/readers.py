@@ -13,7 +13,9 @@ Inputs (see :func:`read_responses` and :func:`read_predictions`):
 
 - ``responses.csv``: ``reader, group, training, condition, case, patient, truth, answer``, one
   row per reader, condition and case. ``condition`` is one of :data:`CONDITIONS`, ``group`` one
-  of :data:`GROUPS`, ``truth``/``answer`` class keys (:data:`ml.core.stats.CLASS_KEYS`). Every
+  of :data:`GROUPS`, ``truth``/``answer`` class keys (:data:`ml.core.stats.CLASS_KEYS`), ``reader``
+  a code like ``R01`` (:data:`READER_PATTERN`) and ``training`` a lower-case key
+  (:data:`TRAINING_PATTERN`, the site's rule), so no name can begin a spreadsheet formula. Every
   reader answers every case under every condition, so all observers are scored on the same
   cases (paired).
 - ``model_predictions.csv``: ``case, patient, truth, p_normal … p_arthroplasty``. The model's
@@ -59,6 +61,7 @@ import csv
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +70,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from common import csvfile
 from ml.core.roc import roc_band
 from ml.core.stats import CLASS_KEYS, FRACTURE_INDICES, bootstrap_indices
 from ml.core.verdicts import (
@@ -145,6 +149,14 @@ DIFFERENCE_COLUMNS: tuple[str, ...] = (
 )
 #: Label of a group's row in the observers table (``observer`` = the group name).
 GROUP_MEAN = "group_mean"
+#: A training, as the site accepts it (``readerstudy.models.training_validator`` is built on it):
+#: a lower-case key such as ``orthopedics_attending``.
+TRAINING_PATTERN = r"^[a-z][a-z0-9_]{1,49}$"
+TRAINING_RULE = "a lower-case key like orthopedics_attending (a letter, then letters, digits or _; 2 to 50)"
+#: A reader: a letter or digit, then letters, digits, ``.``, ``-`` or ``_``, at most 16 characters (the
+#: site's reader codes, R01, R02, ..., and their field's length). Not the model's name nor a group's.
+READER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,15}$"
+READER_RULE = "a code like R01 (a letter or digit, then letters, digits, '.', '-' or '_'; at most 16)"
 MULTICLASS_NOTE = (
     "multiclass sensitivity and specificity are macro averages of the one-vs-rest figures over the six "
     "classes; a class absent from the truth has no sensitivity and is left out of that average"
@@ -261,7 +273,8 @@ def read_responses(source: Any, *, name: str = "responses.csv") -> Responses:
     """Read and validate the readers' answers from a CSV path, a DataFrame or an iterable of row dicts.
 
     ``name`` names the file in error messages when ``source`` is not a path. Checks: the columns,
-    non-empty ids, known groups, conditions and class keys, a truth for every row, one truth and
+    non-empty ids, reader names and trainings by the site's rules (:data:`READER_PATTERN`,
+    :data:`TRAINING_PATTERN`), known groups, conditions and class keys, a truth for every row, one truth and
     one patient per case, one group and training per reader, no duplicate (reader, condition, case),
     and every reader answering every case under every condition.
     """
@@ -280,6 +293,7 @@ def read_responses(source: Any, *, name: str = "responses.csv") -> Responses:
         for column, value in (("reader", reader), ("case", case), ("patient", patient), ("training", training)):
             if not value:
                 raise ReaderDataError(name, number, column, f"empty {column}")
+        _check_names(name, number, reader, training)
         if group not in GROUPS:
             raise ReaderDataError(name, number, "group", f"unknown group {group!r}; expected one of {list(GROUPS)}")
         if condition not in CONDITIONS:
@@ -342,6 +356,19 @@ def read_responses(source: Any, *, name: str = "responses.csv") -> Responses:
         answer=np.array(out["answer"], dtype=np.intp),
         **obj,
     )
+
+
+def _check_names(name: str, number: int, reader: str, training: str) -> None:
+    """Reader and training names as the site accepts them: they are copied into observers.csv, the
+    HTML and the PDF, so an outside file cannot bring ``=HYPERLINK(...)`` or markup in through them."""
+    if re.fullmatch(READER_PATTERN, reader) is None:
+        raise ReaderDataError(name, number, "reader", f"reader {reader!r} is not {READER_RULE}")
+    if reader in (MODEL, *GROUPS):
+        raise ReaderDataError(
+            name, number, "reader", f"reader {reader!r}: {[MODEL, *GROUPS]} name the model and the groups"
+        )
+    if re.fullmatch(TRAINING_PATTERN, training) is None:
+        raise ReaderDataError(name, number, "training", f"training {training!r} is not {TRAINING_RULE}")
 
 
 def _check_complete(
@@ -803,7 +830,7 @@ def write_csvs(result: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> di
     ):
         path = out / filename
         with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
+            writer = csvfile.writer(fh)  # names from an outside file may begin with '=': quoted
             writer.writerow(columns)
             for row in result[key]:
                 writer.writerow([_csv_value(row[c]) for c in columns])

@@ -21,7 +21,6 @@ safe in a web worker thread); no Django.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -36,6 +35,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
+from common import csvfile
 from ml.core.roc import best_threshold, roc_auc, roc_band, roc_curve
 from ml.core.stats import (
     CLASS_KEYS,
@@ -251,7 +251,7 @@ def _cell(value: Any) -> Any:
 
 def _csv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csvfile.writer(buf, lineterminator="\n")
     writer.writerow(header)
     writer.writerows([_cell(v) for v in row] for row in rows)
     return buf.getvalue().encode("utf-8")

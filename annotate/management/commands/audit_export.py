@@ -7,7 +7,6 @@ status. ``--out -`` writes to stdout. The export itself is logged (object type `
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import getpass
 import os
@@ -21,6 +20,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from tqdm import tqdm
 
 from annotate.audit import AccessLog, access_record
+from common import csvfile
 
 COLUMNS = [
     "created_at", "username", "user_id", "action", "object_type", "object_id", "url_name", "method",
@@ -90,7 +90,9 @@ class Command(BaseCommand):
             self.stderr.write(f"{count} access log rows written to {out}")
 
     def write(self, rows: Any, stream: TextIO, *, progress: bool) -> int:
-        writer = csv.writer(stream)
+        # The query and the user agent are what the client sent: common.csvfile keeps a cell such as
+        # =HYPERLINK(...) from becoming a formula in the reviewer's spreadsheet.
+        writer = csvfile.writer(stream)
         writer.writerow(COLUMNS)
         count = 0
         bar = tqdm(total=rows.count() if progress else None, unit="row", disable=not progress, file=self.stderr._out)

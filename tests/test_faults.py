@@ -20,6 +20,7 @@ mount): a machine without them, or not running as root, skips them (in CI they f
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -40,6 +41,7 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
+from pydicom import dcmread
 
 from tests.celery_worker import CeleryWorker, _point_sender_at, _restore_sender, database_url, skip_or_fail
 from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
@@ -484,17 +486,17 @@ def test_full_disk_while_storing_a_radiograph(small_disk: Path, dicom_bytes, tmp
 
     media = small_disk / "media"
     media.mkdir()
-    # A 1400 x 1400 16-bit film: 3.9 MB of original, as much again of pixels. Leave room for the
-    # original but not for the pixels, so that a file is written and must be removed again.
+    # A 1400 x 1400 16-bit film: 3.9 MB of original (the de-identified copy is as large). Leave
+    # room for half of it, so that the original is partly written and must be removed again.
     data = dicom_bytes(rows=1400, columns=1400, bits_stored=16, seed=77)
     filler = small_disk / "filler"
-    filler.write_bytes(b"\0" * (_free_bytes(small_disk) - len(data) - 512 * 1024))
+    filler.write_bytes(b"\0" * (_free_bytes(small_disk) - len(data) // 2))
 
     outcome = services.radiograph_ingest(data=data, name="big.dcm", source="cli")
     assert outcome.status == "rejected" and outcome.radiograph_id is None
     assert "disk of the data folder is full" in outcome.reason and "No space left on device" in outcome.reason
     assert Radiograph.objects.count() == 0
-    assert _files(media) == []  # no original, no partial .npy, no .tmp left
+    assert _files(media) == []  # no original, no preview, no .tmp left
 
     # The batch route (uploads, the import command) rejects the file with the same reason.
     source = tmp_path / "source"  # on the ordinary disk: the file to import, not the store
@@ -508,8 +510,10 @@ def test_full_disk_while_storing_a_radiograph(small_disk: Path, dicom_bytes, tmp
     stored = services.radiograph_ingest(data=data, name="big.dcm", source="cli")
     assert stored.status == "imported", stored.reason
     radiograph = Radiograph.objects.get(pk=stored.radiograph_id)
-    assert (media / radiograph.original.name).read_bytes() == data
-    assert len(_files(media)) == 3 and not any(name.endswith(".tmp") for name in _files(media))
+    kept = dcmread(media / radiograph.original.name)
+    assert kept.PixelData == dcmread(io.BytesIO(data)).PixelData  # whole: every pixel, de-identified header
+    files = _files(media)
+    assert len(files) == 2 and not any(name.endswith(".tmp") for name in files)  # the original and its preview
 
 
 # --------------------------------------------------------------------------- a worker killed

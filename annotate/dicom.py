@@ -175,6 +175,21 @@ def decode_dataset(ds: Dataset) -> DecodedImage:
         return _to_display(_decode_pixels(ds, meta), ds, meta)
 
 
+def native_display(ds: Dataset, raw: np.ndarray) -> np.ndarray:
+    """The display-sense uint16 pixels (as ``decode_dataset`` gives them) of a stored native,
+    single-frame data set whose raw pixel values ``raw`` (rows x columns, the file's 16-bit
+    integers, e.g. memory-mapped from the file) the caller read itself: pydicom's correction of
+    the bits above Bits Stored, then ``_to_display``. When the display mapping is the identity and
+    no bit needs correcting, ``raw`` itself is returned (no copy)."""
+    with _guard([ds]):
+        bits, allocated = _int(ds, "BitsStored") or 16, _int(ds, "BitsAllocated") or 16
+        if bits < allocated:  # as pydicom's correct_unused_bits does for native data
+            shift = allocated - bits
+            raw = np.left_shift(raw, shift)
+            np.right_shift(raw, shift, out=raw)
+        return np.ascontiguousarray(_to_display(raw, ds, _meta(ds), share=True).pixels)
+
+
 def encode_dataset(ds: Dataset) -> bytes:
     """A data set as a DICOM file (preamble, file meta, its own transfer syntax); pixel data as
     it was read (no decode, no re-encode). Raises DicomRejected when it cannot be written."""
@@ -574,8 +589,9 @@ def _modality_lut(ds: Dataset, arr: np.ndarray) -> tuple[np.ndarray, int, int] |
     return lut[np.clip(arr.astype(np.int64) - first, 0, n - 1)], int(lut.min()), int(lut.max())
 
 
-def _to_display(arr: np.ndarray, ds: Dataset, meta: DicomMeta) -> DecodedImage:
-    """Modality LUT, MONOCHROME1 inversion and uint16 mapping as one affine step where possible."""
+def _to_display(arr: np.ndarray, ds: Dataset, meta: DicomMeta, *, share: bool = False) -> DecodedImage:
+    """Modality LUT, MONOCHROME1 inversion and uint16 mapping as one affine step where possible.
+    ``share``: an identity mapping may return ``arr`` itself even when it is read-only."""
     invert = meta.photometric_interpretation.upper() == "MONOCHROME1"
     bits = min(meta.bits_stored or 64, arr.dtype.itemsize * 8)
     signed = _int(ds, "PixelRepresentation") == 1
@@ -606,7 +622,7 @@ def _to_display(arr: np.ndarray, ds: Dataset, meta: DicomMeta) -> DecodedImage:
         if a.is_integer() and not k.is_integer():  # rint(x.5) rounds half to even: merges levels
             k = math.floor(k + 0.5)
             off = k * scale - sign * intercept
-        pixels = _affine_to_uint16(arr, a, float(k), smin, smax)
+        pixels = _affine_to_uint16(arr, a, float(k), smin, smax, share=share)
 
     center, width = _stored_window(ds)
     if center is not None and width is not None:
@@ -626,8 +642,9 @@ def _to_display(arr: np.ndarray, ds: Dataset, meta: DicomMeta) -> DecodedImage:
     )
 
 
-def _affine_to_uint16(x: np.ndarray, a: float, k: float, smin: int, smax: int) -> np.ndarray:
-    """round(a*x + k) as uint16 for x in [smin, smax]; in place and in integers where possible."""
+def _affine_to_uint16(x: np.ndarray, a: float, k: float, smin: int, smax: int, *, share: bool = False) -> np.ndarray:
+    """round(a*x + k) as uint16 for x in [smin, smax]; in place and in integers where possible.
+    ``share``: the identity returns a read-only ``x`` as it is, not a copy."""
     ends = (a * smin + k, a * smax + k)
     if a.is_integer() and k.is_integer() and x.dtype.itemsize <= 2 and min(ends) >= 0 and max(ends) <= 65535:
         # Exact in wrap-around uint16 arithmetic, because the true result lies in [0, 65535].
@@ -638,7 +655,7 @@ def _affine_to_uint16(x: np.ndarray, a: float, k: float, smin: int, smax: int) -
         out = u if fresh else None
         ia, ik = int(a) % 65536, int(k) % 65536
         if ia == 1 and ik == 0:
-            return u if fresh else u.copy()
+            return u if fresh or share else u.copy()
         if ia == 65535:  # a == -1 (MONOCHROME1): a single pass
             return np.subtract(np.uint16(ik), u, out=out)
         if ia != 1:

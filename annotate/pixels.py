@@ -10,12 +10,24 @@ Radiographs ingested before this (a ``pixels/…npy`` file named in ``Radiograph
 being read from that file, memory-mapped, as before (it holds the same array as the decoded
 DICOM); new ingests write none.
 
+A stored DICOM whose pixels are native (uncompressed little-endian, 16-bit, one frame, one
+sample) is not decoded at all: its Pixel Data value is memory-mapped from the file
+(``mapped_stored``). Where the display mapping is the identity (MONOCHROME2, no rescale, all 16
+bits stored) the mapped array is the result, read like the old ``.npy`` (only the pages a crop
+touches); otherwise the one affine pass of ``annotate.dicom.native_display`` runs on it, without
+the copies of the file's bytes that a decode makes. Either way the array is the one
+``decode_dataset`` gives (tests/annotate/test_pixels.py). A mapped array is not kept in the cache
+(the page cache holds it; mapping it again costs a header read).
+
 Returned arrays are read-only: every caller shares the cached one.
 """
 
 from __future__ import annotations
 
 import gzip
+import mmap
+import os
+import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -79,7 +91,19 @@ class ByteBoundedLRU:
 
 
 def _nbytes(value: Any) -> int:
-    return value.nbytes if isinstance(value, np.ndarray) else len(value)
+    """The heap bytes a value holds; 0 (not cached) for an array over a memory-mapped file."""
+    if isinstance(value, np.ndarray):
+        return 0 if _is_mapped(value) else value.nbytes
+    return len(value)
+
+
+def _is_mapped(array: np.ndarray) -> bool:
+    base: Any = array
+    while base is not None:
+        if isinstance(base, (np.memmap, mmap.mmap)):
+            return True
+        base = getattr(base, "base", None)
+    return False
 
 
 _arrays: ByteBoundedLRU | None = None
@@ -96,11 +120,64 @@ def caches() -> tuple[ByteBoundedLRU, ByteBoundedLRU]:
     return _arrays, _bodies
 
 
+_PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
+
+
+def mapped_stored(path: str | os.PathLike[str]) -> np.ndarray | None:
+    """The display-sense pixels of a stored DICOM with native 16-bit single-frame pixels, from its
+    Pixel Data memory-mapped (see the module's docstring); None for any other file (decode it)."""
+    from pydicom import dcmread
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    from annotate.dicom import native_display
+
+    with open(path, "rb") as handle:
+        try:
+            ds = dcmread(handle, stop_before_pixels=True)
+        except Exception:
+            return None
+        ts = getattr(ds.file_meta, "TransferSyntaxUID", None)
+        if ts not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+            return None
+        try:
+            rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+            frames = int(ds.get("NumberOfFrames") or 1)
+            shape_ok = int(ds.get("BitsAllocated") or 0) == 16 and int(ds.get("SamplesPerPixel") or 1) == 1
+            signed = int(ds.get("PixelRepresentation") or 0) == 1
+        except (TypeError, ValueError):
+            return None  # let the decoder judge it
+        if rows < 1 or columns < 1 or frames != 1 or not shape_ok:
+            return None
+        # stop_before_pixels leaves the file at the Pixel Data element's tag: read its header.
+        start = handle.tell()
+        head = handle.read(12)
+        if head[:4] != _PIXEL_DATA_TAG:
+            return None
+        if ts == ImplicitVRLittleEndian:
+            (length,), offset = struct.unpack("<I", head[4:8]), start + 8
+        elif head[4:6] in (b"OW", b"OB") and head[6:8] == b"\0\0":
+            (length,), offset = struct.unpack("<I", head[8:12]), start + 12
+        else:
+            return None
+        size = os.fstat(handle.fileno()).st_size
+        if length == 0xFFFFFFFF or length < rows * columns * 2 or offset + rows * columns * 2 > size:
+            return None
+    raw = np.memmap(path, dtype="<i2" if signed else "<u2", mode="r", offset=offset, shape=(rows, columns))
+    return native_display(ds, raw)
+
+
 def decode_stored(original: str) -> np.ndarray:
-    """Decode a stored (de-identified, already validated at ingest) DICOM as ingest did."""
+    """The pixels of a stored (de-identified, already validated at ingest) DICOM, as ingest
+    decoded them: memory-mapped where its pixels are native (``mapped_stored``), else decoded."""
     from annotate.dicom import decode_dataset, read_dataset
     from annotate.ingest import decode_limits
 
+    try:
+        path = default_storage.path(original)
+    except NotImplementedError:
+        path = None
+    if path is not None and (mapped := mapped_stored(path)) is not None:
+        return mapped
     with default_storage.open(original, "rb") as handle:
         data = handle.read()
     return decode_dataset(read_dataset(data, limits=decode_limits())).pixels

@@ -9,13 +9,14 @@ import io
 import numpy as np
 import pytest
 from django.core.files.storage import default_storage
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from annotate import services
 from annotate.dicom import decode_dataset, read_dataset
 from annotate.ingest import deidentified_copy
 from annotate.models import Radiograph
 from annotate.phantoms import generate_phantoms
-from annotate.pixels import ByteBoundedLRU, caches, gzip_body, radiograph_pixels
+from annotate.pixels import ByteBoundedLRU, caches, gzip_body, mapped_stored, radiograph_pixels
 from annotate.storage import Buffers
 from tests.annotate.test_dicom import EXPECTED, TEST_FILES
 
@@ -107,3 +108,56 @@ def test_the_cache_is_bounded_in_bytes() -> None:
     assert cache.loads == 6
     big = cache.get("big", lambda: np.zeros(4000, np.uint8))  # larger than the bound: not kept
     assert big.nbytes == 4000 and "big" not in cache._items and cache.nbytes <= 3000
+
+
+@pytest.mark.parametrize("name", DECODABLE)
+def test_native_files_are_memory_mapped_bit_identical(name: str, tmp_path) -> None:
+    """Native 16-bit single-frame files are read memory-mapped (no decode), to exactly the array
+    the decoder gives; other files are left to the decoder (None)."""
+    _, stored, _ = deidentified_copy((TEST_FILES / name).read_bytes())
+    path = tmp_path / "stored.dcm"
+    path.write_bytes(stored)
+    mapped = mapped_stored(path)
+    ds = read_dataset(stored)
+    native = (
+        ds.file_meta.TransferSyntaxUID in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+        and ds.BitsAllocated == 16
+        and ds.get("SamplesPerPixel", 1) == 1
+        and int(ds.get("NumberOfFrames") or 1) == 1
+    )
+    assert (mapped is not None) == native
+    if mapped is not None:
+        decoded = decode_dataset(ds).pixels
+        assert mapped.dtype == decoded.dtype == np.uint16
+        np.testing.assert_array_equal(mapped, decoded)
+
+
+def test_an_identity_mapped_radiograph_is_the_file_itself(tmp_path) -> None:
+    """MONOCHROME2, unsigned, all 16 bits, no rescale: the array is a read-only view of the
+    stored file's Pixel Data (read like the old .npy), and is not held in the cache."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
+
+    from annotate.dicom import encode_dataset
+
+    values = np.random.default_rng(3).integers(0, 65536, (300, 200), dtype=np.uint16)
+    ds = read_dataset((TEST_FILES / "CT_small.dcm").read_bytes())  # a header to start from
+    for keyword in ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth"):
+        ds.pop(keyword, None)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 300, 200, 16, 16, 15
+    ds.PixelRepresentation, ds.SamplesPerPixel, ds.PhotometricInterpretation = 0, 1, "MONOCHROME2"
+    ds.PixelData = values.tobytes()
+    ds["PixelData"].VR = "OW"
+    path = tmp_path / "identity.dcm"
+    path.write_bytes(encode_dataset(ds))
+    mapped = mapped_stored(path)
+    assert mapped is not None and not mapped.flags.writeable
+    assert isinstance(mapped, np.memmap) or isinstance(mapped.base, np.memmap)
+    np.testing.assert_array_equal(mapped, values)
+    np.testing.assert_array_equal(mapped, decode_dataset(read_dataset(path.read_bytes())).pixels)
+    cache = ByteBoundedLRU(10**9)
+    assert cache.get("k", lambda: mapped) is mapped and len(cache) == 0

@@ -241,9 +241,17 @@ def _listing(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
 
-def test_interrupted_write_leaves_nothing(tiny, tmp_path, monkeypatch):
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """A folder of the test's own (tmp_path also holds the site's data folder)."""
+    path = tmp_path / "bundles"
+    path.mkdir()
+    return path
+
+
+def test_interrupted_write_leaves_nothing(tiny, folder, monkeypatch):
     model, config, _ = tiny
-    target = tmp_path / "new.hipmodel"
+    target = folder / "new.hipmodel"
 
     def save_then_crash(self, filepath, *args, **kwargs):
         Path(filepath).write_bytes(b"PK\x03\x04 half a model")
@@ -252,13 +260,13 @@ def test_interrupted_write_leaves_nothing(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(keras.Model, "save", save_then_crash)
     with pytest.raises(RuntimeError, match="disk full midway"):
         modelfile.write_bundle(target, model=model, config=config, dataset_hash=DATASET_HASH)
-    assert _listing(tmp_path) == []
+    assert _listing(folder) == []
 
 
-def test_interrupted_overwrite_keeps_old_file(tiny, bundle, tmp_path, monkeypatch):
+def test_interrupted_overwrite_keeps_old_file(tiny, bundle, folder, monkeypatch):
     model, config, _ = tiny
     src, written = bundle
-    target = tmp_path / "m.hipmodel"
+    target = folder / "m.hipmodel"
     target.write_bytes(src.read_bytes())
 
     def crash(*args, **kwargs):
@@ -267,20 +275,20 @@ def test_interrupted_overwrite_keeps_old_file(tiny, bundle, tmp_path, monkeypatc
     monkeypatch.setattr(modelfile.os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
         modelfile.write_bundle(target, model=model, config=config, dataset_hash="other")
-    assert _listing(tmp_path) == ["m.hipmodel"]
+    assert _listing(folder) == ["m.hipmodel"]
     assert modelfile.read_manifest(target) == written
 
 
-def test_write_rejects_bad_arguments(tiny, tmp_path):
+def test_write_rejects_bad_arguments(tiny, folder):
     model, config, _ = tiny
-    target = tmp_path / "x.hipmodel"
+    target = folder / "x.hipmodel"
     with pytest.raises(ValueError, match="kind"):
         modelfile.write_bundle(target, model=model, config=config, dataset_hash="h", kind="nope")
     with pytest.raises(ValueError, match="dataset_hash"):
         modelfile.write_bundle(target, model=model, config=config, dataset_hash="")
     with pytest.raises(ValueError, match="JSON"):
         modelfile.write_bundle(target, model=model, config=config, dataset_hash="h", metrics={"auc": float("nan")})
-    assert _listing(tmp_path) == []
+    assert _listing(folder) == []
 
 
 def test_bundle_identity():

@@ -14,12 +14,14 @@ import datetime
 import io
 import logging
 import math
+import os
 import re
 import threading
 import warnings
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -143,6 +145,41 @@ def read_meta(data: bytes, *, limits: DecodeLimits | None = None) -> DicomMeta:
         if state == "truncated":
             raise DicomRejected("truncated pixel data")
         return _meta(ds)
+
+
+def read_meta_file(path: Path | str, *, limits: DecodeLimits | None = None) -> DicomMeta:
+    """``read_meta`` for a file on disk, without reading it into memory: the header is read from
+    the file (it stops before Pixel Data) and the Pixel Data element's length is checked against
+    the file's. A file without preamble, or a deflated one (its header lies inside the compressed
+    stream, inflated in bounded pieces first), is read whole and checked by ``read_meta``: the
+    caller bounds its size (MAX_DICOM_BYTES) first."""
+    held: list[Dataset] = []
+    limits = limits or DecodeLimits()
+    path = Path(path)
+    with open(path, "rb") as fp:
+        size = os.fstat(fp.fileno()).st_size
+        head = fp.read(132)
+        syntax = None
+        if len(head) == 132 and head[128:132] == b"DICM":
+            with contextlib.suppress(Exception):
+                syntax = _read_file_meta_info(fp).get("TransferSyntaxUID")
+        if syntax is None or syntax == DeflatedExplicitVRLittleEndian:
+            fp.seek(0)
+            return read_meta(fp.read(), limits=limits)
+        with _guard(held):
+            fp.seek(0)
+            try:
+                ds = dcmread(fp, stop_before_pixels=True)
+            except Exception:
+                raise DicomRejected("corrupt DICOM header") from None
+            held.append(ds)
+            if len(ds) == 0:
+                raise DicomRejected("not a DICOM file (no data elements)")
+            state = _pixel_state_file(fp, fp.tell(), size)
+            _validate(ds, state != "none", limits)
+            if state == "truncated":
+                raise DicomRejected("truncated pixel data")
+            return _meta(ds)
 
 
 def decode_dicom(data: bytes, *, limits: DecodeLimits | None = None) -> DecodedImage:
@@ -481,6 +518,28 @@ def _pixel_state(data: bytes, pos: int, ds: Dataset) -> str:
     if length == 0xFFFFFFFF:
         return "ok" if data.find(_SEQ_DELIM, start) >= 0 else "truncated"
     return "ok" if start + length <= len(data) else "truncated"
+
+
+def _pixel_state_file(fp: Any, pos: int, size: int) -> str:
+    """``_pixel_state`` for an open file of ``size`` bytes, read in pieces of a megabyte."""
+    fp.seek(pos)
+    head = fp.read(12)
+    if len(head) < 8 or head[:4] not in _PIXEL_TAGS:
+        return "none"
+    order = "little" if head[:4] == _PIXEL_TAGS[0] else "big"
+    if head[4:6] in (b"OB", b"OW", b"UN"):
+        length, start = int.from_bytes(head[8:12], order), pos + 12
+    else:
+        length, start = int.from_bytes(head[4:8], order), pos + 8
+    if length != 0xFFFFFFFF:
+        return "ok" if start + length <= size else "truncated"
+    fp.seek(start)
+    tail = b""
+    while chunk := fp.read(1024**2):
+        if _SEQ_DELIM in tail + chunk:
+            return "ok"
+        tail = chunk[-(len(_SEQ_DELIM) - 1) :]
+    return "truncated"
 
 
 def _date(text: str) -> datetime.date | None:

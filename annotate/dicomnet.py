@@ -3,12 +3,18 @@
 A modality or PACS pushes radiographs to ``DicomListener`` (a pynetdicom AE that
 also answers C-ECHO). Each received file takes two steps:
 
-1. In the association's thread (``_on_store``): a header check (a radiograph
-   SOP class, the size bound, object kind and pixel data present, the declared decoded
-   size and, for a deflated data set, a capped inflate: ``annotate.dicom.read_meta``;
-   no pixel is decoded and a refused file is never written), then the file
-   as sent (``event.encoded_dataset()``: no decode, no re-encode) is written to
-   the spool atomically (temporary name, fsync, rename, fsync of the folder).
+1. While it arrives, pynetdicom writes the data set to a temporary file in the
+   spool's ``incoming/`` folder (``STORE_RECV_CHUNKED_DATASET``): the listener
+   never holds a whole data set in memory, whatever a sender sends. Then, in the
+   association's thread (``_on_store``): a header check (a radiograph SOP class,
+   the file's size against MAX_DICOM_BYTES before anything is read, then a
+   header-only read from the file: object kind and pixel data present, the
+   declared decoded size and, for a deflated data set, a capped inflate:
+   ``annotate.dicom.read_meta_file``; no pixel is decoded and a refused file is
+   never spooled), then the file as sent (the received bytes copied in pieces:
+   no decode, no re-encode) is written to the spool atomically (temporary name,
+   fsync, rename, fsync of the folder). The temporary file is removed in every
+   case, and an association that ends mid-transfer takes its partial file with it.
    Only then does the sender get Success (0x0000): what a modality was told is
    stored survives a crash or a power cut. A full disk or a write error answers
    0xA700 (out of resources) and leaves no partial file; a file that fails the
@@ -22,7 +28,7 @@ also answers C-ECHO). Each received file takes two steps:
    ``.reason.txt`` beside it, for ``REJECTED_RETENTION_DAYS``. On start the
    drain picks up what an earlier process left in the spool.
 
-The spool (mode 0700) holds received files before they are de-identified, for
+The spool (mode 0700; ``incoming/`` too) holds received files before they are de-identified, for
 the seconds until they are ingested. Spool file names sort in arrival order and
 carry the receipt time (the radiograph's ``received_at``):
 ``20260101T120000.123456Z-<keyed hash of the SOP Instance UID>.dcm``. The
@@ -32,11 +38,13 @@ Entity Title, 0002,0017). Log lines name instances by their pseudonymous UID.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import heapq
 import logging
 import os
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -55,12 +63,12 @@ from pydicom.uid import (
     DigitalXRayImageStorageForProcessing,
     SecondaryCaptureImageStorage,
 )
-from pynetdicom import AE, AllStoragePresentationContexts, evt
-from pynetdicom.dsutils import encode_file_meta
+from pynetdicom import AE, AllStoragePresentationContexts, _config, dimse_messages, evt
+from pynetdicom.dsutils import encode_file_meta, split_dataset
 from pynetdicom.sop_class import Verification
 
 from annotate.cleanup import rejected_purge
-from annotate.dicom import DicomRejected, read_meta
+from annotate.dicom import DicomRejected, read_meta_file
 from annotate.pseudonyms import short_pseudonym, uid_pseudonym
 from annotate.storage import private_dir
 
@@ -87,6 +95,7 @@ CANNOT_UNDERSTAND = 0xC000
 SPOOL_SUFFIX = ".dcm"
 PART_SUFFIX = ".part"
 REJECTED_DIR = "rejected"
+INCOMING_DIR = "incoming"  # pynetdicom's temporary files, one per C-STORE being received
 _TIME_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 RETRY_SECONDS = 5.0  # a drain thread waits this long after an ingest failed for want of the database
 
@@ -152,6 +161,72 @@ def _status(code: int, comment: str) -> Dataset:
     return status
 
 
+_NamedTemporaryFile = dimse_messages.NamedTemporaryFile
+
+
+class _IncomingFile:
+    """pynetdicom's temporary file for a data set being received, whose write errors (a full
+    disk) are kept for the C-STORE handler to answer 0xA700, instead of being raised in the
+    association's reactor thread (which would end the association without an answer). After an
+    error the file is emptied (the space it took is given back) and the rest is dropped."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self.name = handle.name
+        self.file = self  # pynetdicom flushes ``.file``
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        self._guarded(self._handle.write, data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._guarded(self._handle.flush)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._handle.close()
+
+    def _guarded(self, call: Any, *args: Any) -> None:
+        if self.error is not None:
+            return
+        try:
+            call(*args)
+        except OSError as exc:
+            self.error = exc
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._handle.fileno(), 0)
+
+
+def _incoming_temporary_file(*args: Any, **kwargs: Any) -> Any:
+    """pynetdicom's ``NamedTemporaryFile`` for a received data set, made in the receiving
+    listener's ``incoming/`` folder instead of the system's temporary folder (/tmp): the data
+    is identifiable until the ingest has pseudonymised it, so it stays in the spool, under
+    DATA_DIR. pynetdicom creates the file in the association's DUL thread, which leads to the AE
+    (``_incoming_dir`` is set on the listener's AE only); other AEs keep pynetdicom's default."""
+    assoc = getattr(threading.current_thread(), "assoc", None)
+    folder = getattr(getattr(assoc, "ae", None), "_incoming_dir", None)
+    if folder is None:
+        return _NamedTemporaryFile(*args, **kwargs)
+    return _IncomingFile(_NamedTemporaryFile(*args, **{**kwargs, "dir": folder}))
+
+
+def _receive_to_files() -> None:
+    """Received C-STORE data sets go to temporary files (``event.dataset_path``), not memory.
+
+    Both settings are pynetdicom's, process-wide: chunked receipt, and the patched temporary
+    file (the module attribute ``pynetdicom.dimse_messages.NamedTemporaryFile``). Should a
+    pynetdicom release rename either, the listener refuses to start rather than receive into
+    memory or into /tmp."""
+    if not hasattr(_config, "STORE_RECV_CHUNKED_DATASET") or dimse_messages.NamedTemporaryFile not in (
+        _NamedTemporaryFile,
+        _incoming_temporary_file,
+    ):
+        raise RuntimeError("this pynetdicom does not receive data sets into files as annotate.dicomnet expects")
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    dimse_messages.NamedTemporaryFile = _incoming_temporary_file
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -186,6 +261,7 @@ class DicomListener:
         self.port = port
         self.spool_dir = Path(spool_dir or settings.DICOM_SPOOL_DIR)
         self.rejected_dir = self.spool_dir / REJECTED_DIR
+        self.incoming_dir = self.spool_dir / INCOMING_DIR
         self.allowed_calling_ae = list(
             settings.DICOM_ALLOWED_CALLING_AE if allowed_calling_ae is None else allowed_calling_ae
         )
@@ -208,7 +284,12 @@ class DicomListener:
         _pseudonymise_pynetdicom_logs()
         private_dir(self.spool_dir)
         private_dir(self.rejected_dir)
+        private_dir(self.incoming_dir)
         rejected_purge(self.rejected_dir)
+        for partial in self.incoming_dir.iterdir():
+            # Received (in part) by a process that died: never acknowledged, the sender still has it.
+            partial.unlink(missing_ok=True)
+        _receive_to_files()
         for part in self.spool_dir.glob(f".*{PART_SUFFIX}"):
             # Never acknowledged (the process died while writing it): the sender still has it.
             part.unlink(missing_ok=True)
@@ -219,6 +300,7 @@ class DicomListener:
             self._enqueue(name)
 
         ae = AE(ae_title=self.ae_title)
+        ae._incoming_dir = str(self.incoming_dir)  # type: ignore[attr-defined] - see _incoming_temporary_file
         ae.maximum_associations = self.max_associations
         ae.maximum_pdu_size = settings.DICOM_MAX_PDU
         ae.acse_timeout = settings.DICOM_ACSE_TIMEOUT
@@ -236,6 +318,7 @@ class DicomListener:
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_CONN_CLOSE, self._on_conn_close),
         ]
         self._ae = ae
         self._server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
@@ -308,6 +391,12 @@ class DicomListener:
             reason = "association rejected"
         logger.warning("%s: %s at %s:%s", reason, requestor.ae_title, requestor.address, requestor.port)
 
+    def _on_conn_close(self, event: evt.Event) -> None:
+        """An association that ends (released, aborted, timed out) while a data set is still
+        arriving leaves pynetdicom's temporary file behind: remove it."""
+        message = getattr(getattr(event.assoc, "dimse", None), "message", None)
+        _remove_temporary(getattr(message, "_data_set_file", None), getattr(message, "_data_set_path", None))
+
     def _on_store(self, event: evt.Event) -> int | Dataset:
         received_at = datetime.datetime.now(datetime.UTC)
         calling_ae = event.assoc.requestor.ae_title
@@ -317,6 +406,8 @@ class DicomListener:
         try:
             return self._store(event, received_at, calling_ae, sop_uid)
         finally:
+            # pynetdicom removes it too, but not when a handler raises.
+            _remove_temporary(getattr(event.request, "_dataset_file", None), _dataset_path(event))
             with self._lock:
                 self._storing -= 1
                 self._lock.notify_all()
@@ -328,28 +419,44 @@ class DicomListener:
         if sop_class not in RADIOGRAPH_SOP_CLASSES:
             reason = f"{sop_class.name or 'no SOP class'} is not a radiograph (CR, DX or SC images only)"
             return self._refuse(SOP_CLASS_NOT_SUPPORTED, reason, calling_ae, sop_uid)
-        stream = event.request.DataSet.getvalue()
-        if len(stream) > settings.MAX_DICOM_BYTES:
-            reason = f"file too large ({len(stream) // 1024**2} MB; limit {settings.MAX_DICOM_BYTES // 1024**2} MB)"
+        received = _dataset_path(event)
+        if received is None:  # chunked receipt is on (start()): pynetdicom always gives a file
+            return self._refuse(OUT_OF_RESOURCES, "no received data set file", calling_ae, sop_uid)
+        if (error := getattr(getattr(event.request, "_dataset_file", None), "error", None)) is not None:
+            reason = f"cannot spool the file: {error.strerror or type(error).__name__}"
             return self._refuse(OUT_OF_RESOURCES, reason, calling_ae, sop_uid)
-        # The file as sent, with file meta that says who sent it to whom. Built as
-        # event.encoded_dataset() does (the data set bytes are not decoded).
-        meta = event.file_meta
-        meta.SendingApplicationEntityTitle = calling_ae
-        meta.ReceivingApplicationEntityTitle = self.ae_title
-        data = b"".join((b"\x00" * 128, b"DICM", encode_file_meta(meta), stream))
+        # The received file: pynetdicom's preamble and file meta, then the data set as sent.
         try:
-            header = read_meta(data, limits=decode_limits())
+            offset = split_dataset(received)[1]
+            length = received.stat().st_size - offset
+        except Exception:  # noqa: BLE001 - its own file meta, unreadable only if the file is gone
+            return self._refuse(OUT_OF_RESOURCES, "the received data set file cannot be read", calling_ae, sop_uid)
+        if length > settings.MAX_DICOM_BYTES:
+            reason = f"file too large ({length // 1024**2} MB; limit {settings.MAX_DICOM_BYTES // 1024**2} MB)"
+            return self._refuse(OUT_OF_RESOURCES, reason, calling_ae, sop_uid)
+        try:
+            header = read_meta_file(received, limits=decode_limits())
         except DicomRejected as exc:
             return self._refuse(CANNOT_UNDERSTAND, exc.reason, calling_ae, sop_uid)
+        except OSError as exc:
+            reason = f"cannot read the received file: {exc.strerror or type(exc).__name__}"
+            return self._refuse(OUT_OF_RESOURCES, reason, calling_ae, sop_uid)
         if header.sop_instance_uid != sop_uid:
             reason = "the data set's SOP Instance UID differs from the C-STORE request's"
             return self._refuse(CANNOT_UNDERSTAND, reason, calling_ae, sop_uid)
+        # The file as sent, with file meta that says who sent it to whom. Built as
+        # event.encoded_dataset() does (the data set bytes are copied, not decoded).
+        meta = event.file_meta
+        meta.SendingApplicationEntityTitle = calling_ae
+        meta.ReceivingApplicationEntityTitle = self.ae_title
         name = spool_name(received_at, sop_uid)
         part = self.spool_dir / f".{name}{PART_SUFFIX}"
         try:
-            with open(part, "wb") as handle:
-                handle.write(data)
+            with open(part, "wb") as handle, open(received, "rb") as source:
+                handle.write(b"".join((b"\x00" * 128, b"DICM", encode_file_meta(meta))))
+                source.seek(offset)
+                shutil.copyfileobj(source, handle, 1024**2)
+                size = handle.tell()
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(part, self.spool_dir / name)
@@ -364,7 +471,7 @@ class DicomListener:
             name,
             calling_ae,
             _pseudonym(sop_uid),
-            len(data),
+            size,
         )
         with self._lock:
             self.counts["stored"] += 1
@@ -499,6 +606,22 @@ class DicomListener:
         path.unlink()
         _fsync_dir(self.rejected_dir)
         rejected_purge(self.rejected_dir)
+
+
+def _dataset_path(event: evt.Event) -> Path | None:
+    try:
+        return Path(event.dataset_path)
+    except (AttributeError, TypeError):  # not received into a file
+        return None
+
+
+def _remove_temporary(handle: Any, path: Path | str | None) -> None:
+    if handle is not None:
+        with contextlib.suppress(Exception):
+            handle.close()
+    if isinstance(path, (str, Path)):  # (path, offset) tuples are files being sent, not received
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _pseudonym(uid: str) -> str:

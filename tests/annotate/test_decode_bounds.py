@@ -266,13 +266,13 @@ def test_predict_refuses_the_bombs(client_as: Callable[..., Any], bombs: dict[st
 class Listener:
     """``manage.py dicom_listener`` in a subprocess, on the test database and data folder."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, **env: str) -> None:
         self.log = log
         with open(log, "ab") as handle:
             self.process = subprocess.Popen(
                 [sys.executable, "manage.py", "dicom_listener", "--port", "0", "--ae-title", AE_TITLE],
                 cwd=settings.BASE_DIR,
-                env=subprocess_env(LOG_LEVEL="INFO", DICOM_ALLOWED_CALLING_AE=""),
+                env=subprocess_env(LOG_LEVEL="INFO", DICOM_ALLOWED_CALLING_AE="", **env),
                 stdin=subprocess.DEVNULL,
                 stdout=handle,
                 stderr=subprocess.STDOUT,
@@ -334,3 +334,83 @@ def test_storescu_bombs_are_refused_by_the_listener_in_bounded_memory(listener: 
     spool = Path(settings.DATA_DIR) / "spool"
     assert [path for path in spool.rglob("*") if path.is_file()] == []  # never written, not even rejected/
     assert not Radiograph.objects.exists()
+
+
+LARGE_LIMIT = 40 * 1024**2  # MAX_DICOM_BYTES for the listener below: between the two files
+
+
+@pytest.mark.dicom
+@pytest.mark.django_db(transaction=True)
+def test_storescu_large_files_are_received_to_disk_not_memory(
+    tmp_path: Path, dicom_bytes: Callable[..., bytes]
+) -> None:
+    """A data set arrives in a file in the spool's incoming/ folder (pynetdicom's chunked
+    receipt), never whole in the listener's memory: a 46 MB file over MAX_DICOM_BYTES is refused
+    for its size and a 39 MB one is stored, each with the listener's peak RSS growth far below
+    the file's size. No temporary file is left, in incoming/ or in the system's temporary folder."""
+    if shutil.which("storescu") is None:
+        skip_or_fail("DCMTK's storescu is not installed (Debian package dcmtk)")
+    import tempfile
+
+    over = tmp_path / "over.dcm"
+    over.write_bytes(dicom_bytes(seed=21, rows=4800, columns=4800))  # 46 MB, 23 Mpx: within the decode bounds
+    within = tmp_path / "within.dcm"
+    within.write_bytes(dicom_bytes(seed=22, rows=4400, columns=4400))  # 39 MB
+    assert over.stat().st_size > LARGE_LIMIT > within.stat().st_size
+    system_tmp = Path(tempfile.gettempdir())
+    tmp_before = set(system_tmp.glob("tmp*.dcm"))
+    incoming = Path(settings.DATA_DIR) / "spool" / "incoming"
+    listener = Listener(tmp_path / "listener.log", MAX_DICOM_BYTES=str(LARGE_LIMIT))
+    try:
+        pid = listener.process.pid
+        time.sleep(1.0)  # let the start settle (imports, threads) before the baseline
+        assert incoming.is_dir() and incoming.stat().st_mode & 0o777 == 0o700
+
+        def send(path: Path, done: str) -> tuple[int, str, bool]:
+            """Peak RSS growth (VmHWM, reset first) until the log shows `done`, storescu's output,
+            and whether a file was seen in incoming/ meanwhile. The drain ingests a stored file
+            at once (it reads and decodes it whole): the peak is read just before the log line
+            appears, the receipt and the handler's checks and copy are in it, the ingest is not."""
+            before = status_kb(pid, "VmRSS") * 1024
+            Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM (peak RSS) to the current RSS
+            command = ["storescu", "-v", "-aet", "MODALITY", "-aec", AE_TITLE, "127.0.0.1", str(listener.port)]
+            sender = subprocess.Popen(
+                [*command, str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+            peak, seen, count = before, False, listener.text().count(done)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                hwm = status_kb(pid, "VmHWM") * 1024
+                seen = seen or any(incoming.iterdir())
+                if listener.text().count(done) > count:
+                    break
+                peak = hwm
+                time.sleep(0.002)
+            else:
+                raise AssertionError(f"no {done!r} in the log\n{listener.text()}")
+            out, _ = sender.communicate(timeout=60)
+            return peak - before, out, seen
+
+        refused, out_refused, seen_refused = send(over, "refused a C-STORE")
+        stored, out_stored, seen_stored = send(within, "stored ")
+        deadline = time.monotonic() + 120
+        while "imported radiograph" not in listener.text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        print(
+            f"dicom_listener peak RSS growth receiving {over.stat().st_size / 1024**2:.0f} MB (refused, over "
+            f"MAX_DICOM_BYTES): {refused / 1024**2:.1f} MB; receiving and spooling "
+            f"{within.stat().st_size / 1024**2:.0f} MB (stored): {stored / 1024**2:.1f} MB"
+        )
+        log = listener.text()
+        assert "Received Store Response (Refused: OutOfResources)" in out_refused, out_refused
+        assert "with status 0xA700: file too large (43 MB; limit 40 MB)" in log, log
+        assert "Received Store Response (Success)" in out_stored, out_stored
+        assert "imported radiograph" in log, log
+        assert seen_refused and seen_stored  # each arrived in incoming/
+        assert refused < 0.5 * over.stat().st_size, f"peak RSS grew by {refused / 1024**2:.0f} MB"
+        assert stored < 0.5 * within.stat().st_size, f"peak RSS grew by {stored / 1024**2:.0f} MB"
+        assert list(incoming.iterdir()) == []
+        assert set(system_tmp.glob("tmp*.dcm")) <= tmp_before
+        assert Radiograph.objects.count() == 1
+    finally:
+        listener.close()

@@ -82,7 +82,8 @@ def assert_imported_once(job: ImportJob, names: list[str], worker: Any) -> None:
     media = Path(settings.MEDIA_ROOT)
     stored = set()
     for radiograph in Radiograph.objects.all():
-        for field in (radiograph.original, radiograph.pixels, radiograph.preview):
+        assert not radiograph.pixels  # the de-identified DICOM is the one full copy: no pixel array
+        for field in (radiograph.original, radiograph.preview):
             path = media / field.name
             assert path.is_file(), f"{path} is missing"
             stored.add(path)

@@ -28,8 +28,6 @@ import gzip
 import mmap
 import os
 import struct
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -38,56 +36,15 @@ import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
 
+from common.lru import ByteBoundedLRU
+
 DEFAULT_CACHE_BYTES = 512 * 1024**2  # ~40 radiographs of 3000 x 2500 uint16
 
 
-class ByteBoundedLRU:
-    """Thread-safe LRU of values with an ``nbytes`` (arrays, bytes), bounded in total bytes. A
-    value larger than the bound is returned but not kept. One load per key at a time."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = int(max_bytes)
-        self._items: OrderedDict[Any, Any] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self._key_locks: dict[Any, threading.Lock] = {}
-        self.loads = 0
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0
-
-    def get(self, key: Any, load: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:  # both hips of a film asking at once decode it once
-            with self._lock:
-                if key in self._items:
-                    self._items.move_to_end(key)
-                    return self._items[key]
-            value = load()
-            size = _nbytes(value)
-            with self._lock:
-                self.loads += 1
-                if 0 < size <= self.max_bytes:
-                    self._items[key] = value
-                    self._bytes += size
-                    while self._bytes > self.max_bytes:
-                        _, old = self._items.popitem(last=False)
-                        self._bytes -= _nbytes(old)
-                self._key_locks.pop(key, None)
-        return value
+def array_cache(max_bytes: int) -> ByteBoundedLRU:
+    """A byte-bounded LRU for arrays and bytes that keeps no memory-mapped array (the file is
+    its own cache)."""
+    return ByteBoundedLRU(max_bytes, size=_nbytes)
 
 
 def _nbytes(value: Any) -> int:
@@ -116,7 +73,7 @@ def caches() -> tuple[ByteBoundedLRU, ByteBoundedLRU]:
     global _arrays, _bodies
     if _arrays is None or _bodies is None:
         limit = int(getattr(settings, "PIXEL_CACHE_BYTES", DEFAULT_CACHE_BYTES))
-        _arrays, _bodies = ByteBoundedLRU(limit), ByteBoundedLRU(limit // 4)
+        _arrays, _bodies = array_cache(limit), array_cache(limit // 4)
     return _arrays, _bodies
 
 

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +56,7 @@ import numpy as np
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import tensorflow as tf  # noqa: E402
 
+from common.lru import ByteBoundedLRU  # noqa: E402
 from ml.core.augment import AugmentConfig, augment_hip, paper_variant, paper_variants  # noqa: E402
 from ml.core.configs import TRAINING_REGIMES, NetConfig  # noqa: E402
 from ml.core.crops import CropSpec, hip_crop, to_model_input  # noqa: E402
@@ -113,47 +113,29 @@ class HipRecord:
 
 
 class PixelCache:
-    """Thread-safe LRU cache of loaded radiographs, bounded in bytes. An array
-    larger than the bound is returned but not kept. ``loads`` counts loads."""
+    """The loaded radiographs of the records, in a thread-safe LRU bounded in bytes
+    (:class:`common.lru.ByteBoundedLRU`); a memory-mapped array is read into memory first."""
 
     def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
-        self.max_bytes = int(max_bytes)
-        self._items: OrderedDict[object, np.ndarray] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self._key_locks: dict[object, threading.Lock] = {}
-        self.loads = 0
+        self._lru = ByteBoundedLRU(max_bytes)
+
+    @property
+    def max_bytes(self) -> int:
+        return self._lru.max_bytes
+
+    @property
+    def loads(self) -> int:
+        return self._lru.loads
 
     @property
     def nbytes(self) -> int:
-        return self._bytes
+        return self._lru.nbytes
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._lru)
 
     def get(self, record: HipRecord) -> np.ndarray:
-        key = record.cache_key
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:  # one load per film even when both hips ask at once
-            with self._lock:
-                if key in self._items:
-                    self._items.move_to_end(key)
-                    return self._items[key]
-            arr = np.ascontiguousarray(record.load_pixels())  # reads a memmap into memory
-            with self._lock:
-                self.loads += 1
-                if arr.nbytes <= self.max_bytes:
-                    self._items[key] = arr
-                    self._bytes += arr.nbytes
-                    while self._bytes > self.max_bytes:
-                        _, old = self._items.popitem(last=False)
-                        self._bytes -= old.nbytes
-                self._key_locks.pop(key, None)
-        return arr
+        return self._lru.get(record.cache_key, lambda: np.ascontiguousarray(record.load_pixels()))
 
 
 def element_rng(seed: int, epoch: int, index: int) -> np.random.Generator:

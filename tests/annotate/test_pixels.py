@@ -16,7 +16,7 @@ from annotate.dicom import decode_dataset, read_dataset
 from annotate.ingest import deidentified_copy
 from annotate.models import Radiograph
 from annotate.phantoms import generate_phantoms
-from annotate.pixels import ByteBoundedLRU, caches, gzip_body, mapped_stored, radiograph_pixels
+from annotate.pixels import array_cache, caches, gzip_body, mapped_stored, radiograph_pixels
 from annotate.storage import Buffers
 from tests.annotate.test_dicom import EXPECTED, TEST_FILES
 
@@ -99,7 +99,7 @@ def test_the_viewer_body_is_the_decoded_array(dicom_bytes) -> None:
 
 
 def test_the_cache_is_bounded_in_bytes() -> None:
-    cache = ByteBoundedLRU(max_bytes=3000)
+    cache = array_cache(3000)
     for key in range(5):
         cache.get(key, lambda: np.zeros(500, np.uint16))  # 1000 bytes each
     assert len(cache) == 3 and cache.nbytes == 3000 and cache.loads == 5
@@ -159,5 +159,5 @@ def test_an_identity_mapped_radiograph_is_the_file_itself(tmp_path) -> None:
     assert isinstance(mapped, np.memmap) or isinstance(mapped.base, np.memmap)
     np.testing.assert_array_equal(mapped, values)
     np.testing.assert_array_equal(mapped, decode_dataset(read_dataset(path.read_bytes())).pixels)
-    cache = ByteBoundedLRU(10**9)
+    cache = array_cache(10**9)
     assert cache.get("k", lambda: mapped) is mapped and len(cache) == 0

@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
@@ -107,6 +107,33 @@ def empty_redis_db(client: Any) -> None:
     keys = [key for key in client.scan_iter(count=1000) if key != CLAIM_KEY.encode()]
     if keys:
         client.delete(*keys)
+
+
+def site_env(*, what: str, unset: Iterable[str] = (), **values: str) -> dict[str, str]:
+    """The environment of a process of the site (a worker, gunicorn, the listener, a command) on the
+    test's PostgreSQL database and data folder, with this process's pseudonym key (so it writes the
+    pseudonyms the test computes): ``unset`` removed, ``values`` added last (they win). Skips (fails
+    in CI) when the test database is not PostgreSQL; ``what`` names who needs it."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if "postgresql" not in db["ENGINE"]:
+        skip_or_fail(
+            f"{what} needs the test database on PostgreSQL (set DATABASE_URL=postgres://...);"
+            f" this run uses {db['ENGINE']}"
+        )
+    env = dict(os.environ)
+    for name in unset:
+        env.pop(name, None)
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        DATABASE_URL=database_url(db),
+        DATA_DIR=str(Path(settings.DATA_DIR).resolve()),
+        PSEUDONYM_KEY=settings.PSEUDONYM_KEY,
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(values)
+    return env
 
 
 def database_url(db: dict[str, Any]) -> str:
@@ -383,13 +410,15 @@ def celery_worker(transactional_db: None, settings: Any, tmp_path: Path, monkeyp
     """A running Celery worker on the test database, the test's data folder and a Redis of its own."""
     import dj_database_url
 
+    # CELERY_BROKER_URL would be preferred to REDIS_URL; the broker is set below, once claimed.
+    env = site_env(
+        what="a real Celery worker",
+        unset=("CELERY_BROKER_URL",),
+        CELERY_VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT),
+        LOG_LEVEL="INFO",
+    )
     db = settings.DATABASES["default"]
-    if "postgresql" not in db["ENGINE"]:
-        skip_or_fail(
-            "a real Celery worker needs the test database on PostgreSQL (set DATABASE_URL=postgres://...);"
-            f" this run uses {db['ENGINE']}"
-        )
-    url = database_url(db)
+    url = env["DATABASE_URL"]
     parsed = dj_database_url.parse(url)
     if (parsed["NAME"], parsed["HOST"], str(parsed["PORT"] or "")) != (db["NAME"], db["HOST"], str(db["PORT"] or "")):
         raise CeleryWorkerError(f"DATABASE_URL {url!r} does not give back the test database {db['NAME']!r}")
@@ -403,18 +432,7 @@ def celery_worker(transactional_db: None, settings: Any, tmp_path: Path, monkeyp
         )
 
     broker_url, client, token = claim_redis_db()
-    env = dict(os.environ)
-    env.pop("CELERY_BROKER_URL", None)  # Celery would prefer it to REDIS_URL
-    env.update(
-        DJANGO_SETTINGS_MODULE="tests.settings",
-        DATABASE_URL=url,
-        DATA_DIR=str(data_dir),
-        REDIS_URL=broker_url,
-        CELERY_VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT),
-        PSEUDONYM_KEY=settings.PSEUDONYM_KEY,
-        LOG_LEVEL="INFO",
-        PYTHONUNBUFFERED="1",
-    )
+    env["REDIS_URL"] = broker_url
 
     from config.celery import app
 

@@ -43,7 +43,7 @@ from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from pydicom import dcmread
 
-from tests.celery_worker import CeleryWorker, _point_sender_at, _restore_sender, database_url, skip_or_fail
+from tests.celery_worker import CeleryWorker, _point_sender_at, _restore_sender, site_env, skip_or_fail
 from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
 from tests.support import free_port, wait_for
 
@@ -112,20 +112,12 @@ def redis_worker(transactional_db: None, settings: Any, tmp_path: Path, monkeypa
 
     from config.celery import app
 
-    db = settings.DATABASES["default"]
-    if "postgresql" not in db["ENGINE"]:
-        skip_or_fail("the Redis fault test needs the test database on PostgreSQL (set DATABASE_URL=postgres://...)")
-    env = dict(os.environ)
-    env.pop("CELERY_BROKER_URL", None)
-    env.update(
-        DJANGO_SETTINGS_MODULE="tests.settings",
-        DATABASE_URL=database_url(db),
-        DATA_DIR=str(Path(settings.DATA_DIR).resolve()),
+    env = site_env(
+        what="the Redis fault test",
+        unset=("CELERY_BROKER_URL",),
         REDIS_URL=private_redis.url,
         CELERY_VISIBILITY_TIMEOUT="5",
-        PSEUDONYM_KEY=settings.PSEUDONYM_KEY,
         LOG_LEVEL="INFO",
-        PYTHONUNBUFFERED="1",
     )
     monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     settings.CELERY_BROKER_URL = private_redis.url

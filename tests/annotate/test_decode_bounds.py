@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -32,7 +31,7 @@ from annotate import services
 from annotate.dicom import DecodeLimits, DicomRejected, check_inflated_size, decode_dicom, read_meta
 from annotate.models import ImportJob, Radiograph
 from tests.bombs import deflate_bomb
-from tests.celery_worker import database_url, skip_or_fail
+from tests.celery_worker import site_env, skip_or_fail
 
 DECLARED = "declared image 16384x16384 is 268 Mpx, over MAX_DECODED_PIXELS"
 COMMAND_PEAK_LIMIT = 400 * 1024**2  # the issue's bound for the import command refusing the bombs
@@ -66,20 +65,8 @@ def status_kb(pid: int, field: str) -> int:
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
-    db = settings.DATABASES["default"]
-    if "postgresql" not in db["ENGINE"]:
-        skip_or_fail(f"the subprocess needs the test database on PostgreSQL; this run uses {db['ENGINE']}")
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="tests.settings",
-        DATABASE_URL=database_url(db),
-        DATA_DIR=str(Path(settings.DATA_DIR).resolve()),
-        PSEUDONYM_KEY=settings.PSEUDONYM_KEY,
-        PYTHONUNBUFFERED="1",
-        **extra,
-    )
-    env.pop("DICOM_SPOOL_DIR", None)
-    return env
+    """A site command's environment; the listener's spool is the default, DATA_DIR/spool."""
+    return site_env(what="the subprocess", unset=("DICOM_SPOOL_DIR",), **extra)
 
 
 # --- the decode module --------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shutil
 import signal
@@ -32,7 +31,7 @@ from annotate.dicomnet import DicomListener, received_at_of
 from annotate.models import Radiograph
 from annotate.phantoms import generate_phantoms
 from annotate.pseudonyms import uid_pseudonym
-from tests.celery_worker import database_url, skip_or_fail
+from tests.celery_worker import database_url, site_env, skip_or_fail
 from tests.support import CT_IMAGE_STORAGE, free_port
 
 pytestmark = [pytest.mark.dicom, pytest.mark.django_db(transaction=True)]
@@ -314,17 +313,12 @@ class ListenerProcess:
 
     def __init__(self, log: Path, database: str) -> None:
         self.log = log
-        env = dict(os.environ)
-        env.update(
-            DJANGO_SETTINGS_MODULE="tests.settings",
+        env = site_env(
+            what="the listener",
+            unset=("DICOM_SPOOL_DIR", "DICOM_ALLOWED_CALLING_AE"),  # the defaults: DATA_DIR/spool, any AE
             DATABASE_URL=database,
-            DATA_DIR=str(Path(settings.DATA_DIR).resolve()),
-            PSEUDONYM_KEY=settings.PSEUDONYM_KEY,
             LOG_LEVEL="INFO",
-            PYTHONUNBUFFERED="1",
         )
-        for name in ("DICOM_SPOOL_DIR", "DICOM_ALLOWED_CALLING_AE"):  # the defaults: DATA_DIR/spool, any AE
-            env.pop(name, None)
         with open(log, "ab") as handle:
             self.process = subprocess.Popen(
                 [sys.executable, "manage.py", "dicom_listener", "--port", "0", "--ae-title", AE_TITLE],

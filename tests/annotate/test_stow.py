@@ -8,7 +8,6 @@ the live test server with a researcher's DRF token.
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from accounts.tokens import token_create
 from annotate.models import Radiograph
 from annotate.pseudonyms import uid_pseudonym
 from annotate.stow import CANNOT_UNDERSTAND, OUT_OF_RESOURCES
-from tests.celery_worker import database_url, skip_or_fail
+from tests.celery_worker import site_env
 from tests.conftest import make_dicom
 from tests.factories import UserFactory
 from tests.pacs import OrthancError, free_port
@@ -260,18 +259,8 @@ def test_orthanc_without_a_valid_token_is_refused(orthanc, live_server):
 @pytest.fixture
 def gunicorn(transactional_db: Any, settings: Any, tmp_path: Path) -> Iterator[str]:
     """The site under gunicorn (as in production) on the test database and data folder; its URL."""
-    db = settings.DATABASES["default"]
-    if "postgresql" not in db["ENGINE"]:
-        skip_or_fail("gunicorn needs the test database on PostgreSQL (set DATABASE_URL=postgres://...)")
+    env = site_env(what="gunicorn")
     port = free_port()
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="tests.settings",
-        DATABASE_URL=database_url(db),
-        DATA_DIR=str(Path(settings.DATA_DIR).resolve()),
-        PSEUDONYM_KEY=settings.PSEUDONYM_KEY,
-        PYTHONUNBUFFERED="1",
-    )
     log_path = tmp_path / "gunicorn.log"
     command = [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}"]
     with log_path.open("wb") as log:

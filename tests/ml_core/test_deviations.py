@@ -47,7 +47,8 @@ def test_each_named_choice_brings_its_own_entry() -> None:
     zoom = deviations.classifier_deviations(base.replace(test_time="zoom-average").as_dict())
     assert "test-time-zoom-average" in keys(zoom)
     assert next(r for r in zoom if r["key"] == "test-time-zoom-average")["detail"] == "zooms [1.0, 1.5] averaged"
-    assert "online-random-regime" in keys(deviations.classifier_deviations(base.replace(regime="online-random").as_dict()))
+    online = deviations.classifier_deviations(base.replace(regime="online-random").as_dict())
+    assert "online-random-regime" in keys(online)
     keras2 = keys(deviations.classifier_deviations(base.replace(lr_schedule="keras2_inverse_time").as_dict()))
     assert "lr-decay-keras2" in keras2 and "lr-decay-per-epoch" not in keras2
     assert "class-weights-sqrt" not in keys(
@@ -70,7 +71,8 @@ def test_a_stored_config_from_before_the_choices_existed_is_listed_as_what_it_wa
     legacy = {k: v for k, v in CONFIGS["cpu-small"].as_dict().items() if k not in ("test_time", "regime")}
     config = NetConfig.from_dict(legacy)
     assert (config.test_time, config.regime) == ("zoom-average", "online-random")
-    assert {"test-time-zoom-average", "online-random-regime"} <= keys(deviations.classifier_deviations(config.as_dict()))
+    listed = keys(deviations.classifier_deviations(config.as_dict()))
+    assert {"test-time-zoom-average", "online-random-regime"} <= listed
 
 
 def test_the_detector_states_its_pretraining() -> None:

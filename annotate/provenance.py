@@ -84,14 +84,18 @@ def truth_provenance_at(*, keys: Iterable[tuple[int, str]], at: Any) -> dict[tup
     return found
 
 
-def proposal_facts() -> dict[str, Any]:
-    """The facts the deviations registry's labelling entries read (``ml.core.deviations``):
-    whether labellers are (or were, for some ground-truth hip) shown the model's
-    class, and the share of ground-truth hips whose label came from a proposal."""
-    summary = ground_truth_provenance()
+def deviation_facts(summary: dict[str, Any], *, site_shows_class: bool = False) -> dict[str, Any]:
+    """The facts the deviations registry's labelling entries read (``ml.core.deviations``) from a
+    ``provenance_summary``: whether labellers are (``site_shows_class``) or were, for some of its
+    hips, shown the model's class, and the share of its hips whose label came from a proposal."""
     return {
-        "proposals_show_class": bool(settings.PROPOSALS_SHOW_CLASS or summary["class_shown"]),
+        "proposals_show_class": bool(site_shows_class or summary["class_shown"]),
         "proposal_share": summary["from_proposal_share"] or 0.0,
         "proposal_class_kept_share": summary["class_kept_share"] or 0.0,
         "ground_truth_hips": summary["hips"],
     }
+
+
+def proposal_facts() -> dict[str, Any]:
+    """``deviation_facts`` of the whole ground truth and this site's setting."""
+    return deviation_facts(ground_truth_provenance(), site_shows_class=settings.PROPOSALS_SHOW_CLASS)

@@ -212,13 +212,7 @@ def _labelling_facts(study: ReaderStudy) -> dict[str, Any]:
     hips = [case.dataset_hip for case in study.cases.select_related("dataset_hip")]
     keys = [(h.radiograph_id, h.side) for h in hips]
     origins = provenance.truth_provenance_at(keys=keys, at=study.dataset.created_at)
-    summary = provenance.provenance_summary(origins.values())
-    return {
-        "proposals_show_class": bool(summary["class_shown"]),
-        "proposal_share": summary["from_proposal_share"] or 0.0,
-        "proposal_class_kept_share": summary["class_kept_share"] or 0.0,
-        "ground_truth_hips": summary["hips"],
-    }
+    return provenance.deviation_facts(provenance.provenance_summary(origins.values()))
 
 
 def report_build(

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import re
+import struct
 import threading
 import warnings
 import zlib
@@ -220,7 +221,9 @@ def native_display(ds: Dataset, raw: np.ndarray) -> np.ndarray:
     no bit needs correcting, ``raw`` itself is returned (no copy)."""
     with _guard([ds]):
         bits, allocated = _int(ds, "BitsStored") or 16, _int(ds, "BitsAllocated") or 16
-        if bits < allocated:  # as pydicom's correct_unused_bits does for native data
+        if bits < allocated and raw.dtype.kind == "u":  # pydicom's correct_unused_bits: one pass
+            raw = np.bitwise_and(raw, raw.dtype.type((1 << bits) - 1))
+        elif bits < allocated:  # signed: the shifts extend the sign bit
             shift = allocated - bits
             raw = np.left_shift(raw, shift)
             np.right_shift(raw, shift, out=raw)
@@ -231,9 +234,45 @@ def encode_dataset(ds: Dataset) -> bytes:
     """A data set as a DICOM file (preamble, file meta, its own transfer syntax); pixel data as
     it was read (no decode, no re-encode). Raises DicomRejected when it cannot be written."""
     with _guard([ds]):
-        out = io.BytesIO()
-        ds.save_as(out, enforce_file_format=True)
-        return out.getvalue()
+        return _write(ds)
+
+
+def _write(ds: Dataset) -> bytes:
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def encode_dataset_parts(ds: Dataset) -> tuple[bytes | memoryview, ...]:
+    """The bytes of ``encode_dataset(ds)`` as a few parts, the pixel data value among them as a
+    view of the data set's own buffer: pydicom's writer copies a value twice (into an element
+    buffer, then into the file), which for a radiograph's pixels costs more than the rest of the
+    ingest's header work. Where the pixel data is not simply the last element of a little-endian,
+    non-deflated data set, the one part is ``encode_dataset(ds)``."""
+    ts = ds.file_meta.TransferSyntaxUID if "TransferSyntaxUID" in getattr(ds, "file_meta", ()) else None
+    elem = ds.get("PixelData") if "PixelData" in ds else None
+    last = max(ds.keys(), default=0)
+    if ts is None or ts in (ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian) or elem is None or last != 0x7FE00010:
+        return (encode_dataset(ds),)
+    with _guard([ds]):
+        elem = ds["PixelData"]  # a raw element becomes a DataElement: its VR resolved as written
+        value = elem.value
+        if not isinstance(value, bytes) or len(value) % 2 or (0x7FE00000 in ds):
+            return (_write(ds),)
+        encapsulated = ts.is_encapsulated
+        del ds["PixelData"]
+        try:
+            head = _write(ds)
+        finally:
+            ds["PixelData"] = elem
+        length = 0xFFFFFFFF if encapsulated else len(value)
+        if ts == ImplicitVRLittleEndian:
+            element = _PIXEL_TAGS[0] + struct.pack("<I", length)
+        else:
+            vr = "OB" if encapsulated else ("OW" if elem.VR not in ("OB", "OW") else elem.VR)
+            element = _PIXEL_TAGS[0] + vr.encode() + b"\0\0" + struct.pack("<I", length)
+        tail = _SEQ_DELIM + b"\0\0\0\0" if encapsulated else b""
+        return (head, element, memoryview(value), tail) if tail else (head, element, memoryview(value))
 
 
 @contextlib.contextmanager
@@ -616,6 +655,8 @@ def _decode_pixels(ds: Dataset, meta: DicomMeta) -> np.ndarray:
         expected, got = meta.rows * meta.columns * (_int(ds, "BitsAllocated") or 16) // 8, len(ds.PixelData)
         if got < expected:
             raise DicomRejected(f"truncated pixel data ({got} of {expected} bytes)")
+        if (raw := _native_u16(ds, meta)) is not None:
+            return raw
         ds.pixel_array_options(view_only=True)  # skip pydicom's defensive copy; we write a new array
     else:
         _check_codestream(ds, meta)
@@ -630,6 +671,23 @@ def _decode_pixels(ds: Dataset, meta: DicomMeta) -> np.ndarray:
     if arr.shape != (meta.rows, meta.columns) or arr.dtype.kind not in "iu":
         raise DicomRejected(f"decoded pixel array has unexpected shape {arr.shape}")
     return arr
+
+
+def _native_u16(ds: Dataset, meta: DicomMeta) -> np.ndarray | None:
+    """The pixels of the commonest radiograph (native little endian, one frame, one sample,
+    unsigned 16-bit) read straight from the value: a view when all 16 bits are stored, else one
+    masking pass into a new array (what pydicom's copy, left shift and right shift give). None for
+    anything else, which pydicom decodes."""
+    ts = ds.file_meta.TransferSyntaxUID
+    if ts not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian) or (_int(ds, "BitsAllocated") or 0) != 16:
+        return None
+    if (_int(ds, "SamplesPerPixel") or 1) != 1 or (_int(ds, "NumberOfFrames") or 1) != 1:
+        return None
+    if _int(ds, "PixelRepresentation") != 0 or not isinstance(ds.PixelData, bytes):
+        return None
+    raw = np.frombuffer(ds.PixelData, dtype="<u2", count=meta.rows * meta.columns).reshape(meta.rows, meta.columns)
+    bits = _int(ds, "BitsStored") or 16
+    return raw if bits >= 16 else np.bitwise_and(raw, np.uint16((1 << bits) - 1))
 
 
 def _modality_lut(ds: Dataset, arr: np.ndarray) -> tuple[np.ndarray, int, int] | None:

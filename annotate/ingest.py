@@ -33,6 +33,15 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from PIL import Image
+from pydicom.uid import (
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
+    JPEG2000Lossless,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+)
 
 from annotate import labelling
 from annotate.deidentify import Identity, deidentify
@@ -41,7 +50,7 @@ from annotate.dicom import (
     DecodeLimits,
     DicomRejected,
     decode_dataset,
-    encode_dataset,
+    encode_dataset_parts,
     guarded,
     read_dataset,
     render_preview,
@@ -52,6 +61,10 @@ from annotate.sources import SourceError, SourceItem
 from annotate.storage import Buffers
 
 logger = logging.getLogger(__name__)
+
+LOSSLESS_COMPRESSED = frozenset(
+    (RLELossless, JPEGLossless, JPEGLosslessSV1, JPEGLSLossless, JPEG2000Lossless, HTJ2KLossless, HTJ2KLosslessRPCL)
+)
 
 IMPORTED = ImportItem.Status.IMPORTED
 PRESENT = ImportItem.Status.PRESENT
@@ -131,10 +144,30 @@ def deidentified_copy(data: bytes) -> tuple[Any, bytes, Identity]:
     """Read a received file within the decoding bounds, de-identify it (settings
     ``PSEUDONYM_KEY``, ``DICOM_DATE_SHIFT``) and write it again: (data set, the bytes of the
     de-identified file, what the file said before). Raises DicomRejected."""
+    ds, parts, identity = _deidentified_parts(data)
+    return ds, b"".join(parts), identity
+
+
+def _deidentified_parts(data: bytes) -> tuple[Any, tuple[bytes | memoryview, ...], Identity]:
+    """``deidentified_copy`` with the file as parts (``encode_dataset_parts``): the pixels are
+    hashed and written from the data set's own buffer, not copied."""
     ds = read_dataset(data, limits=decode_limits())
     with guarded(ds):
         identity = deidentify(ds, deidentification_policy())
-    return ds, encode_dataset(ds), identity
+        if _store_decompressed(ds, len(data)):
+            ds.decompress(generate_instance_uid=False)  # lossless: the same instance
+    return ds, encode_dataset_parts(ds), identity
+
+
+def _store_decompressed(ds: Any, received: int) -> bool:
+    """Whether to keep a losslessly compressed file decompressed (``STORE_DECOMPRESSED_PERCENT``):
+    when the native pixels take at most that share of the bytes received."""
+    ts = ds.file_meta.TransferSyntaxUID
+    if ts not in LOSSLESS_COMPRESSED or not settings.STORE_DECOMPRESSED_PERCENT:
+        return False
+    frames = int(ds.get("NumberOfFrames") or 1)
+    native = int(ds.Rows) * int(ds.Columns) * int(ds.SamplesPerPixel or 1) * frames * (int(ds.BitsAllocated) // 8)
+    return native * 100 <= settings.STORE_DECOMPRESSED_PERCENT * received
 
 
 def _prepare(data: bytes) -> _Prepared | str:
@@ -146,23 +179,29 @@ def _prepare(data: bytes) -> _Prepared | str:
     decoded again (``image`` is None): it is a re-import, and ``_commit`` finds its row.
     """
     try:
-        ds, stored, identity = deidentified_copy(data)
+        ds, stored, identity = _deidentified_parts(data)
     except DicomRejected as exc:
         return exc.reason
-    sha256 = hashlib.sha256(stored).hexdigest()
+    digest = hashlib.sha256()
+    for part in stored:
+        digest.update(part)
+    sha256 = digest.hexdigest()
     names = file_names(sha256)
+    size = sum(memoryview(part).nbytes for part in stored)
     if all(default_storage.exists(name) for name in names.values()):
-        return _Prepared(sha256, len(stored), None, names, identity)
+        return _Prepared(sha256, size, None, names, identity)
     return _prepare_decoded(ds, stored, sha256, identity)
 
 
-def _prepare_decoded(ds: Any, stored: bytes, sha256: str, identity: Identity) -> _Prepared | str:
+def _prepare_decoded(
+    ds: Any, stored: tuple[bytes | memoryview, ...], sha256: str, identity: Identity
+) -> _Prepared | str:
     try:
         image = decode_dataset(ds)
     except DicomRejected as exc:
         return exc.reason
     names = file_names(sha256)
-    contents = {"original": Buffers(stored), "preview": _encode_preview(image)}
+    contents = {"original": Buffers(*stored), "preview": _encode_preview(image)}
     try:
         created = _store_files(contents, names)  # removes what it wrote when it fails
     except OSError as exc:
@@ -170,7 +209,8 @@ def _prepare_decoded(ds: Any, stored: bytes, sha256: str, identity: Identity) ->
             raise
         logger.error("the data folder is full: %s", exc)
         return f"{DISK_FULL_REASON} ({os.strerror(exc.errno)}); nothing was stored, send it again"
-    return _Prepared(sha256, len(stored), image, names, identity, created)
+    size = sum(memoryview(part).nbytes for part in stored)
+    return _Prepared(sha256, size, image, names, identity, created)
 
 
 def _commit(
@@ -192,7 +232,9 @@ def _commit(
         with default_storage.open(prepared.names["original"]) as handle:
             stored = handle.read()
         try:
-            redone = _prepare_decoded(read_dataset(stored, limits=decode_limits()), stored, sha256, prepared.identity)
+            redone = _prepare_decoded(
+                read_dataset(stored, limits=decode_limits()), (stored,), sha256, prepared.identity
+            )
         except DicomRejected as exc:
             redone = exc.reason
         if isinstance(redone, str):

@@ -207,6 +207,11 @@ PREVIEW_MAX_SIZE = env_int("PREVIEW_MAX_SIZE", 1024)
 # cache of at most PIXEL_CACHE_BYTES of arrays (512 MiB: ~40 radiographs of 3000 x 2500), plus a
 # quarter of that of the viewer's gzip bodies.
 PIXEL_CACHE_BYTES = env_int("PIXEL_CACHE_BYTES", 512 * 1024**2)
+# A losslessly compressed file (RLE, JPEG lossless, JPEG-LS, JPEG 2000 lossless) is stored
+# decompressed when that takes at most STORE_DECOMPRESSED_PERCENT % of the bytes received (RLE
+# radiographs, typically): every later read is then a memory map, not a decode. Files that compress
+# better stay compressed and are decoded on first read. 0: keep every file as received.
+STORE_DECOMPRESSED_PERCENT = env_int("STORE_DECOMPRESSED_PERCENT", 150)
 # Threads that decode and store files during an import (0: one per CPU).
 INGEST_WORKERS = env_int("INGEST_WORKERS", 0)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -44,6 +45,15 @@ def env_int(name: str, default: int) -> int:
 
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+# A .env file in the repository root (`make demo` writes one: DEBUG, SECRET_KEY, DATA_DIR) fills in
+# the variables the environment leaves unset, so that manage.py works in a new shell; a variable
+# set in the environment always wins. READ_DOTENV=false ignores the file: the test suite sets it
+# (tests/settings.py), so that a developer's .env never reaches the tests or their subprocesses.
+# A production site sets its variables in the environment and has no .env.
+if env_bool("READ_DOTENV", True):
+    load_dotenv(BASE_DIR / ".env", override=False)
 
 
 DEBUG = env_bool("DEBUG", False)

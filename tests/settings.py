@@ -7,6 +7,9 @@ otherwise; files go to a throw-away data folder.
 import os
 import tempfile
 
+# A developer's .env (make demo writes one) is not read: the tests, and every process they start
+# (which inherits this environment), see only what is set here and in the real environment.
+os.environ["READ_DOTENV"] = "false"
 os.environ.setdefault("DEBUG", "true")
 os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="hipstudy-test-"))
 os.environ.setdefault("PSEUDONYM_KEY", "test-pseudonym-key")

@@ -147,6 +147,7 @@ def deidentify(ds: Dataset, policy: Policy) -> Identity:
     anonymizer.add_element_handler(_PlatformSteps(policy, shift))
     anonymizer.anonymize(ds)
     ds.LongitudinalTemporalInformationModified = "MODIFIED" if shift is not None else "UNMODIFIED"
+    ds.PatientIdentityRemoved = "YES"  # PS3.3 C.7.1.1: with DeidentificationMethod, below
     ds.DeidentificationMethod = [
         f"PS3.15 Basic Application Level Confidentiality Profile (dicognito {version('dicognito')})",
         "keyed UIDs; private tags removed; free text blanked; dates " + ("shifted" if shift is not None else "kept"),

@@ -31,6 +31,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from PIL import Image
 from pydicom.uid import (
@@ -400,3 +401,74 @@ def _discard(results: Iterable[IngestOutcome | Future[_Prepared | str]]) -> None
             continue  # _store_files already removed what it wrote
         if isinstance(prepared, _Prepared) and not Radiograph.objects.filter(sha256=prepared.sha256).exists():
             _delete_files(prepared.created)
+
+
+# --- Radiographs stored before de-identification at ingest ----------------------------
+
+
+def stored_is_deidentified(data: bytes) -> bool:
+    """Whether a stored file was de-identified by the ingest: PatientIdentityRemoved YES, or the
+    profile named in DeidentificationMethod (files stored before the ingest set the former)."""
+    ds = read_dataset(data, limits=decode_limits())
+    methods = ds.get("DeidentificationMethod") or []
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    return str(ds.get("PatientIdentityRemoved", "")).upper() == "YES" or any(
+        str(m).startswith("PS3.15 Basic Application Level Confidentiality Profile") for m in methods
+    )
+
+
+def radiograph_deidentify_stored(*, radiograph_id: int) -> str:
+    """De-identify the stored copy of a radiograph ingested before the ingest did so, as the
+    ingest would have: the de-identified file and its preview are stored under their new names,
+    the row takes the pseudonymous UIDs and the sealed link to the original ones, and the old
+    files are removed once no row names them. Idempotent: "done" when it changed the radiograph,
+    "already" when its stored copy was de-identified; "skipped: <reason>" otherwise.
+    """
+    radiograph = Radiograph.objects.select_related("study").get(pk=radiograph_id)
+    with default_storage.open(radiograph.original.name) as handle:
+        data = handle.read()
+    try:
+        if stored_is_deidentified(data):
+            return "already"
+        ds, stored, identity = _deidentified_parts(data)
+    except DicomRejected as exc:
+        return f"skipped: {exc.reason}"
+    digest = hashlib.sha256()
+    for part in stored:
+        digest.update(part)
+    prepared = _prepare_decoded(ds, stored, digest.hexdigest(), identity)
+    if isinstance(prepared, str):
+        return f"skipped: {prepared}"
+    meta, old_names = prepared.image.meta, (radiograph.original.name, radiograph.preview.name)
+    with transaction.atomic():
+        radiograph = Radiograph.objects.select_for_update().select_related("study").get(pk=radiograph_id)
+        if radiograph.sha256 == prepared.sha256:
+            return "already"
+        if Radiograph.objects.filter(sop_instance_uid=meta.sop_instance_uid).exclude(pk=radiograph.pk).exists():
+            _delete_files(prepared.created)
+            return "skipped: the same instance was imported again since; remove one of the two"
+        study = radiograph.study
+        if study.study_instance_uid != meta.study_instance_uid:
+            other = Study.objects.filter(study_instance_uid=meta.study_instance_uid).first()
+            if other is None:
+                study.study_instance_uid = meta.study_instance_uid
+                study.save(update_fields=["study_instance_uid"])
+            else:  # the study came again since, de-identified: the radiograph joins it
+                radiograph.study = other
+        radiograph.series_instance_uid = meta.series_instance_uid
+        radiograph.sop_instance_uid = meta.sop_instance_uid
+        radiograph.transfer_syntax_uid = meta.transfer_syntax_uid
+        radiograph.pacs_link = pacs_link_seal(identity)
+        radiograph.sha256, radiograph.file_size = prepared.sha256, prepared.size
+        radiograph.original, radiograph.preview = prepared.names["original"], prepared.names["preview"]
+        radiograph.save()
+        if radiograph.study_id != study.pk and not study.radiographs.exists():
+            study.delete()
+        transaction.on_commit(lambda: _delete_unused(old_names))
+    return "done"
+
+
+def _delete_unused(names: Iterable[str]) -> None:
+    for name in names:
+        if name and not Radiograph.objects.filter(Q(original=name) | Q(preview=name)).exists():
+            _delete_files([name])

@@ -1,17 +1,8 @@
 """DICOM ingest: de-identify, decode, store the files, add the rows.
 
-Each file goes through two steps:
-- ``_prepare`` (no database): read within the decoding bounds, de-identify
-  (``annotate.deidentify``: nothing identifying is ever written), hash the
-  de-identified copy, decode, encode the preview, and store the two
-  content-addressed files (the de-identified DICOM, the only full copy, and the
-  preview; pixels are decoded from the DICOM when read: ``annotate.pixels``). It is the CPU- and
-  I/O-heavy part and runs in a thread pool: numpy, the codecs, zlib, hashlib
-  and file writes release the GIL, so a batch uses every core.
-- ``_commit`` (database, in the calling thread): the rows, in one transaction.
-
-Importing the same instance again changes nothing. A failure part-way leaves
-neither a row without its files nor a file without its row.
+``_prepare`` (threads, no database) de-identifies, hashes, decodes and stores the de-identified
+DICOM and its preview; ``_commit`` (the calling thread) adds the rows in one transaction. Importing
+the same instance again changes nothing. Design: docs/architecture/design-dicom.md.
 """
 
 from __future__ import annotations

@@ -1,25 +1,8 @@
 """A radiograph's pixels, read from its one stored full copy: the de-identified DICOM.
 
-Ingest keeps the de-identified DICOM (``originals/``) and a small JPEG preview, nothing else:
-the decoded array is a pure function of the stored DICOM (``annotate.dicom.decode_dataset``:
-modality LUT, MONOCHROME1 inversion, uint16 mapping), so it is decoded when asked for and kept
-in a process-wide LRU cache bounded in bytes (setting ``PIXEL_CACHE_BYTES``). The viewer's
-gzip body is cached the same way, in a second, smaller cache.
-
-Radiographs ingested before this (a ``pixels/…npy`` file named in ``Radiograph.pixels``) keep
-being read from that file, memory-mapped, as before (it holds the same array as the decoded
-DICOM); new ingests write none.
-
-A stored DICOM whose pixels are native (uncompressed little-endian, 16-bit, one frame, one
-sample) is not decoded at all: its Pixel Data value is memory-mapped from the file
-(``mapped_stored``). Where the display mapping is the identity (MONOCHROME2, no rescale, all 16
-bits stored) the mapped array is the result, read like the old ``.npy`` (only the pages a crop
-touches); otherwise the one affine pass of ``annotate.dicom.native_display`` runs on it, without
-the copies of the file's bytes that a decode makes. Either way the array is the one
-``decode_dataset`` gives (tests/annotate/test_pixels.py). A mapped array is not kept in the cache
-(the page cache holds it; mapping it again costs a header read).
-
-Returned arrays are read-only: every caller shares the cached one.
+Decoded on demand and kept in a process-wide LRU bounded in bytes (``PIXEL_CACHE_BYTES``); native
+files are memory-mapped instead of decoded; older ``.npy`` files are still read. Returned arrays
+are read-only. Design: docs/architecture/design-dicom.md and docs/operations/data-protection.md.
 """
 
 from __future__ import annotations

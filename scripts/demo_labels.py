@@ -8,7 +8,10 @@ accounts (``manage.py create_demo_users``) and the radiographs
 
 ``labeler1`` submits the phantoms' truth as it is; ``labeler2`` the same with
 a handful of disagreements planted (a changed class, a box shifted to IoU
-< 0.5, a dropped hip), so the adjudication queue has work. The last ~10% of
+< 0.5, a dropped hip), so the adjudication queue has work. A disagreement is
+planted only where agreement remains: on an image whose patient keeps another
+labelled image that both labellers agree on, so every labelled patient reaches
+the ground truth (a small demo plants fewer, or none). The last ~10% of
 the images are left unlabelled, so the labellers have work too. Everything is
 deterministic, and a second run changes nothing (the imports report the
 radiographs as already submitted).
@@ -49,17 +52,33 @@ def _shifted(bbox: list[float], width: int, height: int) -> list[float] | None:
 
 def plant_disagreements(document: dict[str, Any], *, disagreements: int, seed: int) -> tuple[dict, list[str]]:
     """A copy of a COCO document with up to ``disagreements`` images changed: one
-    dropped hip, then changed classes and shifted boxes in turn. Pure and deterministic."""
+    dropped hip, then changed classes and shifted boxes in turn. An image is changed
+    only if its patient keeps another image that reaches the ground truth unchanged
+    (not excluded, with a hip), so the agreed ground truth has every patient of the
+    document. Pure and deterministic."""
     planted = copy.deepcopy(document)
     rng = random.Random(seed)
     by_image: dict[Any, list[dict]] = {}
     for annotation in planted["annotations"]:
         by_image.setdefault(annotation["image_id"], []).append(annotation)
+    # Per patient, the images whose agreement puts hips in the ground truth. An image with no
+    # patient (not a phantom's) counts as one shared patient: at least one image stays agreed.
+    agreed: dict[Any, int] = {}
+    for image in planted["images"]:
+        if not image.get("exclude") and by_image.get(image["id"]):
+            agreed[image.get("patient")] = agreed.get(image.get("patient"), 0) + 1
     # Images with both hips can lose one and still be submitted.
     eligible = [
         image for image in planted["images"] if not image.get("exclude") and len(by_image.get(image["id"], [])) == 2
     ]
-    chosen = sorted(rng.sample(eligible, min(disagreements, len(eligible))), key=lambda image: image["id"])
+    chosen = []
+    for image in rng.sample(eligible, len(eligible)):
+        if len(chosen) >= disagreements:
+            break
+        if agreed[image.get("patient")] > 1:  # another image of this patient stays agreed
+            agreed[image.get("patient")] -= 1
+            chosen.append(image)
+    chosen.sort(key=lambda image: image["id"])
     categories = {c["id"]: c["name"] for c in planted["categories"]}
     dropped: list[dict] = []
     notes = []

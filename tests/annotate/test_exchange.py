@@ -404,7 +404,17 @@ def _demo_labels():
     return module
 
 
-def test_demo_labels_plant_disagreements_and_leave_work(phantoms, settings) -> None:
+@pytest.fixture(scope="module")
+def demo_phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # seed 9, 7 studies: nine films, one a cross-table lateral, of patients with spare films, so
+    # that three disagreements can be planted where agreement remains (tests/test_demo.py)
+    out = tmp_path_factory.mktemp("demo-phantoms")
+    generate_phantoms(out, studies=7, seed=9)
+    return out
+
+
+def test_demo_labels_plant_disagreements_and_leave_work(demo_phantoms, settings) -> None:
+    phantoms = demo_phantoms
     demo = _demo_labels()
     _import_phantoms(phantoms)
     settings.DEBUG = True  # as the demo runs (create_demo_users refuses otherwise)
@@ -412,7 +422,7 @@ def test_demo_labels_plant_disagreements_and_leave_work(phantoms, settings) -> N
     result = demo.seed_demo_labels(phantoms, disagreements=3, seed=0)
     kinds = [note.split(" hip ", 1)[1] for note in result["planted"]]
     assert kinds[0] == "dropped" and kinds[1] == "box shifted (IoU 0.25)" and " -> " in kinds[2]
-    assert result["labeler1"].submitted == 3 and result["labeler2"].to_adjudicate == 3
+    assert result["labeler1"].submitted == 8 and result["labeler2"].to_adjudicate == 3
     pending = Adjudication.objects.filter(status="pending")
     reasons = " ".join(" ".join(a.disagreements) for a in pending)
     assert pending.count() == 3 and "labelled by one labeller only" in reasons and "IoU" in reasons
@@ -423,5 +433,5 @@ def test_demo_labels_plant_disagreements_and_leave_work(phantoms, settings) -> N
     # deterministic, and a second run changes nothing
     before = _state()
     again = demo.seed_demo_labels(phantoms, disagreements=3, seed=0)
-    assert again["planted"] == result["planted"] and again["labeler2"].already_submitted == 3
+    assert again["planted"] == result["planted"] and again["labeler2"].already_submitted == 8
     assert _state() == before

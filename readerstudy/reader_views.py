@@ -70,8 +70,8 @@ def reader_studies(user: Any) -> list[dict[str, Any]]:
 def reader_home(request: HttpRequest) -> HttpResponse:
     """The studies the reader is invited to, with their next step in each."""
     studies = reader_studies(request.user)
-    if not studies:
-        raise Http404("you are not a reader of any study")
+    if not studies:  # a reader invited to no study yet: a page that says so, not a 404
+        return render(request, "readerstudy/reader_no_study.html")
     return render(request, "readerstudy/reader_home.html", {"studies": studies})
 
 

@@ -60,9 +60,23 @@ def test_a_reader_of_another_study_gets_404(study: Any, rita: Any) -> None:
     other.groups.add(Group.objects.get_or_create(name="reader")[0])
     client = client_for(other)
     assert client.get(reverse("reading_page", args=[study.pk])).status_code == 404
-    assert client.get(reverse("reader_home")).status_code == 404  # invited nowhere
+    assert client.get(reverse("reader_home")).status_code == 200  # invited nowhere: says so (below)
     # A study that does not exist reads the same.
     assert client_for(rita.user).get(reverse("reading_page", args=[study.pk + 1000])).status_code == 404
+
+
+def test_a_reader_invited_to_no_study_is_told_so(study: Any, rita: Any) -> None:
+    newcomer = UserFactory(username="nils")
+    newcomer.groups.add(Group.objects.get_or_create(name="reader")[0])
+    response = client_for(newcomer).get(reverse("reader_home"))
+    assert response.status_code == 200
+    assert response.templates[0].name == "readerstudy/reader_no_study.html"
+    text = response.content.decode()
+    assert "No study yet" in text and "not been invited to a reader study yet" in text
+    assert study.name not in text and 'href="/reader/studies/' not in text  # another reader's study stays hidden
+    # Once invited, the same page lists the study.
+    rita_page = client_for(rita.user).get(reverse("reader_home")).content.decode()
+    assert study.name in rita_page and "No study yet" not in rita_page
 
 
 def test_staff_without_a_reader_row_gets_404(study: Any, rita: Any, users: dict[str, Any]) -> None:

@@ -517,15 +517,23 @@ def case_media_allowed(reader: Reader, case: Case, media: str) -> bool:
 
 
 def study_progress(study: ReaderStudy, *, now: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """Per reader: answered/total and dates per phase, when the washout ends, median seconds per case."""
+    """Per reader: answered/total and dates per phase, when the washout ends, median seconds per case.
+
+    ``answered`` counts the reader's own answers only; the model-aided answers carried over from
+    full quality (where the reader agreed with the model) are ``carried_over``, apart: the aided
+    phase's ``total`` is the cases shown, so "10/44" for a reader who answered none of 44 and
+    carried 10 over would overstate their progress. ``text`` says it in words for the dashboard:
+    "0 of 44, plus 10 carried over"."""
     now = now or timezone.now()
     readers = list(study.readers.select_related("user").prefetch_related("phases"))
     answered: dict[tuple[int, str], int] = {}
+    carried_over: dict[tuple[int, str], int] = {}
     seconds: dict[int, list[float]] = {}
     for reader_id, condition, carried, shown, submitted in Response.objects.filter(reader__study=study).values_list(
         "reader_id", "condition", "carried_over", "displayed_at", "submitted_at"
     ):
-        answered[reader_id, condition] = answered.get((reader_id, condition), 0) + 1
+        counts = carried_over if carried else answered
+        counts[reader_id, condition] = counts.get((reader_id, condition), 0) + 1
         if not carried:
             seconds.setdefault(reader_id, []).append((submitted - shown).total_seconds())
     rows = []
@@ -537,10 +545,15 @@ def study_progress(study: ReaderStudy, *, now: dt.datetime | None = None) -> lis
         for condition in study.phases:
             phase = phases.get(condition)
             total = len(phase.case_ids) if phase else (study.case_count if condition != Condition.MODEL_AIDED else None)
+            own = answered.get((reader.pk, condition), 0)
+            carried = carried_over.get((reader.pk, condition), 0)
+            text = f"{own} of {'?' if total is None else total}" + (f", plus {carried} carried over" if carried else "")
             per_phase.append(
                 {
                     "condition": condition,
-                    "answered": answered.get((reader.pk, condition), 0),
+                    "answered": own,
+                    "carried_over": carried,
+                    "text": text,
                     "shown": len(phase.case_ids) if phase else 0,
                     "total": total,
                     "started_at": phase.started_at if phase else None,

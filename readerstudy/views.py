@@ -104,7 +104,9 @@ def progress_json(study: ReaderStudy) -> dict[str, Any]:
                     {
                         "condition": p["condition"],
                         "answered": p["answered"],
+                        "carried_over": p["carried_over"],
                         "total": p["total"],
+                        "text": p["text"],
                         "started_at": _iso(p["started_at"]),
                         "finished_at": _iso(p["finished_at"]),
                     }

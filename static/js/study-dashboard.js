@@ -36,7 +36,7 @@ function readerRow(row) {
   for (const p of row.phases) {
     const td = el("td", null, "phase");
     td.dataset.condition = p.condition;
-    td.append(el("span", `${p.answered}/${p.total === null ? "?" : p.total}`, "count"));
+    td.append(el("span", p.text, "count")); // "0 of 44, plus 10 carried over": the server words it
     if (p.started_at) td.append(document.createElement("br"), timeNode("started", p.started_at));
     if (p.finished_at) td.append(document.createElement("br"), timeNode("finished", p.finished_at));
     tr.append(td);

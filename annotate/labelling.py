@@ -505,6 +505,8 @@ def agreement_statistics() -> dict[str, Any]:
         return float(cohen_kappa_score(a, b, labels=labels))
 
     fracture = [c in FRACTURE_CLASSES for c in first], [c in FRACTURE_CLASSES for c in second]
+    kappa_six_ci = kappa_interval(first, second, list(CLASSES))
+    kappa_binary_ci = kappa_interval(*fracture, [False, True])
     reasons: dict[str, int] = {}
     for adjudication in Adjudication.objects.exclude(status=Adjudication.Status.AGREED):
         for reason in adjudication.disagreements:
@@ -516,6 +518,9 @@ def agreement_statistics() -> dict[str, Any]:
         "hips_compared": len(matched),
         "kappa_six_class": kappa(first, second, list(CLASSES)),
         "kappa_binary": kappa(*fracture, [False, True]),
+        # 95% percentile bootstrap intervals over the matched hips (the page's chart draws them).
+        "kappa_six_class_ci": kappa_six_ci,
+        "kappa_binary_ci": kappa_binary_ci,
         "iou": {
             "mean": float(np.mean(ious)) if ious else None,
             "median": float(np.median(ious)) if ious else None,
@@ -533,6 +538,32 @@ def agreement_statistics() -> dict[str, Any]:
         "provenance": provenance.ground_truth_provenance(),
         "proposals_show_class": settings.PROPOSALS_SHOW_CLASS,
     }
+
+
+def kappa_interval(
+    a: list[Any], b: list[Any], labels: list[Any], *, iterations: int = 1000, seed: int = 0
+) -> list[float] | None:
+    """The 95% percentile bootstrap interval of Cohen's κ between ``a`` and ``b`` (hips resampled
+    with replacement; resamples where κ is undefined are left out). None with fewer than 2 hips."""
+    import numpy as np
+
+    if len(a) < 2 or len(set(a) | set(b)) < 2:
+        return None
+    index = {label: i for i, label in enumerate(labels)}
+    x = np.array([index[v] for v in a])
+    y = np.array([index[v] for v in b])
+    k = len(labels)
+    samples = np.random.default_rng(seed).integers(0, len(x), size=(iterations, len(x)))
+    values = []
+    for rows in samples:
+        confusion = np.bincount(x[rows] * k + y[rows], minlength=k * k).reshape(k, k) / len(rows)
+        expected = float(confusion.sum(axis=1) @ confusion.sum(axis=0))
+        if expected < 1.0:
+            values.append((float(np.trace(confusion)) - expected) / (1.0 - expected))
+    if not values:
+        return None
+    low, high = np.percentile(values, [2.5, 97.5])
+    return [float(low), float(high)]
 
 
 def _reason_kind(reason: str) -> str:

@@ -2,19 +2,12 @@
 // the reasons they disagree, and an editable ground-truth layer built by
 // taking a labeller's hip per side or drawing with the box tool.
 
-import {
-  BoxLayer,
-  BoxTool,
-  CLASS_BY_VALUE,
-  EXCLUSION_BY_VALUE,
-  SIDES,
-  api,
-  classColor,
-  classSelect,
-  el,
-  hipPayload,
-  renderHelp,
-} from "./boxes.js";
+import { el } from "./lib/dom.js";
+import { api } from "./lib/http.js";
+import { BoxLayer, hipPayload } from "./boxes/drawing.js";
+import { HipPanel, renderHelp } from "./boxes/hip-panel.js";
+import { BoxTool } from "./boxes/tool.js";
+import { CLASS_BY_VALUE, EXCLUSION_BY_VALUE, SIDES, humaniseClasses } from "./boxes/vocabulary.js";
 import { Viewer, bindHelpOverlay, bindViewerControls } from "./viewer.js";
 
 export const SLOT_COLORS = { 1: "#3d8bff", 2: "#ff4fd8", 3: "#9be15d", 4: "#ffffff" };
@@ -71,6 +64,13 @@ const tool = new BoxTool(viewer, {
   },
 });
 tool.disabled = true;
+const panel = new HipPanel(tool, {
+  list: ui.hipList,
+  empty: ui.hipsEmpty,
+  excluded: ui.excluded,
+  problems: ui.problems,
+  excludedHint: "Drawing or taking a box clears the exclusion.",
+});
 tool.onSelect(() => renderPanel());
 bindViewerControls(viewer, app, { readout: ui.readout, onHelp: toggleHelp });
 renderHelp(ui.helpKeys);
@@ -90,10 +90,6 @@ function hideError() {
 }
 
 
-// "left hip: fn_displaced / normal" -> "left hip: Displaced femoral neck fracture / Normal".
-function humanise(reason) {
-  return reason.replace(/\b[a-z_]+\b/g, (word) => CLASS_BY_VALUE[word]?.label || EXCLUSION_BY_VALUE[word]?.label || word);
-}
 
 function slotName(labelling) {
   return `Slot ${labelling.slot}${labelling.labeler ? ` (${labelling.labeler})` : ""}`;
@@ -155,7 +151,7 @@ function renderStatic() {
   const reasons = adjudication.disagreements || [];
   ui.disagreements.replaceChildren(
     ...(reasons.length
-      ? reasons.map((r) => el("li", { title: r }, humanise(r)))
+      ? reasons.map((r) => el("li", { title: r }, humaniseClasses(r)))
       : [el("li", {}, "None recorded.")]),
   );
 
@@ -237,54 +233,9 @@ function renderStatic() {
 }
 
 function renderPanel() {
-  const selected = tool.selected;
-  const hips = [...tool.hips].sort((a, b) => (a.side === b.side ? 0 : a.side === "right" ? -1 : 1));
-  ui.hipList.replaceChildren(
-    ...hips.map((hip) =>
-      el(
-        "li",
-        {
-          class: hip === selected ? "selected" : "",
-          "data-side": hip.side,
-          "data-class": hip.hip_class || "",
-          onclick: (event) => {
-            if (!event.target.closest("select, button")) tool.select(hip.key);
-          },
-        },
-        el("span", { class: "swatch", style: `--c: ${classColor(hip.hip_class)}` }),
-        el("span", { class: "side" }, SIDES[hip.side]),
-        classSelect(hip.hip_class, (value) => value && tool.setClass(value, hip.key)),
-        el(
-          "button",
-          {
-            type: "button",
-            class: "remove",
-            "aria-label": `Remove the ${hip.side} hip`,
-            title: "Remove (Delete)",
-            onclick: () => tool.remove(hip.key),
-          },
-          "×",
-        ),
-      ),
-    ),
-  );
-  ui.hipsEmpty.hidden = hips.length > 0;
-  if (tool.excluded) {
-    ui.hipsEmpty.hidden = false;
-    ui.hipsEmpty.textContent = `Excluded: ${EXCLUSION_BY_VALUE[tool.excluded]?.label}. Drawing or taking a box clears the exclusion.`;
-  } else {
-    ui.hipsEmpty.textContent = "Take a labeller's hip above, or draw a box on the image (keys 1–6 set its class).";
-  }
-  if (ui.excluded.value !== tool.excluded) ui.excluded.value = tool.excluded;
-  const problems = tool.problems();
-  ui.problems.textContent = problems.join(" ");
-  ui.problems.hidden = !problems.length;
+  panel.render();
 }
 
-ui.excluded.addEventListener("change", () => {
-  tool.setExcluded(ui.excluded.value);
-  ui.excluded.blur();
-});
 ui.source.addEventListener("change", () => {
   ui.source.blur();
   hideError();

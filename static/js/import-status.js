@@ -1,4 +1,7 @@
 // Live status of an import job: polls the API until the job ends.
+import { getJSON } from "./lib/http.js";
+import { poll } from "./lib/poll.js";
+
 const section = document.getElementById("import-status");
 const statusEl = document.getElementById("job-status");
 const progress = document.getElementById("job-progress");
@@ -34,17 +37,12 @@ function render(job) {
   }
 }
 
-async function poll() {
-  try {
-    const response = await fetch(section.dataset.url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-    if (response.ok) {
-      const job = await response.json();
-      render(job);
-      if (job.status === "done" || job.status === "failed") return;
-    }
-  } catch (error) {
-    // A network hiccup is not the end of the job: try again.
-  }
-  setTimeout(poll, 1000);
-}
-poll();
+// A network hiccup is not the end of the job: the next tick tries again.
+poll(
+  async () => {
+    const job = await getJSON(section.dataset.url);
+    render(job);
+    return job.status !== "done" && job.status !== "failed";
+  },
+  { intervalMs: 1000 },
+);

@@ -9,22 +9,12 @@
 // and the server records its provenance). A proposal carries the model's class
 // only where the site turned PROPOSALS_SHOW_CLASS on; by default it is a box.
 
-import {
-  ApiError,
-  BoxTool,
-  CLASS_BY_VALUE,
-  EXCLUSION_BY_VALUE,
-  LABEL_KEYS,
-  PROPOSAL_COLOR,
-  SIDES,
-  api,
-  classColor,
-  classSelect,
-  el,
-  hipPayload,
-  renderClassLegend,
-  renderHelp,
-} from "./boxes.js";
+import { el } from "./lib/dom.js";
+import { ApiError, api } from "./lib/http.js";
+import { PROPOSAL_COLOR, hipPayload } from "./boxes/drawing.js";
+import { HipPanel, renderClassLegend, renderHelp } from "./boxes/hip-panel.js";
+import { BoxTool } from "./boxes/tool.js";
+import { CLASS_BY_VALUE, LABEL_KEYS, SIDES } from "./boxes/vocabulary.js";
 import { Viewer, bindHelpOverlay, bindViewerControls } from "./viewer.js";
 
 const SAVE_DELAY_MS = 800;
@@ -81,6 +71,14 @@ const tool = new BoxTool(viewer, {
   },
 });
 tool.disabled = true; // until the saved state is in
+const panel = new HipPanel(tool, {
+  list: ui.hipList,
+  empty: ui.hipsEmpty,
+  excluded: ui.excluded,
+  problems: ui.problems,
+  readOnly,
+  excludedHint: "Drawing a box clears the exclusion.",
+});
 tool.onSelect(() => renderPanel());
 bindViewerControls(viewer, app, { readout: ui.readout, onHelp: toggleHelp });
 renderHelp(ui.helpKeys, LABEL_KEYS);
@@ -298,10 +296,6 @@ document.addEventListener("visibilitychange", () => {
 window.addEventListener("pagehide", flush);
 
 ui.note.addEventListener("input", changed);
-ui.excluded.addEventListener("change", () => {
-  tool.setExcluded(ui.excluded.value);
-  ui.excluded.blur();
-});
 ui.submit.addEventListener("click", submit);
 ui.acceptProposals.addEventListener("click", () => {
   tool.acceptProposals({ all: true });
@@ -408,67 +402,13 @@ setInterval(renderStatus, 1000);
 
 function renderPanel() {
   const selected = tool.selected;
-  const hips = [...tool.hips].sort((a, b) => (a.side === b.side ? 0 : a.side === "right" ? -1 : 1));
-  ui.hipList.replaceChildren(
-    ...hips.map((hip) =>
-      el(
-        "li",
-        {
-          class: hip === selected ? "selected" : "",
-          "data-side": hip.side,
-          "data-class": hip.hip_class || "",
-          "data-source": hip.source === "model" ? "model" : "manual",
-          title: hip.source === "model" ? "Accepted from a model proposal" : null,
-          onclick: (event) => {
-            if (event.target.closest("select, button")) return;
-            tool.select(hip.key);
-          },
-        },
-        el("span", {
-          class: "swatch",
-          style: `--c: ${classColor(hip.hip_class)}${hip.source === "model" ? "; border-style: dashed" : ""}`,
-        }),
-        el("span", { class: "side", title: `The patient's ${hip.side} hip` }, SIDES[hip.side]),
-        readOnly
-          ? el("span", {}, CLASS_BY_VALUE[hip.hip_class]?.label || "—")
-          : classSelect(hip.hip_class, (value) => {
-              tool.select(hip.key);
-              if (value) tool.setClass(value, hip.key);
-            }),
-        readOnly
-          ? null
-          : el(
-              "button",
-              {
-                type: "button",
-                class: "remove",
-                title: `Remove the ${hip.side} hip (Delete)`,
-                "aria-label": `Remove the ${hip.side} hip`,
-                onclick: () => tool.remove(hip.key),
-              },
-              "×",
-            ),
-      ),
-    ),
-  );
+  const notices = notice && (readOnly || Date.now() < notice.until) ? [notice.text] : [];
+  panel.render({ notices });
   renderProposals();
-  ui.hipsEmpty.hidden = hips.length > 0;
-  if (tool.excluded) {
-    ui.hipsEmpty.hidden = false;
-    ui.hipsEmpty.textContent = `Excluded: ${EXCLUSION_BY_VALUE[tool.excluded]?.label || tool.excluded}. Drawing a box clears the exclusion.`;
-  } else {
-    ui.hipsEmpty.textContent =
-      "Drag on the image to draw a box around each hip. The side follows the box: the patient's left hip is on the image's right.";
-  }
   renderClassLegend(ui.legend, {
     active: selected?.hip_class,
     onPick: readOnly ? null : (value) => selected && tool.setClass(value),
   });
-  if (ui.excluded.value !== tool.excluded) ui.excluded.value = tool.excluded;
-  const problems = tool.problems();
-  if (notice && (readOnly || Date.now() < notice.until)) problems.push(notice.text);
-  ui.problems.textContent = problems.join(" ");
-  ui.problems.hidden = problems.length === 0;
   renderStatus();
 }
 

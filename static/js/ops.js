@@ -1,5 +1,11 @@
 // The operations page: asks /api/ops/ every few seconds and rewrites its figures and tables
 // in place (no reload). A failed poll is shown and tried again at the next tick.
+// The recent readings are drawn too: one point per radiograph, its arrival time
+// against its seconds from arrival to score (the table stays under the chart).
+import { scatterChart } from "./lib/chart.js";
+import { getJSON } from "./lib/http.js";
+import { poll } from "./lib/poll.js";
+
 const data = JSON.parse(document.getElementById("ops-data").textContent);
 const $ = (id) => document.getElementById(id);
 const pad = (n) => String(n).padStart(2, "0");
@@ -21,6 +27,33 @@ function state(id, text, ok) {
   const node = $(id);
   node.textContent = text;
   node.className = `ops-state ${ok ? "ok" : "bad"}`;
+}
+
+// The arrival time on the axis: with seconds when the readings span minutes only.
+function clock(spanMs) {
+  return (ms) => {
+    const t = new Date(ms);
+    const hm = `${pad(t.getHours())}:${pad(t.getMinutes())}`;
+    if (spanMs < 10 * 60 * 1000) return `${hm}:${pad(t.getSeconds())}`;
+    return spanMs < 86400 * 1000 ? hm : `${pad(t.getMonth() + 1)}-${pad(t.getDate())} ${hm}`;
+  };
+}
+
+function drawChart(recent) {
+  const times = recent.map((row) => new Date(row.received_at).getTime()).filter(Number.isFinite);
+  const span = times.length ? Math.max(...times) - Math.min(...times) : 0;
+  scatterChart($("ops-chart"), {
+    title: `Arrival to score of the last ${recent.length} readings: seconds against arrival time`,
+    points: recent.map((row) => ({
+      key: String(row.radiograph),
+      x: new Date(row.received_at).getTime(),
+      y: row.seconds,
+      title: `Radiograph ${row.radiograph}: arrived ${localTime(row.received_at)}, scored in ${fixed(row.seconds, 1)} s`,
+    })),
+    xLabel: "Arrived",
+    yLabel: "Seconds to score",
+    xFormat: clock(span),
+  });
 }
 
 function render(ops) {
@@ -64,19 +97,20 @@ function render(ops) {
     }),
   );
   $("ops-recent-empty").hidden = ops.recent.length > 0;
+  drawChart(ops.recent);
   $("ops-updated").textContent = `Updated ${localTime(ops.now)}.`;
 }
 
-async function poll() {
-  try {
-    const response = await fetch(data.api, { headers: { Accept: "application/json" } });
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    render(await response.json());
-  } catch (error) {
-    $("ops-updated").textContent = `Could not update (${error.message}); trying again.`;
-  }
-  setTimeout(poll, data.poll_ms);
-}
-
 render(data);
-setTimeout(poll, data.poll_ms);
+poll(
+  async () => {
+    render(await getJSON(data.api));
+  },
+  {
+    intervalMs: data.poll_ms,
+    immediate: false,
+    onError: (error) => {
+      $("ops-updated").textContent = `Could not update (${error.detail || error.message}); trying again.`;
+    },
+  },
+);

@@ -12,7 +12,11 @@
 // Keys 1-6 answer. While an answer is on its way, or the next image is not in
 // yet, the buttons and keys do nothing: a double press cannot answer twice.
 
-import { CLASSES, CLASS_BY_VALUE, api, drawHip, el, renderHelp } from "./boxes.js";
+import { drawHip } from "./boxes/drawing.js";
+import { renderHelp } from "./boxes/hip-panel.js";
+import { CLASSES, CLASS_BY_VALUE } from "./boxes/vocabulary.js";
+import { el } from "./lib/dom.js";
+import { api } from "./lib/http.js";
 import { PRESET_KEYS, Viewer, bindHelpOverlay, isTyping } from "./viewer.js";
 
 const app = document.getElementById("reading-app");

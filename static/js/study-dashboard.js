@@ -4,6 +4,9 @@
 // - A report's page (#report-live): polls the report's JSON until it is done or failed, moving the
 //   progress bar, then reloads once to show the summary and the files.
 // Text goes in with textContent only, never innerHTML.
+import { getJSON } from "./lib/http.js";
+import { poll } from "./lib/poll.js";
+
 const POLL_MS = 4000;
 
 function fmtTime(iso) {
@@ -74,27 +77,13 @@ function renderStudy(table, data) {
   body.replaceChildren(...data.readers.map(readerRow));
 }
 
+// While the tab is hidden nothing is asked; a network hiccup waits for the next tick.
 function pollStudy(table) {
-  const url = table.dataset.url;
-  let timer = null;
-  async function tick() {
-    try {
-      const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-      if (response.ok) renderStudy(table, await response.json());
-    } catch (err) {
-      // network hiccup: try again on the next tick
-    }
-    timer = setTimeout(tick, POLL_MS);
-  }
-  document.addEventListener("visibilitychange", () => {
-    if (document.hidden) {
-      clearTimeout(timer);
-    } else {
-      clearTimeout(timer);
-      tick();
-    }
+  poll(async () => renderStudy(table, await getJSON(table.dataset.url)), {
+    intervalMs: POLL_MS,
+    immediate: false,
+    pauseWhenHidden: true,
   });
-  timer = setTimeout(tick, POLL_MS);
 }
 
 function pollReport(section) {
@@ -107,15 +96,9 @@ function pollReport(section) {
   const sha = document.getElementById("report-sha256");
   const ended = (s) => s === "done" || s === "failed";
   if (ended(section.dataset.status)) return;
-  async function tick() {
-    let data = null;
-    try {
-      const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-      if (response.ok) data = await response.json();
-    } catch (err) {
-      data = null;
-    }
-    if (data) {
+  poll(
+    async () => {
+      const data = await getJSON(url);
       status.textContent = data.status;
       status.className = `status ${data.status}`;
       stage.textContent = data.stage ? `(${data.stage})` : "";
@@ -125,13 +108,13 @@ function pollReport(section) {
       error.textContent = data.error || "";
       if (data.inputs_sha256) sha.textContent = data.inputs_sha256;
       if (ended(data.status)) {
-        window.location.reload();  // the summary and the file list are drawn by the server
-        return;
+        window.location.reload(); // the summary and the file list are drawn by the server
+        return false;
       }
-    }
-    setTimeout(tick, 1500);
-  }
-  setTimeout(tick, 1500);
+      return true;
+    },
+    { intervalMs: 1500, immediate: false },
+  );
 }
 
 const readersTable = document.getElementById("study-readers");

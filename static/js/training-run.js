@@ -1,4 +1,10 @@
-// Live progress of a training run: polls the API until the run has ended.
+// Live progress of a training run: polls the API until the run has ended, and
+// draws its learning curves (training and validation, per epoch) from the
+// run's history as each epoch ends; the history table stays under them.
+import { lineChart } from "./lib/chart.js";
+import { getJSON } from "./lib/http.js";
+import { poll } from "./lib/poll.js";
+
 const section = document.getElementById("run-live");
 const statusEl = document.getElementById("run-status");
 const epochEl = document.getElementById("run-epoch");
@@ -13,6 +19,59 @@ const historyBody = document.querySelector("#run-history tbody");
 const COLUMNS = JSON.parse(document.getElementById("run-history").dataset.columns);
 const logEl = document.getElementById("run-log");
 const ENDED = ["succeeded", "failed", "cancelled"];
+const lossChart = document.getElementById("run-loss-chart");
+const scoreChart = document.getElementById("run-score-chart");
+const scoreHeading = document.getElementById("run-score-heading");
+
+// The curves of each chart: a classifier's loss and accuracy, a detector's loss
+// and validation IoU; training solid, validation dashed.
+const CURVES = COLUMNS.includes("accuracy")
+  ? {
+      loss: [["loss", "Training loss"], ["val_loss", "Validation loss"]],
+      score: [["accuracy", "Training accuracy"], ["val_accuracy", "Validation accuracy"]],
+      scoreTitle: "Accuracy",
+    }
+  : {
+      loss: [["loss", "Training loss"], ["val_loss", "Validation loss"]],
+      score: [["val_mean_iou", "Validation mean IoU"], ["val_min_iou", "Validation lowest IoU"]],
+      scoreTitle: "Validation IoU",
+    };
+
+function curves(history, keys) {
+  return keys
+    .map(([key, name]) => ({
+      key,
+      name,
+      dashed: key.startsWith("val_"),
+      points: history.filter((row) => typeof row[key] === "number").map((row) => [row.epoch, row[key]]),
+    }))
+    .filter((series) => series.points.length);
+}
+
+let drawn = "";
+function drawCurves(history, epochs) {
+  const key = `${history.length}/${epochs}`;
+  if (key === drawn) return;
+  drawn = key;
+  const xDomain = [1, Math.max(2, epochs || 0)];
+  scoreHeading.textContent = CURVES.scoreTitle;
+  lineChart(lossChart, {
+    title: "Loss per epoch, training and validation",
+    series: curves(history, CURVES.loss),
+    xLabel: "Epoch",
+    yLabel: "Loss",
+    integerX: true,
+    xDomain,
+  });
+  lineChart(scoreChart, {
+    title: `${CURVES.scoreTitle} per epoch, training and validation`,
+    series: curves(history, CURVES.score),
+    xLabel: "Epoch",
+    yLabel: CURVES.scoreTitle,
+    integerX: true,
+    xDomain,
+  });
+}
 
 function fixed(value, digits) {
   return typeof value === "number" && Number.isFinite(value) ? value.toFixed(digits) : "–";
@@ -40,6 +99,7 @@ function render(run) {
   cancelForm.hidden = ended;
   errorEl.hidden = !run.error;
   errorEl.textContent = run.error || "";
+  drawCurves(run.history, run.epochs);
   if (historyBody.rows.length !== run.history.length) {
     historyBody.replaceChildren(...run.history.map((row) => {
       const tr = document.createElement("tr");
@@ -72,19 +132,14 @@ function render(run) {
 
 let waitedForModel = 0;  // a run that succeeded gets its model version link a moment later
 
-async function poll() {
-  try {
-    const response = await fetch(section.dataset.url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-    if (response.ok) {
-      const run = await response.json();
-      render(run);
-      if (ENDED.includes(run.status)) {
-        if (run.status !== "succeeded" || run.model_version || waitedForModel++ > 20) return;
-      }
+poll(
+  async () => {
+    const run = await getJSON(section.dataset.url);
+    render(run);
+    if (ENDED.includes(run.status)) {
+      if (run.status !== "succeeded" || run.model_version || waitedForModel++ > 20) return false;
     }
-  } catch (error) {
-    // A network hiccup is not the end of the run: try again.
-  }
-  setTimeout(poll, 1500);
-}
-poll();
+    return true;
+  },
+  { intervalMs: 1500 }, // a network hiccup is not the end of the run: the next tick tries again
+);

@@ -1,7 +1,13 @@
 // The triage worklist: asks the API every few seconds for radiographs scored since the
 // last answer's cursor (with the page's filters), puts them into the table without a
 // reload and highlights them; a click on a hip or a row opens the side panel with the
-// preview, the heatmaps and the probabilities.
+// preview, the heatmaps and the probabilities. Classes are named in words
+// (boxes/vocabulary.js, as on the labelling page); the data keeps the keys.
+import { classLabel } from "./boxes/vocabulary.js";
+import { el } from "./lib/dom.js";
+import { getJSON } from "./lib/http.js";
+import { poll } from "./lib/poll.js";
+
 const data = JSON.parse(document.getElementById("worklist-data").textContent);
 const table = document.getElementById("worklist");
 const tbody = table.querySelector("tbody");
@@ -20,17 +26,6 @@ let count = data.count;
 let waiting = 0; // newly scored radiographs counted but not shown (pages after the first)
 let stopped = false;
 let openId = null;
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) if (child !== null && child !== undefined) node.append(child);
-  return node;
-}
 
 const pad = (n) => String(n).padStart(2, "0");
 function localTime(iso) {
@@ -51,15 +46,20 @@ function localiseTimes(root) {
 
 function hipCell(hip) {
   if (!hip) return el("td", { class: "hip-cell" }, el("span", { class: "help", text: "not read" }));
-  const top2 = hip.top2.map((t) => `${t.class} ${fixed(t.probability, 2)}`).join(" · ");
+  const top2 = hip.top2.flatMap((t, i) => [
+    i ? " · " : null,
+    el("span", { "data-class": t.class, text: classLabel(t.class) }),
+    ` ${fixed(t.probability, 2)}`,
+  ]);
   const button = el(
     "button",
     { type: "button", class: "hip", "data-side": hip.side, title: `Show the ${hip.side} hip's heatmap` },
     el("span", { class: "hip-p", text: fixed(hip.fracture_probability, 3) }),
-    ` ${hip.predicted_class}`,
+    " ",
+    el("span", { class: "hip-class", "data-class": hip.predicted_class, text: classLabel(hip.predicted_class) }),
     hip.flagged ? " " : null,
     hip.flagged ? badge() : null,
-    el("span", { class: "hip-top2", text: top2 }),
+    el("span", { class: "hip-top2" }, top2),
     el("span", { class: "hip-source", text: `box: ${hip.box_source}` }),
   );
   return el("td", { class: "hip-cell" }, button);
@@ -142,9 +142,7 @@ async function fetchNewer() {
   let next = cursor;
   for (;;) {
     const params = new URLSearchParams({ ...data.filters, after: cursor, page: String(page) });
-    const response = await fetch(`${data.api}?${params}`, { headers: { Accept: "application/json" } });
-    if (!response.ok) throw new Error(`worklist API answered ${response.status}`);
-    const answer = await response.json();
+    const answer = await getJSON(`${data.api}?${params}`);
     if (answer.model_version !== data.model_version) {
       stopped = true;
       showNotice("The active classifier has changed: reload the page to see its worklist.");
@@ -160,16 +158,16 @@ async function fetchNewer() {
   refreshStatus();
 }
 
-async function poll() {
-  if (stopped) return;
-  if (!document.hidden) {
-    try {
+// Nothing is asked while the tab is hidden; a dropped request is tried again next time.
+function startPolling() {
+  poll(
+    async () => {
+      if (stopped) return false;
       await fetchNewer();
-    } catch (error) {
-      console.warn(error); // a dropped request: try again next time
-    }
-  }
-  if (!stopped) setTimeout(poll, data.poll_ms);
+      return !stopped;
+    },
+    { intervalMs: data.poll_ms, immediate: false, pauseWhenHidden: true, onError: (error) => console.warn(error) },
+  );
 }
 
 // ----------------------------------------------------------------- side panel
@@ -189,7 +187,7 @@ function hipSection(hip, selected) {
       el(
         "tr",
         name === hip.predicted_class ? { class: "predicted" } : {},
-        el("td", { text: name }),
+        el("td", { "data-class": name, text: classLabel(name) }),
         el("td", { text: fixed(p, 3) }),
         el("td", { class: "bar-cell" }, meter),
       ),
@@ -204,7 +202,7 @@ function hipSection(hip, selected) {
       {},
       "Fracture probability ",
       el("strong", { class: "fracture-probability", text: fixed(hip.fracture_probability, 3) }),
-      ` · top 2: ${hip.top2.map((t) => t.class).join(", ")}`,
+      ` · top 2: ${hip.top2.map((t) => classLabel(t.class)).join(", ")}`,
     ),
     el(
       "table",
@@ -280,4 +278,4 @@ document.addEventListener("keydown", (event) => {
 heatmapToggle.addEventListener("change", applyHeatmapToggle);
 
 localiseTimes(table);
-setTimeout(poll, data.poll_ms);
+startPolling();

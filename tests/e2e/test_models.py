@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from annotate.labels import HipClass
 from ml import services as ml_services
 from ml.models import ModelVersion, TrainingRun
 from tests.ml.test_datasets import ingest, write_truth
@@ -55,6 +56,7 @@ def test_train_from_the_form_and_follow_the_run_live(page, login, shot, dataset,
     expect(page.locator("#run-status")).to_have_text("queued")
     expect(page.locator("#run-epoch")).to_have_text("0")
     expect(page.locator("#run-history tbody tr")).to_have_count(0)
+    expect(page.locator("#run-loss-chart svg path.series")).to_have_count(0)  # no epoch yet
     expect(page.locator("#run-cancel")).to_be_visible()
 
     # The trainer reports progress: the page shows it without a reload.
@@ -72,7 +74,17 @@ def test_train_from_the_form_and_follow_the_run_live(page, login, shot, dataset,
     expect(page.locator("#run-progress")).to_have_attribute("value", "3")
     expect(page.locator("#run-time-left")).to_have_text("about 6 s")  # 12 s per epoch, half an epoch left
     expect(page.locator("#run-log")).to_contain_text("epoch 1/2: loss 1.6100")
+    # The learning curves: one path per series (training and validation), a point per epoch.
+    assert_curves(page, epochs=1)
+    expect(page.locator('#run-loss-chart circle.point[data-series="val_loss"]')).to_have_attribute("data-y", "1.55")
     shot(page, "run-running")
+
+    # Another epoch ends: the curves grow by a point each, without a reload.
+    row2 = {**row, "epoch": 2, "loss": 1.2, "accuracy": 0.5, "val_loss": 1.3, "val_accuracy": 0.5}
+    TrainingRun.objects.filter(pk=run.pk).update(epoch=2, history=[row, row2], steps=0)
+    expect(page.locator("#run-history tbody tr")).to_have_count(2)
+    assert_curves(page, epochs=2)
+    expect(page.locator('#run-score-chart circle.point[data-series="val_accuracy"]')).to_have_count(2)
 
     TrainingRun.objects.filter(pk=run.pk).update(status="succeeded", epoch=2, finished_at=timezone.now())
     version = ModelVersion.objects.create(
@@ -89,6 +101,19 @@ def test_train_from_the_form_and_follow_the_run_live(page, login, shot, dataset,
     page.get_by_role("button", name="Activate").click()
     expect(page.locator("#model-active")).to_be_visible()
     assert ModelVersion.objects.get(pk=version.pk).is_active
+
+
+def assert_curves(page, *, epochs: int) -> None:
+    for chart, keys in (("#run-loss-chart", ("loss", "val_loss")), ("#run-score-chart", ("accuracy", "val_accuracy"))):
+        paths = page.locator(f"{chart} svg path.series")
+        expect(paths).to_have_count(2)
+        for key in keys:
+            path = page.locator(f'{chart} path.series[data-series="{key}"]')
+            expect(path).to_have_attribute("data-points", str(epochs))
+            expect(page.locator(f'{chart} circle.point[data-series="{key}"]')).to_have_count(epochs)
+            # The path joins that many points: one move and epochs - 1 lines.
+            d = path.get_attribute("d")
+            assert d.count("M") + d.count("L") == epochs, d
 
 
 def test_cancel_a_queued_run(page, login, dataset, queued):
@@ -142,6 +167,13 @@ def test_predictions_page_overlays_the_heatmaps(page, login, shot, dataset, data
         hip = page.locator(f'.prediction-hip[data-side="{row.side}"]')
         expect(hip.locator(".fracture-probability")).to_have_text(f"{row.fracture_probability:.3f}")
         expect(hip.locator("tbody tr")).to_have_count(6)
+        # Classes in words, as on the labelling page; the key stays in the data.
+        predicted = hip.locator("tbody tr.predicted td").first
+        expect(predicted).to_have_attribute("data-class", row.predicted_class)
+        expect(predicted).to_have_text(HipClass(row.predicted_class).label)
+        for cell in hip.locator("tbody td[data-class]").all():
+            assert cell.inner_text() == HipClass(cell.get_attribute("data-class")).label
+        assert "fn_" not in hip.inner_text()
     # The heatmap lies over its rectangle of the radiograph, scaled with the preview.
     preview = page.locator(".prediction-preview").bounding_box()
     right = next(row for row in rows if row.side == "right")

@@ -27,6 +27,11 @@ def test_a_new_reading_appears_without_a_reload(page, login, shot, dicom_bytes, 
     expect(page.locator("#ops-scored")).to_have_text("1")
     expect(page.locator("#ops-median")).to_have_text("4.0")
     expect(page.locator("#ops-recent tbody tr")).to_have_count(1)
+    # The chart: a point per scored radiograph, its seconds from arrival to score.
+    points = page.locator("#ops-chart svg circle.point")
+    expect(points).to_have_count(1)
+    expect(points.first).to_have_attribute("data-key", str(first.pk))
+    expect(points.first).to_have_attribute("data-y", "4")
 
     RadiographReading.objects.create(radiograph=second, scored_at=now + datetime.timedelta(seconds=1), seconds=10.0)
     expect(page.locator("#ops-scored")).to_have_text("2")  # the next poll, no reload
@@ -34,4 +39,6 @@ def test_a_new_reading_appears_without_a_reload(page, login, shot, dicom_bytes, 
     expect(page.locator("#ops-recent tbody tr")).to_have_count(2)
     expect(page.locator("#ops-recent tbody tr").first).to_contain_text(f"Radiograph {second.pk}")
     expect(page.locator("#ops-sources tbody tr")).to_contain_text("Command line")
+    expect(points).to_have_count(2)  # the chart follows, without a reload
+    expect(page.locator(f'#ops-chart circle.point[data-key="{second.pk}"]')).to_have_attribute("data-y", "10")
     shot(page, "ops")

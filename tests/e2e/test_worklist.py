@@ -51,9 +51,16 @@ def test_newly_scored_radiographs_appear_without_a_reload(page, login, shot, fil
     expect(first).to_have_attribute("data-radiograph", str(films[2].pk))
     expect(first).to_have_class("worklist-row flagged new")
     expect(first.locator(".flag-cell")).to_have_text("CT/MRI")
+    # The rows the server drew name the classes in words too, and so does the flag rule.
+    expect(rows(page).nth(1).locator(".hip-class").first).to_have_text("Displaced femoral neck fracture")
+    expect(page.locator("#flag-rule")).to_contain_text("P(nondisplaced femoral neck fracture)")
+    assert "fn_displaced" not in page.locator("#worklist tbody").inner_text()
     right = first.locator('button.hip[data-side="right"]')
-    expect(right).to_contain_text("normal")
-    expect(right.locator(".hip-top2")).to_have_text("normal 0.55 · fn_nondisplaced 0.40")
+    # Classes in words, as on the labelling page; the key stays in the data.
+    expect(right.locator(".hip-class")).to_have_text("Normal")
+    expect(right.locator(".hip-class")).to_have_attribute("data-class", "normal")
+    expect(right.locator(".hip-top2")).to_have_text("Normal 0.55 · Nondisplaced femoral neck fracture 0.40")
+    expect(right).not_to_contain_text("fn_nondisplaced")
     expect(right.locator(".hip-source")).to_have_text("box: detector")
     expect(page.locator("#worklist-count")).to_have_text("3")
     shot(page, "worklist-live")
@@ -112,7 +119,10 @@ def test_clicking_a_hip_shows_its_heatmap_and_probabilities(page, login, shot, f
     expect(selected).to_have_attribute("data-side", "right")
     expect(selected.locator(".fracture-probability")).to_have_text(f"{right.fracture_probability:.3f}")
     expect(selected.locator("tbody tr")).to_have_count(6)
-    expect(selected.locator("tbody tr.predicted td").first).to_have_text("normal")
+    expect(selected.locator("tbody tr.predicted td").first).to_have_text("Normal")
+    words = ["Normal", "Nondisplaced femoral neck fracture", "Displaced femoral neck fracture",
+             "Intertrochanteric fracture", "Previous internal fixation (ORIF)", "Previous arthroplasty"]  # fmt: skip
+    expect(selected.locator("tbody td[data-class]")).to_have_text(words)
     expect(selected).to_contain_text("CT/MRI")
     expect(panel.locator("section.prediction-hip")).to_have_count(2)
     # The heatmap lies over its rectangle of the radiograph, scaled with the preview.

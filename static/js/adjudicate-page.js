@@ -8,7 +8,8 @@ import { BoxLayer, hipPayload } from "./boxes/drawing.js";
 import { HipPanel, renderHelp } from "./boxes/hip-panel.js";
 import { BoxTool } from "./boxes/tool.js";
 import { CLASS_BY_VALUE, EXCLUSION_BY_VALUE, SIDES, humaniseClasses } from "./boxes/vocabulary.js";
-import { Viewer, bindHelpOverlay, bindViewerControls } from "./viewer.js";
+import { Viewer } from "./viewer.js";
+import { bindHelpOverlay, bindViewerControls } from "./viewer-controls.js";
 
 export const SLOT_COLORS = { 1: "#3d8bff", 2: "#ff4fd8", 3: "#9be15d", 4: "#ffffff" };
 const TRUTH_SOURCES = {

@@ -15,7 +15,8 @@ import { PROPOSAL_COLOR, hipPayload } from "./boxes/drawing.js";
 import { HipPanel, renderClassLegend, renderHelp } from "./boxes/hip-panel.js";
 import { BoxTool } from "./boxes/tool.js";
 import { CLASS_BY_VALUE, LABEL_KEYS, SIDES } from "./boxes/vocabulary.js";
-import { Viewer, bindHelpOverlay, bindViewerControls } from "./viewer.js";
+import { Viewer } from "./viewer.js";
+import { bindHelpOverlay, bindViewerControls } from "./viewer-controls.js";
 
 const SAVE_DELAY_MS = 800;
 const app = document.getElementById("label-app");

@@ -17,7 +17,8 @@ import { renderHelp } from "./boxes/hip-panel.js";
 import { CLASSES, CLASS_BY_VALUE } from "./boxes/vocabulary.js";
 import { el } from "./lib/dom.js";
 import { api } from "./lib/http.js";
-import { PRESET_KEYS, Viewer, bindHelpOverlay, isTyping } from "./viewer.js";
+import { PRESET_KEYS, Viewer, isTyping } from "./viewer.js";
+import { bindHelpOverlay } from "./viewer-controls.js";
 
 const app = document.getElementById("reading-app");
 const $ = (id) => document.getElementById(id);

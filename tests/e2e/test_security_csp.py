@@ -49,9 +49,15 @@ def test_pages_run_under_the_enforced_policy(enforced, page, login, users, dicom
     assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assert "camera=()" in response.headers["permissions-policy"]
     for url in ("/", "/radiographs/", f"/radiographs/{radiograph.pk}/", "/labelling/exchange/", "/models/worklist/",
-                f"/models/radiographs/{radiograph.pk}/predictions/", "/api/docs/"):  # fmt: skip
+                f"/models/radiographs/{radiograph.pk}/predictions/", "/api/docs/", "/ops/",
+                "/labelling/agreement/"):  # fmt: skip
         page.goto(url)
         page.wait_for_load_state("networkidle")
+    # The charts (inline SVG drawn by the pages' modules) are there under the enforced policy.
+    page.goto("/labelling/agreement/")
+    expect(page.locator("#iou-chart svg rect.bar")).to_have_count(10)
+    page.goto("/ops/")
+    expect(page.locator("#ops-chart svg")).to_be_visible()
     # The API docs (Swagger UI from our static files) render.
     page.goto("/api/docs/")
     expect(page.locator(".swagger-ui .info")).to_be_visible()

@@ -144,10 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    # The same environment as scripts/demo.py.
+    # The same environment as scripts/demo.py. DATA_DIR is left to the settings (the environment,
+    # then the .env that make demo wrote, then ./var), so that a run by hand finds the demo's data.
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DEBUG", "true")
-    os.environ.setdefault("DATA_DIR", str(ROOT / "var"))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 

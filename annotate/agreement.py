@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-Box = tuple[float, float, float, float]  # x, y, width, height in image pixels
+from ml.core.vocab import Box, iou
 
 
 @dataclass(frozen=True)
@@ -27,17 +27,6 @@ class Labelling:
 
     def by_side(self) -> dict[str, Hip]:
         return {hip.side: hip for hip in self.hips}
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two [x, y, w, h] boxes (0 when either is empty)."""
-    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    inter_w = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
-    inter_h = max(0.0, min(ay2, by2) - max(a[1], b[1]))
-    inter = inter_w * inter_h
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    # min(): rounding can put identical boxes a hair above 1.
-    return min(1.0, inter / union) if union > 0 else 0.0
 
 
 def disagreements(a: Labelling, b: Labelling, *, iou_threshold: float) -> list[str]:

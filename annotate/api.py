@@ -16,7 +16,7 @@ from rest_framework.response import Response
 
 from annotate import services
 from annotate.models import ImportItem, ImportJob, Radiograph
-from annotate.roles import ADJUDICATOR, RESEARCHER, HasRole
+from common.roles import ADJUDICATOR, RESEARCHER, HasRole
 from config.converters import ID_REGEX
 
 

@@ -3,15 +3,39 @@ from typing import Any
 
 from django.apps import AppConfig
 
+from common.audit import EXPORT, Audited, no_id
+
 
 class AnnotateConfig(AppConfig):
     name = "annotate"
     verbose_name = "Radiographs and labels"
+    # The URLs of this app that the access log records (common.audit).
+    audited = {
+        # The archive: a radiograph's page, its image and its pixels (the viewer), by page and by API.
+        "radiograph_detail": Audited("radiograph"),
+        "radiograph_preview": Audited("radiograph"),
+        "radiograph-pixels": Audited("radiograph"),
+        "radiograph-detail": Audited("radiograph"),
+        "radiograph-preview": Audited("radiograph"),
+        # Labelling and adjudication: each shows one radiograph.
+        "label_page": Audited("assignment"),
+        "assignment-detail": Audited("assignment"),
+        "assignment-submit": Audited("assignment"),
+        "adjudicate_page": Audited("adjudication"),
+        "adjudication-detail": Audited("adjudication"),
+        "adjudication-resolve": Audited("adjudication"),
+        # Exports: ground truth, everyone's labels.
+        "ground-truth": Audited("ground_truth", no_id, EXPORT),
+        "annotations-export": Audited("annotations", no_id, EXPORT),
+        "annotations-import": Audited("annotations", no_id),
+        # Radiographs received over HTTP (STOW-RS): who sent them.
+        "dicomweb-stow": Audited("radiograph", no_id),
+    }
 
     def ready(self) -> None:
         from django.conf import settings
 
-        from annotate.storage import DIRECTORY_MODE, private_dir
+        from common.storage import DIRECTORY_MODE, private_dir
 
         # The data folder holds the SQLite file, stored files and, without
         # Redis, the Celery broker's queue: make sure it exists before anyone
@@ -33,11 +57,11 @@ class AnnotateConfig(AppConfig):
 
 
 def _remove_upload_orphans(**kwargs: Any) -> None:
-    """A worker starting adopts or removes what killed web workers left (annotate.cleanup)."""
+    """A worker starting adopts or removes what killed web workers left (annotate.archive.cleanup)."""
     import logging
 
     try:
-        from annotate.cleanup import upload_orphans_remove
+        from annotate.archive.cleanup import upload_orphans_remove
 
         upload_orphans_remove()
     except Exception:  # noqa: BLE001 - never keep a worker from starting

@@ -38,12 +38,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotate import formats, labelling
+from annotate.archive.pseudonyms import uid_pseudonym
 from annotate.formats import FormatError, coco, tabular, via
 from annotate.labelling import HipInput
 from annotate.labels import Adjudication, Assignment, HipLabel
 from annotate.models import Radiograph
-from annotate.pseudonyms import uid_pseudonym
-from annotate.roles import LABELER, has_role
+from common.roles import LABELER, has_role
 
 EXPORT_FORMATS = ("coco", "via", "csv")
 IMPORT_FORMATS = ("coco", "via")

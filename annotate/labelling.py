@@ -30,6 +30,7 @@ from annotate.labels import (
     TruthSource,
 )
 from annotate.models import Radiograph
+from ml.core.vocab import FRACTURE_CLASSES
 
 logger = logging.getLogger(__name__)
 
@@ -481,8 +482,6 @@ def agreement_statistics() -> dict[str, Any]:
     distribution of their boxes, and how many went to adjudication and why."""
     import numpy as np
     from sklearn.metrics import cohen_kappa_score
-
-    from annotate.labels import FRACTURE_CLASSES
 
     submitted = (
         Assignment.objects.filter(status=Assignment.Status.SUBMITTED)

@@ -26,7 +26,7 @@ from rest_framework.response import Response
 from annotate import labelling
 from annotate.labels import Adjudication, Assignment, Exclusion, HipClass, Side, TruthSource
 from annotate.models import Radiograph
-from annotate.roles import ADJUDICATOR, LABELER, RESEARCHER, HasRole, has_role
+from common.roles import ADJUDICATOR, LABELER, RESEARCHER, HasRole, has_role
 
 
 class HipSerializer(serializers.Serializer):

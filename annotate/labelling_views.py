@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from annotate import labelling
 from annotate.labels import Adjudication, Assignment, Exclusion
-from annotate.roles import ADJUDICATOR, LABELER, RESEARCHER, role_required
+from common.roles import ADJUDICATOR, LABELER, RESEARCHER, role_required
 
 
 @role_required(LABELER)

@@ -14,18 +14,10 @@ from django.db import models
 from simple_history.models import HistoricalRecords
 
 from annotate.models import Radiograph
+from ml.core.vocab import CLASS_NAMES, CLASSES
 
-CLASSES = ("normal", "fn_displaced", "fn_nondisplaced", "intertrochanteric", "orif", "arthroplasty")
-FRACTURE_CLASSES = ("fn_displaced", "fn_nondisplaced", "intertrochanteric")
-
-
-class HipClass(models.TextChoices):
-    NORMAL = "normal", "Normal"
-    FN_DISPLACED = "fn_displaced", "Displaced femoral neck fracture"
-    FN_NONDISPLACED = "fn_nondisplaced", "Nondisplaced femoral neck fracture"
-    INTERTROCHANTERIC = "intertrochanteric", "Intertrochanteric fracture"
-    ORIF = "orif", "Previous internal fixation (ORIF)"
-    ARTHROPLASTY = "arthroplasty", "Previous arthroplasty"
+# The six classes as Django choices (HipClass.NORMAL ... HipClass.ARTHROPLASTY), from ml.core.vocab.
+HipClass = models.TextChoices("HipClass", [(key.upper(), (key, CLASS_NAMES[key])) for key in CLASSES], module=__name__)
 
 
 class Side(models.TextChoices):

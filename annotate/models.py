@@ -61,7 +61,7 @@ class Radiograph(models.Model):
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="radiographs")
     # Study, Series and SOP Instance UIDs are keyed pseudonyms (annotate.deidentify), the
     # ones the stored copy carries. The originals, which a result sent back to the PACS
-    # must name, are kept only encrypted (annotate.pseudonyms.pacs_link_seal).
+    # must name, are kept only encrypted (annotate.archive.pseudonyms.pacs_link_seal).
     series_instance_uid = models.CharField(max_length=64, blank=True)
     sop_instance_uid = models.CharField(max_length=64, unique=True)
     sop_class_uid = models.CharField(max_length=64)

@@ -14,10 +14,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from annotate import cleanup, sources
+from annotate.archive import cleanup, sources
 from annotate.ingest import IMPORTED, PRESENT, IngestOutcome, ingest_items, pseudonym, radiograph_ingest
 from annotate.models import ImportItem, ImportJob, Radiograph
-from annotate.storage import private_dir
+from common.queueing import enqueue, require_broker
+from common.storage import private_dir
 
 __all__ = ["IngestOutcome", "pseudonym", "radiograph_ingest", "find_sources", "ingest_sources"]
 
@@ -51,11 +52,10 @@ def incoming_dir() -> Path:
 def import_job_create(*, user: Any, files: Iterable[Any], source: str) -> ImportJob:
     """Keep the uploaded files in a folder of their own and queue their import.
 
-    ``config.celery.QueueUnavailable`` when the broker is away: asked before the files are
+    ``common.queueing.QueueUnavailable`` when the broker is away: asked before the files are
     written, and should the task still not be taken, the job and its files are removed again,
     so that no job waits as "queued" for a task that was never sent."""
     from annotate.tasks import import_job_run
-    from config.celery import publish, require_broker
 
     require_broker()
     folder = private_dir(incoming_dir()) / uuid.uuid4().hex
@@ -73,14 +73,12 @@ def import_job_create(*, user: Any, files: Iterable[Any], source: str) -> Import
                     handle.write(chunk)
             count += 1
         job = ImportJob.objects.create(created_by=user, source=source, folder=folder.name, total=0)
-        if transaction.get_connection().in_atomic_block:
-            transaction.on_commit(lambda: publish(lambda: import_job_run.delay(job_id=job.id)))
-        else:
-            try:
-                publish(lambda: import_job_run.delay(job_id=job.id))
-            except BaseException:
-                ImportJob.objects.filter(id=job.id, status=ImportJob.Status.QUEUED).delete()
-                raise
+
+        def undo() -> None:
+            ImportJob.objects.filter(id=job.id, status=ImportJob.Status.QUEUED).delete()
+            shutil.rmtree(folder, ignore_errors=True)
+
+        enqueue(import_job_run, job_id=job.id, undo=undo)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods
 
 from annotate import services
 from annotate.models import ImportItem, ImportJob, Radiograph
-from annotate.roles import ADJUDICATOR, RESEARCHER, role_required
+from common.roles import ADJUDICATOR, RESEARCHER, role_required
 
 
 class MultipleFileInput(forms.ClearableFileInput):

@@ -2,7 +2,7 @@
 
     python bench/arrival.py [--count 200] [--score] [--training-studies 30]
 
-Makes ``--count`` phantom radiographs (annotate.phantoms; some RLE-compressed,
+Makes ``--count`` phantom radiographs (devtools.phantoms; some RLE-compressed,
 4-12 MB each), then times DCMTK's ``storescu`` sending them all on one
 association (``-xr``: RLE and the uncompressed syntaxes proposed, each file
 sent as it is) to
@@ -19,7 +19,7 @@ trained on ``--training-studies`` other phantom studies (their ground truth
 imported as two labellers), activated, and a Celery worker serves the ``ml``
 queue, so that each radiograph is read on arrival; the bench then waits for
 every reading and prints arrival-to-score median and p95
-(``ml.operations.arrival_stats``).
+(``triage.operations.arrival_stats``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,14 +39,11 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from devtools.processes import free_port, wait_for_line  # noqa: E402 - the repository root is on the path from here
+
 PYTHON = sys.executable
 AE_TITLE = "HIPSTUDY"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def manage(*args: str) -> None:
@@ -56,7 +52,7 @@ def manage(*args: str) -> None:
 
 def make_phantoms(out: Path, count: int, seed: int, desc: str) -> list[Path]:
     """``count`` radiographs (a study has one to three): batches of studies until there are enough."""
-    from annotate.phantoms import generate_phantoms
+    from devtools.phantoms import generate_phantoms
 
     files: list[Path] = []
     with tqdm(total=0, unit="study", desc=desc) as bar:
@@ -84,20 +80,11 @@ def send(port: int, files: list[Path], listing: Path) -> float:
     return elapsed
 
 
-def wait_for_line(log: Path, pattern: str, process: subprocess.Popen, timeout: float = 120.0) -> re.Match:
-    deadline = time.monotonic() + timeout
-    while (found := re.search(pattern, log.read_text(errors="replace"))) is None:
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"no {pattern!r} in {log}:\n{log.read_text(errors='replace')}")
-        time.sleep(0.05)
-    return found
-
-
 def train_models(work: Path, studies: int) -> None:
     """Tiny detector and classifier, trained on their own phantoms and activated."""
     phantoms = work / "training"
     with tqdm(total=studies, unit="study", desc="training phantoms") as bar:
-        from annotate.phantoms import generate_phantoms
+        from devtools.phantoms import generate_phantoms
 
         generate_phantoms(phantoms, studies=studies, seed=2020, progress=bar.update)
     manage("create_demo_users", "--quiet")
@@ -173,7 +160,7 @@ def main() -> None:
             )
             wait_for_line(work / "worker.log", r"bench@\S+ ready", processes[-1])
             from annotate.labels import GroundTruthHip
-            from ml.operations import arrival_stats
+            from triage.operations import arrival_stats
 
             # Activation reads what arrived before (the training phantoms without ground truth):
             # wait until each of them has its reading, so that only our radiographs are timed.
@@ -258,7 +245,7 @@ def main() -> None:
             print(
                 f"arrival to score: median {stats['median_seconds']:.1f} s, p95 {stats['p95_seconds']:.1f} s"
                 f" ({stats['scored']} of {n} scored, {failed} readings failed; tiny detector + classifier,"
-                " one ml worker, concurrency 1; ml.operations.arrival_stats)"
+                " one ml worker, concurrency 1; triage.operations.arrival_stats)"
             )
         else:
             print("arrival to score: not measured (no active models; run with --score)")

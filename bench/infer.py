@@ -4,7 +4,7 @@ naive baseline, and the latency of one radiograph as the web app serves it.
     python bench/infer.py [--studies 4] [--config paper] [--batch-size 32] [--rounds 2] [--repeats 5]
     python bench/infer.py --config cpu-small --studies 12
 
-Makes phantom studies (``annotate.phantoms.generate_phantoms``) in a temporary folder,
+Makes phantom studies (``devtools.phantoms.generate_phantoms``) in a temporary folder,
 decodes each DICOM (``annotate.dicom.decode_dicom``) to its uint16 pixels and default
 window, and takes the hip boxes and sides from the COCO file. The model has random weights
 (``weights=None``): speed does not depend on them. Every hip is scored by the config's test-time
@@ -44,7 +44,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 def load_films(folder: Path, studies: int):
     """[(dicom bytes, pixels, window, hips)] for the phantom radiographs that have hips."""
     from annotate.dicom import decode_dicom
-    from annotate.phantoms import generate_phantoms
+    from devtools.phantoms import generate_phantoms
     from ml.core.serving import Hip
 
     summary = generate_phantoms(folder / "phantoms", studies=studies, seed=1)

@@ -7,7 +7,7 @@ crops -> classifier -> heatmap PNGs, against the sum of the bare model calls it 
 Each configuration pairs the classifier and the detector of the same name (``cpu-small``:
 classifier cpu-small + detector cpu-small; ``paper``: DenseNet-169 + RetinaNet ResNet-50 FPN
 at 512), both built with random weights (nothing is downloaded; speed does not depend on the
-weights). Radiographs are phantoms (``annotate.phantoms.generate_phantoms``) with both hips
+weights). Radiographs are phantoms (``devtools.phantoms.generate_phantoms``) with both hips
 labelled.
 
 End to end, per radiograph, each stage timed with ``time.perf_counter``:
@@ -65,7 +65,7 @@ GOAL = 0.25
 
 def load_films(folder: Path, studies: int, count: int) -> list[tuple[bytes, list[Any]]]:
     """[(DICOM bytes, [Hip right, Hip left])] for up to ``count`` phantom radiographs with both hips."""
-    from annotate.phantoms import generate_phantoms
+    from devtools.phantoms import generate_phantoms
     from ml.core.serving import Hip
 
     while True:

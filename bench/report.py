@@ -1,9 +1,9 @@
-"""Reader-study statistics speed: ``ml.core.readers.analyse`` on a paper-size study against a
+"""Reader-study statistics speed: ``readerstudy.analysis.readers.analyse`` on a paper-size study against a
 plain loop of scikit-learn ``cohen_kappa_score`` calls.
 
     python bench/report.py [--iterations 2000] [--loop-iterations 50] [--rounds 3] [--seed 0]
 
-Builds the synthetic study of :func:`ml.core.readers.synthetic_study` shaped like Krogue et al.
+Builds the synthetic study of :func:`readerstudy.analysis.readers.synthetic_study` shaped like Krogue et al.
 2020's reader study: 100 cases from 90 patients, 10 readers (5 experts, 5 residents) under 3
 conditions, plus the model (31 observers), binary and six-class tasks. Times ``analyse`` with
 ``--iterations`` bootstrap iterations (everything: validating the rows, κ of all observers on all
@@ -62,8 +62,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from ml.core.readers import analyse, read_predictions, read_responses, synthetic_study
     from ml.core.stats import bootstrap_indices
+    from readerstudy.analysis.readers import analyse, read_predictions, read_responses, synthetic_study
 
     response_rows, prediction_rows = synthetic_study(n_cases=100, n_patients=90, seed=args.seed)
     responses = read_responses(response_rows)

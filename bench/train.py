@@ -5,7 +5,7 @@ the same model fed from an in-memory array of the same shape
 
     python bench/train.py [--studies 6] [--steps 16] [--warmup 3] [--rounds 2]
 
-Makes phantom studies (``annotate.phantoms.generate_phantoms``) in a temporary
+Makes phantom studies (``devtools.phantoms.generate_phantoms``) in a temporary
 folder, decodes each DICOM (``annotate.dicom.decode_dicom``) to its uint16
 pixels and default window, saves them as .npy (the pipeline loads them through
 its LRU cache), and takes the hip boxes, sides and classes from the COCO file.
@@ -36,7 +36,7 @@ def load_records(folder: Path, studies: int = 6):
     import numpy as np
 
     from annotate.dicom import decode_dicom
-    from annotate.phantoms import generate_phantoms
+    from devtools.phantoms import generate_phantoms
     from ml.core.pipeline import HipRecord
 
     summary = generate_phantoms(folder / "phantoms", studies=studies, seed=1)

@@ -4,7 +4,7 @@ bare download of the same pixels, and the time of one window/level change.
     python bench/viewer.py [--rows 2500] [--columns 3000] [--repeat 5] [--serve]
 
 Makes a throw-away data folder and SQLite database, one synthetic AP pelvis
-radiograph (``annotate.phantoms``, 3000 x 2500 by default) ingested like an
+radiograph (``devtools.phantoms``, 3000 x 2500 by default) ingested like an
 import, a labeller with that image assigned, and starts ``manage.py
 runserver`` on a free port. Then, in headless system Chromium (``CHROMIUM``,
 default /usr/bin/chromium; the browser tests' launch flags), with an empty
@@ -31,7 +31,6 @@ import io
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from devtools.processes import free_port  # noqa: E402 - the repository root is on the path from here
 
 USERNAME, PASSWORD = "bench-labeller", "bench-password-123"
 CHROMIUM_ARGS = [
@@ -56,19 +57,13 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1440, "height": 900}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def make_radiograph(rows: int, columns: int, seed: int) -> bytes:
     """One AP pelvis phantom as DICOM bytes."""
     import numpy as np
     from pydicom.filewriter import dcmwrite
 
-    from annotate import phantoms
-    from annotate.phantom_anatomy import sample_hip_spec
+    from devtools import phantoms
+    from devtools.phantom_anatomy import sample_hip_spec
 
     rng = np.random.default_rng(seed)
     # A DX scanner writing MONOCHROME2 without a rescale: the stored values are the display values.

@@ -21,7 +21,7 @@ What is neutralised, and what is not:
 - ``None`` is written as an empty cell.
 
 Readers of the files the site writes and reads back (``responses.csv``, ``model_predictions.csv``)
-never meet a quoted cell: the names in them are validated (``ml.core.readers``) and cannot begin
+never meet a quoted cell: the names in them are validated (``readerstudy.analysis.readers``) and cannot begin
 with those characters, and case and patient ids are numbers and ``P-`` codes. :func:`unquote`
 undoes the prefix for a reader that wants the text as it was.
 

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -44,103 +44,36 @@ def task(*, queue: str = "default", **options: Any) -> Callable[[Callable[..., A
     return decorator
 
 
-# --------------------------------------------------------------------------- the broker away
-
-QUEUE_UNAVAILABLE = "The task queue is unavailable; try again when it is back."
-
-
-class QueueUnavailable(RuntimeError):
-    """The broker (Redis) did not take a task: the action was not queued and nothing was kept
-    that would wait for it. Pages show ``QUEUE_UNAVAILABLE``, the API answers 503."""
-
-    def __init__(self, detail: str = "") -> None:
-        super().__init__(QUEUE_UNAVAILABLE + (f" ({detail})" if detail else ""))
-        self.detail = detail
-
-
-def broker_errors() -> tuple[type[BaseException], ...]:
-    """What a publish raises when the broker is away (after its bounded retries)."""
-    from kombu.exceptions import OperationalError
-
-    return (OperationalError, ConnectionError, OSError, TimeoutError)
-
-
-def broker_check(timeout: float = 1.0) -> str:
-    """ "ok" when a fresh connection to the broker opens within ``timeout`` seconds, otherwise
-    "error: ..." (never raises, never waits longer: a health check and the ML actions ask this)."""
-    try:
-        with app.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=0, timeout=timeout)
-        return "ok"
-    except Exception as exc:  # noqa: BLE001 - any failure is the answer
-        return f"error: {exc.__class__.__name__}: {exc}"[:300]
-
-
-def require_broker(timeout: float = 1.0) -> None:
-    """Raise ``QueueUnavailable`` unless the broker answers: asked before a row is written
-    that only a task would ever move on (a training run, an import job)."""
-    state = broker_check(timeout)
-    if state != "ok":
-        raise QueueUnavailable(state.removeprefix("error: "))
-
-
-def publish(send: Callable[[], Any]) -> Any:
-    """Run ``send`` (a ``task.delay(...)``), turning a broker failure into ``QueueUnavailable``.
-    Publishing retries are bounded by ``CELERY_TASK_PUBLISH_RETRY_POLICY`` and the broker's
-    transport options (config/settings.py), so this fails within a few seconds, never hangs."""
-    try:
-        return send()
-    except broker_errors() as exc:
-        raise QueueUnavailable(f"{exc.__class__.__name__}: {exc}") from exc
-
-
-def publish_or_log(send: Callable[[], Any], what: str) -> None:
-    """``publish`` for work a worker re-queues on (re)connecting (``ml.operations.requeue_missed_work``):
-    with the broker away it is only logged, so that the save that asked for it stands."""
-    try:
-        publish(send)
-    except QueueUnavailable as error:
-        logger.warning("%s not queued; a worker queues it when the broker is back: %s", what, error)
-
-
-def workers_by_queue(timeout: float = 0.5) -> dict[str, int]:
-    """How many running workers consume each queue (``QUEUES``), asked with one broadcast that
-    waits ``timeout`` seconds for the answers. Raises the broker's error when it is away."""
-    replies = app.control.inspect(timeout=timeout).active_queues() or {}
-    counts = dict.fromkeys(QUEUES, 0)
-    for queues in replies.values():
-        for name in {queue.get("name") for queue in queues or []}:
-            if name in counts:
-                counts[name] += 1
-    return counts
-
-
 # --------------------------------------------------------------------------- work lost with Redis
 
+# What a worker does each time its consumer (re)connects to the broker: filled by the apps from
+# their AppConfig.ready (``on_connect``), so that this module imports no app.
+ON_CONNECT: list[Callable[[set[str]], Any]] = []
 
-def _requeue_step() -> type:
-    from celery import bootsteps
 
-    class RequeueMissedWork(bootsteps.StartStopStep):
-        """Each time the worker's consumer starts (at startup and again after it reconnected to
-        a broker that went away), queue again what should be done but may have no message:
-        Redis without persistence loses its queues when it restarts. Idempotent (every task
-        is), see ``ml.operations.requeue_missed_work``."""
+def on_connect(function: Callable[[set[str]], Any]) -> Callable[[set[str]], Any]:
+    """Register ``function(queues)`` to run whenever a worker's consumer starts, with the names of
+    the queues it consumes (``ml.apps`` registers ``ml.operations.requeue_missed_work``)."""
+    if function not in ON_CONNECT:
+        ON_CONNECT.append(function)
+    return function
 
-        requires = {"celery.worker.consumer.tasks:Tasks"}
 
-        def start(self, consumer: Any) -> None:
-            import logging
+class RequeueMissedWork(bootsteps.StartStopStep):
+    """Each time the worker's consumer starts (at startup and again after it reconnected to
+    a broker that went away), run the work registered with ``on_connect``: Redis without
+    persistence loses its queues when it restarts, so what the database says is due is queued
+    again. Idempotent (every task is)."""
 
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def start(self, consumer: Any) -> None:
+        queues = {queue.name for queue in consumer.task_consumer.queues}
+        for function in ON_CONNECT:
             try:
-                from ml.operations import requeue_missed_work
-
-                queues = {queue.name for queue in consumer.task_consumer.queues}
-                requeue_missed_work(queues)
+                function(queues)
             except Exception:  # noqa: BLE001 - never keep a worker from consuming
-                logging.getLogger(__name__).exception("could not re-queue missed work")
-
-    return RequeueMissedWork
+                logger.exception("could not re-queue missed work")
 
 
-app.steps["consumer"].add(_requeue_step())
+app.steps["consumer"].add(RequeueMissedWork)

@@ -45,14 +45,14 @@ preload_app = os.environ.get("GUNICORN_PRELOAD", "1") not in {"0", "false", "no"
 
 def when_ready(server: object) -> None:
     """The web tier starting removes the upload folders and temporary upload files that a killed
-    worker left (annotate.cleanup): received files that were never de-identified."""
+    worker left (annotate.archive.cleanup): received files that were never de-identified."""
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     django.setup()
     from django.db import connections
 
-    from annotate.cleanup import upload_orphans_remove
+    from annotate.archive.cleanup import upload_orphans_remove
 
     try:
         upload_orphans_remove()

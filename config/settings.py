@@ -101,8 +101,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "simple_history",
+    "common",
     "annotate",
     "ml",
+    "triage",
     "readerstudy",
 ]
 
@@ -133,7 +135,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "annotate.roles.roles_context",
+                "common.roles.roles_context",
             ],
         },
     },
@@ -185,7 +187,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "static"
 MEDIA_ROOT = DATA_DIR / "media"
 STORAGES = {
-    "default": {"BACKEND": "annotate.storage.AtomicFileSystemStorage"},
+    "default": {"BACKEND": "common.storage.AtomicFileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG
@@ -302,7 +304,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # Operations (README "Running in production"). A task published while Redis is away fails
 # within a few seconds instead of retrying forever: the page or API says that the queue is
-# unavailable (config.celery.QueueUnavailable). A worker re-queues missed work whenever it
+# unavailable (common.queueing.QueueUnavailable). A worker re-queues missed work whenever it
 # (re)connects (ml.operations.requeue_missed_work). /health/ asks the workers with a broadcast
 # that waits HEALTH_WORKERS_TIMEOUT seconds and keeps the answer HEALTH_WORKERS_CACHE_SECONDS.
 CELERY_BROKER_CONNECTION_TIMEOUT = float(env_str("CELERY_BROKER_CONNECTION_TIMEOUT", "2"))
@@ -316,7 +318,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 HEALTH_WORKERS_TIMEOUT = float(env_str("HEALTH_WORKERS_TIMEOUT", "0.5"))
 HEALTH_WORKERS_CACHE_SECONDS = env_int("HEALTH_WORKERS_CACHE_SECONDS", 5)
 OPS_POLL_SECONDS = env_int("OPS_POLL_SECONDS", 5)
-MIDDLEWARE += ["ml.operations.QueueUnavailableMiddleware"]
+MIDDLEWARE += ["common.queueing.QueueUnavailableMiddleware"]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -457,9 +459,9 @@ CACHES = {
 # JSON and form bodies (not file uploads, which MAX_UPLOAD_BYTES bounds, nor STOW-RS, streamed)
 # are read into memory: Django's 2.5 MB is far above the largest label, answer or training request.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2621440)
-# Access log (annotate.audit): written after authentication; axes' middleware last, as it asks.
+# Access log (common.audit): written after authentication; axes' middleware last, as it asks.
 MIDDLEWARE.insert(
-    MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1, "annotate.audit.AuditMiddleware"
+    MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1, "common.audit.AuditMiddleware"
 )
 # Endpoints that anyone may post to refuse bodies over ANONYMOUS_BODY_MAX_BYTES by their
 # Content-Length, first of all middleware, before the CSRF check or axes reads the form and

@@ -1,14 +1,14 @@
-"""Pages that belong to no single app: the home page and the health check."""
+"""Pages that belong to no single app: the home page (the health checks are ``common.health``)."""
 
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from annotate.labels import Adjudication, Assignment
 from annotate.models import ImportJob, Radiograph
-from annotate.roles import ADJUDICATOR, LABELER, READER, RESEARCHER, has_role
+from common.roles import ADJUDICATOR, LABELER, READER, RESEARCHER, has_role
 from readerstudy.reader_views import reader_studies
 
 
@@ -38,22 +38,3 @@ def home(request: HttpRequest) -> HttpResponse:
     if has_role(request.user, READER):
         context["reader_studies"] = reader_studies(request.user)
     return render(request, "home.html", context)
-
-
-def health(request: HttpRequest) -> JsonResponse:
-    """Readiness of the whole service: {"database": "ok"|"error: ...", "broker": "ok"|"error: ...",
-    "workers": {"default": n, "ml": n}}; 200 only when the database and the broker answer and
-    each queue has at least one worker, otherwise 503. Takes at most about a second (the
-    workers' answer is kept a few seconds, see ``ml.operations.worker_counts``)."""
-    from ml.operations import service_health
-
-    body, healthy = service_health()
-    return JsonResponse(body, status=200 if healthy else 503)
-
-
-def health_live(request: HttpRequest) -> JsonResponse:
-    """Liveness, for a load balancer: the process answers and the database is reachable."""
-    from ml.operations import database_check
-
-    database = database_check()
-    return JsonResponse({"database": database}, status=200 if database == "ok" else 503)

@@ -20,8 +20,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from annotate.models import Radiograph
-from annotate.roles import RESEARCHER, HasRole
-from config.celery import QueueUnavailable
+from common.queueing import QueueUnavailable
+from common.roles import RESEARCHER, HasRole
 from ml import operations, services
 from ml.models import DatasetVersion, HipPrediction, Kind, ModelVersion, TrainingRun
 

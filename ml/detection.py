@@ -24,6 +24,7 @@ from django.db import transaction
 
 from annotate.labels import CLASSES, GroundTruthHip
 from annotate.models import Radiograph
+from common.queueing import enqueue
 from ml.models import DatasetHip, HipPrediction, Kind, ModelVersion, Split
 from ml.scoring import active_model, load_pixels, predictor, store_predictions
 
@@ -176,15 +177,12 @@ def queue_reading(radiograph_ids: Sequence[int]) -> None:
         return
     if active_model(Kind.DETECTOR) is None or active_model(Kind.CLASSIFIER) is None:
         return
-    from config.celery import publish_or_log
     from ml.tasks import read_radiographs
 
     ids = list(radiograph_ids)
     # Robust: a radiograph that arrives while the broker is away is stored all the same; the
     # worker re-queues its reading when it reconnects (ml.operations.requeue_missed_work).
-    transaction.on_commit(
-        lambda: publish_or_log(lambda: read_radiographs.delay(radiograph_ids=ids), "reading"), robust=True
-    )
+    enqueue(read_radiographs, radiograph_ids=ids, or_log="reading")
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -323,7 +321,6 @@ def queue_reading_all() -> None:
         return
     if active_model(Kind.DETECTOR) is None or active_model(Kind.CLASSIFIER) is None:
         return
-    from config.celery import publish
     from ml.tasks import read_radiographs
 
-    publish(lambda: read_radiographs.delay(radiograph_ids=None))  # QueueUnavailable when the broker is away
+    enqueue(read_radiographs, radiograph_ids=None)  # QueueUnavailable when the broker is away

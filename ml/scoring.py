@@ -28,7 +28,8 @@ from django.utils import timezone
 
 from annotate.labels import GroundTruthHip
 from annotate.models import Radiograph
-from annotate.storage import Buffers
+from common.queueing import enqueue
+from common.storage import Buffers
 from ml.models import HipPrediction, Kind, ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def activate(version: ModelVersion, *, score: bool = True) -> ModelVersion:
         if score and version.kind == Kind.CLASSIFIER:
             from ml.tasks import score_radiographs
 
-            transaction.on_commit(lambda: score_radiographs.delay(model_version_id=version.pk))
+            enqueue(score_radiographs, model_version_id=version.pk)
         other = Kind.DETECTOR if version.kind == Kind.CLASSIFIER else Kind.CLASSIFIER
         if score and ModelVersion.objects.filter(kind=other, is_active=True).exists():
             # With both models active, radiographs without ground truth are read end to end.
@@ -251,16 +252,12 @@ def queue_scoring(radiograph_ids: Sequence[int]) -> None:
     version = active_model()
     if version is None:
         return
-    from config.celery import publish_or_log
     from ml.tasks import score_radiographs as task
 
     ids = list(radiograph_ids)
     # Robust: ground truth saved while the broker is away stands; the worker re-queues its
     # scoring when it reconnects (ml.operations.requeue_missed_work).
-    transaction.on_commit(
-        lambda: publish_or_log(lambda: task.delay(model_version_id=version.pk, radiograph_ids=ids), "scoring"),
-        robust=True,
-    )
+    enqueue(task, model_version_id=version.pk, radiograph_ids=ids, or_log="scoring")
 
 
 def prediction_json(row: HipPrediction, *, request: Any = None) -> dict[str, Any]:

@@ -13,9 +13,10 @@ import numpy as np
 from django.db import IntegrityError, transaction
 
 from annotate import labelling, provenance
-from annotate.labels import CLASSES, FRACTURE_CLASSES, Adjudication
+from annotate.labels import Adjudication
 from common import csvfile
 from ml.core.split import DEFAULT_FRACTIONS, stratified_group_split
+from ml.core.vocab import CLASSES, FRACTURE_CLASSES
 from ml.models import DatasetHip, DatasetVersion, Split
 
 SPLITS = tuple(Split.values)  # train, validation, test

@@ -56,6 +56,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotate.labels import CLASSES
+from common import queueing
 from ml.core.configs import CONFIGS, NetConfig, get_config, with_regime
 from ml.core.detector import DETECTOR_CONFIGS, DetectorConfig, get_detector_config
 from ml.core.modelfile import bundle_identity
@@ -197,7 +198,7 @@ def training_start(
     if enqueue:
         from ml.tasks import train_model
 
-        transaction.on_commit(lambda: train_model.delay(run_id=run.pk))
+        queueing.enqueue(train_model, run_id=run.pk)
     return run
 
 

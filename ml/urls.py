@@ -10,7 +10,7 @@ must be matched here first).
 from django.urls import path
 
 import config.converters  # noqa: F401 - registers the <id:...> converter (63-bit ids; longer is a 404)
-from ml import api, views, worklist_views
+from ml import api, views
 
 urlpatterns = [
     path("", views.model_list, name="model_list"),
@@ -21,7 +21,6 @@ urlpatterns = [
     path("radiographs/<id:pk>/predictions/", views.radiograph_predictions, name="radiograph_predictions"),
     path("datasets/", views.dataset_list, name="dataset_list"),
     path("datasets/<id:pk>/", views.dataset_detail, name="dataset_detail"),
-    path("worklist/", worklist_views.worklist_page, name="worklist"),
 ]
 
 api_urlpatterns = [
@@ -38,5 +37,4 @@ api_urlpatterns = [
     path("radiographs/<id:pk>/predictions/", api.radiograph_predictions, name="radiograph-predictions"),
     path("predictions/<id:pk>/heatmap.png", api.prediction_heatmap, name="prediction-heatmap"),
     path("predict/", api.predict, name="predict"),
-    path("worklist/", worklist_views.worklist_api, name="worklist-api"),
 ]

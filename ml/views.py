@@ -13,8 +13,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from annotate.models import Radiograph
-from annotate.roles import RESEARCHER, role_required
-from config.celery import QueueUnavailable
+from common.queueing import QueueUnavailable
+from common.roles import RESEARCHER, role_required
 from ml import operations, services
 from ml.models import DatasetVersion, HipPrediction, Kind, ModelVersion, TrainingRun
 

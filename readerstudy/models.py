@@ -29,8 +29,8 @@ from django.db import models
 from django.utils import timezone
 
 from annotate.labels import HipClass
-from ml.core.readers import TRAINING_PATTERN
 from ml.models import DatasetHip, DatasetVersion, ModelVersion
+from readerstudy.analysis.readers import TRAINING_PATTERN
 
 
 class Condition(models.TextChoices):
@@ -56,7 +56,7 @@ TRAININGS: tuple[str, ...] = (
     "radiology_resident",
     "emergency_resident",
 )
-# The rule reader_report applies to a responses.csv from elsewhere too (ml.core.readers).
+# The rule reader_report applies to a responses.csv from elsewhere too (readerstudy.analysis.readers).
 training_validator = RegexValidator(
     TRAINING_PATTERN, "a training is a lower-case key like orthopedics_attending (letters, digits, _)"
 )

@@ -12,7 +12,7 @@ from typing import Any
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from annotate.roles import READER, role_required
+from common.roles import READER, role_required
 from readerstudy import services
 from readerstudy.models import PHASES, Condition, Reader
 

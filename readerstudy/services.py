@@ -30,9 +30,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotate.labels import CLASSES
-from annotate.roles import READER
-from annotate.storage import Buffers
 from common import csvfile
+from common.roles import READER
+from common.storage import Buffers
 from ml.models import DatasetHip, DatasetVersion, Kind, ModelVersion, Split
 from readerstudy.models import PHASES, Case, Condition, Phase, Reader, ReaderStudy, ReadingProtocol, Response
 

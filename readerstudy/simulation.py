@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-CLASSES = ("normal", "fn_displaced", "fn_nondisplaced", "intertrochanteric", "orif", "arthroplasty")
+from ml.core.vocab import CLASSES
+
 GROUPS = ("expert", "resident")
 MODEL_QUALITY, FULL_QUALITY, MODEL_AIDED = "model_quality", "full_quality", "model_aided"
 CONDITIONS = (MODEL_QUALITY, FULL_QUALITY, MODEL_AIDED)

@@ -24,6 +24,6 @@ def prepare_study(*, study_id: int) -> None:
 @task(queue="default")
 def build_study_report(*, report_id: int) -> None:
     """Build a study report (a done report is left alone; a running one starts again cleanly)."""
-    from readerstudy import reports
+    from readerstudy.report import reports
 
     reports.report_build(report_id=report_id)

@@ -2,7 +2,7 @@
 and the kept statistics reports. Researchers only: a reader never reaches any of these.
 
 Thin: forms are parsed here, the work is done by ``readerstudy.services`` and
-``readerstudy.reports``; their ``StudyError`` messages are shown as they are.
+``readerstudy.report.reports``; their ``StudyError`` messages are shown as they are.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from annotate.roles import RESEARCHER, HasRole, role_required
-from config.celery import require_broker
+from common.queueing import enqueue, require_broker
+from common.roles import RESEARCHER, HasRole, role_required
 from ml.models import DatasetVersion
-from readerstudy import reports, services
+from readerstudy import services
 from readerstudy.models import TRAININGS, Group, ReaderStudy, StudyReport
+from readerstudy.report import reports
 
 EXPORT_FILES = ("responses.csv", "model_predictions.csv")
 # Served inline (opened in the browser); everything else downloads.
@@ -145,7 +146,7 @@ def report_json(report: StudyReport) -> dict[str, Any]:
 
 
 def _report_files(report: StudyReport) -> list[dict[str, str]]:
-    from ml.core.reader_report import REPORT_FILES
+    from readerstudy.report.reader_report import REPORT_FILES
 
     return [
         {"name": name, "url": reverse("study_report_file", args=[report.study_id, report.pk, name])}
@@ -195,7 +196,7 @@ def study_list(request: HttpRequest) -> HttpResponse:
                 )
                 from readerstudy.tasks import prepare_study
 
-                transaction.on_commit(lambda: prepare_study.delay(study_id=study.pk))
+                enqueue(prepare_study, study_id=study.pk)
         except services.StudyError as error:
             form.add_error(None, str(error))
         else:
@@ -211,7 +212,7 @@ def study_list(request: HttpRequest) -> HttpResponse:
 
 
 def _detail(request: HttpRequest, study: ReaderStudy, **forms_: Any) -> dict[str, Any]:
-    from ml.core.reader_report import REPORT_FILES
+    from readerstudy.report.reader_report import REPORT_FILES
 
     study_reports = list(study.reports.select_related("created_by"))
     return {

@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support import free_port
+from devtools.processes import free_port
 
 ORTHANC = Path("/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")

@@ -4,7 +4,6 @@ private servers): a free loopback port, polling with a clear failure, DICOM vari
 from __future__ import annotations
 
 import io
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,13 +12,6 @@ import pydicom
 import pytest
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(condition: Callable[[], Any], *, what: str, timeout: float = 30.0, output: Callable[[], str] = str) -> Any:

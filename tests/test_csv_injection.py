@@ -24,9 +24,9 @@ from annotate import exchange
 from annotate.audit import AccessLog
 from annotate.formats import Hip, Image, tabular
 from common import csvfile
-from ml.core import readers
 from ml.core.report import _write_tables, evaluation_report
 from readerstudy import services as study_services
+from readerstudy.analysis import readers
 from readerstudy.models import Reader
 from tests.annotate.test_exchange import labelled, lena, luke, radiographs  # noqa: F401
 from tests.ml.test_model_pages import tiny_bundle  # noqa: F401

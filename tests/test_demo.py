@@ -17,7 +17,7 @@ import pytest
 from django.core.management import call_command
 from dotenv import dotenv_values
 
-from annotate.phantoms import generate_phantoms
+from devtools.phantoms import generate_phantoms
 from ml import services as ml_services
 
 ROOT = Path(__file__).resolve().parent.parent

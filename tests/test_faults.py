@@ -43,9 +43,10 @@ from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from pydicom import dcmread
 
+from devtools.processes import free_port
 from tests.celery_worker import CeleryWorker, _point_sender_at, _restore_sender, site_env, skip_or_fail
 from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
-from tests.support import free_port, wait_for
+from tests.support import wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -127,16 +128,16 @@ def redis_worker(transactional_db: None, settings: Any, tmp_path: Path, monkeypa
     app.conf.broker_transport_options = {**settings.CELERY_BROKER_TRANSPORT_OPTIONS, "visibility_timeout": 86400}
     client = redis.Redis.from_url(private_redis.url, socket_connect_timeout=1, socket_timeout=5)
     worker = CeleryWorker(app=app, env=env, log_dir=tmp_path, broker_url=private_redis.url, redis=client)
-    from ml import operations
+    from common import health
 
-    operations._workers_cache.clear()
+    health._workers_cache.clear()
     try:
         worker.start()
         yield worker
     finally:
         worker.close()
         _restore_sender(app, saved)
-        operations._workers_cache.clear()
+        health._workers_cache.clear()
         client.close()
 
 
@@ -155,7 +156,7 @@ def test_redis_stopped_and_restarted(
     data_dir,
 ):
     from annotate.models import ImportJob, Radiograph
-    from ml import operations
+    from common import health as health_checks
     from ml.models import ModelVersion, TrainingRun
     from readerstudy import services as study_services
     from readerstudy.models import Response
@@ -245,7 +246,7 @@ def test_redis_stopped_and_restarted(
         timeout=120,
     )
     assert Radiograph.objects.filter(import_job_id__in=[missed_id, new.json()["id"]]).count() == 2
-    operations._workers_cache.clear()
+    health_checks._workers_cache.clear()
     healthy = client_as(None).get("/health/")
     assert healthy.status_code == 200, healthy.content
     assert healthy.json() == {"database": "ok", "broker": "ok", "workers": {"default": 1, "ml": 1}}

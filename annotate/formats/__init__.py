@@ -22,18 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# The vocabulary of annotate.labels, repeated here so this package needs no
-# Django; tests/annotate/test_formats.py checks the two stay equal.
-CLASSES = ("normal", "fn_displaced", "fn_nondisplaced", "intertrochanteric", "orif", "arthroplasty")
-CLASS_NAMES = {
-    "normal": "Normal",
-    "fn_displaced": "Displaced femoral neck fracture",
-    "fn_nondisplaced": "Nondisplaced femoral neck fracture",
-    "intertrochanteric": "Intertrochanteric fracture",
-    "orif": "Previous internal fixation (ORIF)",
-    "arthroplasty": "Previous arthroplasty",
-}
-SIDES = ("right", "left")
+# The vocabulary of the formats (re-exported for their users).
+from ml.core.vocab import CLASS_NAMES as CLASS_NAMES
+from ml.core.vocab import CLASSES as CLASSES
+from ml.core.vocab import SIDES as SIDES
+
 EXCLUSIONS = ("cross_table_lateral", "no_hip", "not_diagnostic")
 # The labeller name that ground-truth rows carry.
 GROUND_TRUTH = "ground_truth"

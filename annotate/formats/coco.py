@@ -1,4 +1,4 @@
-"""COCO object-detection JSON, as ``annotate.phantoms`` writes and pycocotools reads.
+"""COCO object-detection JSON, as ``devtools.phantoms`` writes and pycocotools reads.
 
 Written::
 

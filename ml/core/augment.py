@@ -53,7 +53,8 @@ from typing import Any
 
 import numpy as np
 
-from ml.core.crops import Box, CropSpec, _check_box, hip_crop
+from ml.core.crops import CropSpec, _check_box, hip_crop
+from ml.core.vocab import Box
 
 KINDS = ("cutout", "masking", "wiggle")
 

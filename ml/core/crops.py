@@ -51,14 +51,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-Box = tuple[float, float, float, float]  # x, y, w, h in image pixels (COCO)
+from .vocab import SIDES, Box
 
 # keras.applications.imagenet_utils.preprocess_input(mode="torch"), used by
 # keras.applications.densenet.preprocess_input.
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
-SIDES = ("right", "left")
 WINDOWINGS = ("window", "percentile")
 ASPECTS = ("squash", "square")
 _MARGIN = 2  # extra source pixels sliced around the box, for the resampling filter

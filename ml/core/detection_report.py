@@ -24,21 +24,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .readers import bootstrap_kappa
-from .stats import CLASS_KEYS, bootstrap_indices, fracture_probability, is_fracture
+from .stats import CLASS_KEYS, bootstrap_indices, bootstrap_kappa, fracture_probability, is_fracture
+from .vocab import iou
 
 TASKS = ("binary", "multiclass")
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ax, ay, aw, ah = (float(v) for v in a)
-    bx, by, bw, bh = (float(v) for v in b)
-    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = iw * ih
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
 
 
 def match_hips(

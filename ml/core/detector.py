@@ -43,15 +43,14 @@ from PIL import Image
 
 from .configs import JsonConfig
 from .crops import apply_window, to_model_input
+from .vocab import SIDES, Box, iou
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-SIDES = ("right", "left")
 KIND = "detector"
 BLOCK_TYPES = ("bottleneck_block", "basic_block")
 BOX_FORMAT = "yxyx"
 PRIOR_PROBABILITY = 0.01  # RetinaNet's initial foreground probability
-Box = tuple[float, float, float, float]  # x, y, w, h in image pixels (COCO)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -215,19 +214,6 @@ class Detection:
 
     def as_dict(self) -> dict[str, Any]:
         return {"side": self.side, "box": [float(v) for v in self.box], "score": float(self.score)}
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two COCO (x, y, w, h) boxes; 0 when either is empty."""
-    ax, ay, aw, ah = (float(v) for v in a)
-    bx, by, bw, bh = (float(v) for v in b)
-    iw = min(ax + aw, bx + bw) - max(ax, bx)
-    ih = min(ay + ah, by + bh) - max(ay, by)
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
 
 
 @dataclass(frozen=True)

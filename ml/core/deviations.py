@@ -391,7 +391,7 @@ def markdown() -> str:
 
 
 # --------------------------------------------------------------------------- reader study and statistics
-# Facts of a study's analysis (ml.core.reader_report.study_facts): margin_source ("pairs" or
+# Facts of a study's analysis (readerstudy.report.reader_report.study_facts): margin_source ("pairs" or
 # "argument"), margin, margin_empirical, estimate, iterations, seed, readers_per_training (the most
 # readers of one group and training), test_time (how the model's phase-1 readings were frozen) and
 # model_config (the classifier's config, or None when unknown).

@@ -33,7 +33,6 @@ Keras is imported lazily (only by ``write_bundle`` / ``load_bundle``). No Django
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -44,14 +43,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from common.atomicfile import atomic_write
+
 from .configs import NetConfig
-from .detector import SIDES, DetectorConfig
+from .detector import DetectorConfig
+from .vocab import CLASSES, SIDES
 
 FORMAT_VERSION = 1
 SUFFIX = ".hipmodel"
 KINDS = ("classifier", "detector")
-# Must equal annotate.labels.CLASSES (not imported: that module needs Django); the test checks it.
-CLASSES = ("normal", "fn_displaced", "fn_nondisplaced", "intertrochanteric", "orif", "arthroplasty")
 CLASSES_OF_KIND = {"classifier": CLASSES, "detector": SIDES}
 AnyConfig = NetConfig | DetectorConfig
 
@@ -201,35 +201,25 @@ def write_bundle(
 
     final = Path(path)
     directory = str(final.parent.resolve())
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=f".{final.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            with tempfile.TemporaryDirectory(prefix="hipmodel-") as scratch:
-                model_path = os.path.join(scratch, MODEL_NAME)
-                model.save(model_path)
-                manifest = Manifest(
-                    kind=kind,
-                    config=config,
-                    classes=classes,
-                    dataset_hash=dataset_hash,
-                    identity=bundle_identity(config, dataset_hash),
-                    created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                    metrics=metrics,
-                    keras_version=keras.__version__,
-                    backend=keras.backend.backend(),
-                    model_sha256=sha256_file(model_path),
-                )
-                with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
-                    archive.writestr(MANIFEST_NAME, json.dumps(manifest.as_dict(), indent=2, sort_keys=True))
-                    archive.write(model_path, MODEL_NAME)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_path, 0o644)
-        os.replace(tmp_path, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_path)
-        raise
+    with atomic_write(Path(directory) / final.name, mode=0o644) as handle:
+        with tempfile.TemporaryDirectory(prefix="hipmodel-") as scratch:
+            model_path = os.path.join(scratch, MODEL_NAME)
+            model.save(model_path)
+            manifest = Manifest(
+                kind=kind,
+                config=config,
+                classes=classes,
+                dataset_hash=dataset_hash,
+                identity=bundle_identity(config, dataset_hash),
+                created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                metrics=metrics,
+                keras_version=keras.__version__,
+                backend=keras.backend.backend(),
+                model_sha256=sha256_file(model_path),
+            )
+            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
+                archive.writestr(MANIFEST_NAME, json.dumps(manifest.as_dict(), indent=2, sort_keys=True))
+                archive.write(model_path, MODEL_NAME)
     _fsync_directory(directory)
     return manifest
 

@@ -25,7 +25,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
 from common import csvfile
+from common.atomicfile import write_atomic
 from ml.core.roc import best_threshold, roc_auc, roc_band, roc_curve
 from ml.core.stats import (
     CLASS_KEYS,
@@ -230,19 +230,8 @@ def metric_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _atomic_write(path: Path, data: bytes) -> Path:
-    """Write via a temporary file in the same folder and os.replace, so readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are shared outputs
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``write_atomic``, readable by all: these are shared outputs."""
+    return write_atomic(path, data, mode=0o644)
 
 
 def _cell(value: Any) -> Any:

@@ -75,10 +75,10 @@ import numpy as np
 from PIL import Image
 
 from .configs import NetConfig
-from .crops import SIDES, CropSpec, crop_to_image_coords, hip_crop, image_to_crop_coords, to_model_input
+from .crops import CropSpec, crop_to_image_coords, hip_crop, image_to_crop_coords, to_model_input
 from .stats import CLASS_KEYS, fracture_probability
+from .vocab import SIDES, Box
 
-Box = tuple[float, float, float, float]
 Rect = tuple[float, float, float, float]
 DEFAULT_BATCH_SIZE = 32
 HEATMAP_ZOOM = 1.0

@@ -23,8 +23,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ml.core.roc import bootstrap_auc, roc_auc
+from ml.core.vocab import CLASSES, FRACTURE_CLASSES
 
 __all__ = [
+    "bootstrap_kappa",
     "BINARY_LABELS",
     "CLASS_KEYS",
     "FRACTURE_INDICES",
@@ -46,15 +48,8 @@ __all__ = [
     "one_vs_rest_metrics",
 ]
 
-CLASS_KEYS: tuple[str, ...] = (
-    "normal",
-    "fn_displaced",
-    "fn_nondisplaced",
-    "intertrochanteric",
-    "orif",
-    "arthroplasty",
-)
-FRACTURE_KEYS: tuple[str, ...] = ("fn_displaced", "fn_nondisplaced", "intertrochanteric")
+CLASS_KEYS: tuple[str, ...] = CLASSES
+FRACTURE_KEYS: tuple[str, ...] = FRACTURE_CLASSES
 FRACTURE_INDICES: tuple[int, ...] = tuple(CLASS_KEYS.index(k) for k in FRACTURE_KEYS)
 BINARY_LABELS: tuple[bool, bool] = (False, True)
 
@@ -399,3 +394,36 @@ def bootstrap_metrics(
         "n_patients": int(idx.shape[1]),
         "iterations": int(idx.shape[0]),
     }
+
+
+# --------------------------------------------------------------------------- κ on bootstrap samples
+
+
+def bootstrap_kappa(truth: ArrayLike, answers: ArrayLike, indices: ArrayLike, *, n_labels: int) -> NDArray[np.float64]:
+    """Unweighted κ of every observer on every bootstrap sample: shape (iterations, observers).
+
+    ``truth`` is (n_cases,) and ``answers`` (observers, n_cases), both label indices in
+    ``range(n_labels)``; ``indices`` is (iterations, m) case indices (one row per sample; pass
+    ``np.arange(n)[None]`` for all cases). All κ tables come from one bincount over
+    (observer, iteration, truth, answer) keys. κ is NaN where chance agreement is 1.
+    """
+    t = np.asarray(truth, dtype=np.intp).ravel()
+    a = np.atleast_2d(np.asarray(answers, dtype=np.intp))
+    idx = np.atleast_2d(np.asarray(indices, dtype=np.intp))
+    k = int(n_labels)
+    if a.shape[1] != t.size:
+        raise ValueError("answers must be (observers, n_cases) with n_cases = len(truth)")
+    for arr in (t, a):
+        if arr.size and (arr.min() < 0 or arr.max() >= k):
+            raise ValueError("labels must be indices in range(n_labels)")
+    n_obs = a.shape[0]
+    iters, m = idx.shape
+    cell = t[None, :] * k + a  # (observers, n_cases): truth/answer cell of each case
+    keys = cell[:, idx]  # (observers, iterations, m)
+    keys += (np.arange(n_obs * iters, dtype=np.intp) * (k * k)).reshape(n_obs, iters, 1)
+    tables = np.bincount(keys.ravel(), minlength=n_obs * iters * k * k).reshape(n_obs, iters, k, k)
+    po = np.trace(tables, axis1=2, axis2=3) / m
+    pe = (tables.sum(axis=3) * tables.sum(axis=2)).sum(axis=2) / float(m) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kappa = np.where(np.isclose(pe, 1.0), np.nan, (po - pe) / (1.0 - pe))
+    return kappa.T

@@ -29,9 +29,9 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import RLELossless
 
 from annotate import exchange, services
-from annotate.dicomnet import DicomListener
+from annotate.archive.dicomnet import DicomListener
+from annotate.archive.pseudonyms import pacs_link_open, uid_pseudonym
 from annotate.models import ImportJob, Radiograph
-from annotate.pseudonyms import pacs_link_open, uid_pseudonym
 from tests.conftest import make_dicom
 
 pytestmark = pytest.mark.django_db(transaction=True)

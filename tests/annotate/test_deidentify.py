@@ -15,10 +15,11 @@ import pydicom
 import pytest
 from django.core.files.storage import default_storage
 
-from annotate import cleanup, services
+from annotate import services
+from annotate.archive import cleanup
+from annotate.archive.pseudonyms import pacs_link_open
 from annotate.deidentify import Policy, date_shift_days, deidentify, pseudonymous_uid
 from annotate.models import ImportJob, Radiograph
-from annotate.pseudonyms import pacs_link_open
 from tests.conftest import make_dicom
 
 

@@ -15,8 +15,8 @@ from django.core.files.storage import default_storage
 from django.core.management import call_command
 
 from annotate import services
+from annotate.archive.pseudonyms import pacs_link_open, uid_pseudonym
 from annotate.models import Radiograph, Study
-from annotate.pseudonyms import pacs_link_open, uid_pseudonym
 from tests.annotate.test_data_protection import IDENTIFIERS, PRIVATE_VALUE, identifying_dicom, uids_of
 
 pytestmark = pytest.mark.django_db

@@ -4,7 +4,7 @@ Real parts only: DCMTK's ``echoscu`` and ``storescu`` as the sender, the
 listener in this process (``DicomListener`` on a free port, its spool under the
 test's folder) or as the ``manage.py dicom_listener`` command in a subprocess on
 the same test database (PostgreSQL), realistic phantom radiographs
-(``annotate.phantoms``, some RLE-compressed) and small files built in memory.
+(``devtools.phantoms``, some RLE-compressed) and small files built in memory.
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ from django.core.management import call_command
 from pydicom import dcmread
 from pydicom.uid import DigitalXRayImageStorageForPresentation
 
-from annotate.dicomnet import DicomListener, received_at_of
+from annotate.archive.dicomnet import DicomListener, received_at_of
+from annotate.archive.pseudonyms import uid_pseudonym
 from annotate.models import Radiograph
-from annotate.phantoms import generate_phantoms
-from annotate.pseudonyms import uid_pseudonym
+from devtools.phantoms import generate_phantoms
+from devtools.processes import free_port
 from tests.celery_worker import database_url, site_env, skip_or_fail
-from tests.support import CT_IMAGE_STORAGE, free_port
+from tests.support import CT_IMAGE_STORAGE
 
 pytestmark = [pytest.mark.dicom, pytest.mark.django_db(transaction=True)]
 

@@ -20,12 +20,13 @@ import requests
 from django.core.management import CommandError, call_command
 from pydicom.uid import RLELossless
 
-from annotate import dicomweb
+from annotate.archive import dicomweb
+from annotate.archive.pseudonyms import uid_pseudonym
 from annotate.ingest import pseudonym
 from annotate.models import Patient, Radiograph, Study
-from annotate.pseudonyms import uid_pseudonym
+from devtools.processes import free_port
 from tests.conftest import make_dicom
-from tests.support import as_ct, free_port
+from tests.support import as_ct
 
 pytestmark = [pytest.mark.pacs, pytest.mark.django_db]
 

@@ -14,12 +14,12 @@ from django.core.management import CommandError, call_command
 from pycocotools.coco import COCO
 
 from annotate import exchange, labelling, services
+from annotate.archive.pseudonyms import uid_pseudonym
 from annotate.formats import FormatError
 from annotate.labelling import HipInput
 from annotate.labels import Adjudication, Assignment, GroundTruthHip, HipLabel
 from annotate.models import Radiograph
-from annotate.phantoms import generate_phantoms
-from annotate.pseudonyms import uid_pseudonym
+from devtools.phantoms import generate_phantoms
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -13,9 +13,9 @@ from django.core.files.storage import default_storage
 from PIL import Image
 
 from annotate import services
+from annotate.archive.pseudonyms import uid_pseudonym
 from annotate.models import Patient, Radiograph, Study
 from annotate.pixels import radiograph_pixels
-from annotate.pseudonyms import uid_pseudonym
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,6 @@
 """A real PACS pushes to our C-STORE listener: Orthanc (tests/pacs.py) sends phantom
 radiographs by C-STORE (``POST /modalities/{name}/store``) to ``DicomListener``
-(annotate/dicomnet.py) running in this process on a free port; they are stored
+(annotate/archive/dicomnet.py) running in this process on a free port; they are stored
 through the ingest, pseudonymised, and a second push changes nothing.
 """
 
@@ -13,10 +13,10 @@ from typing import Any
 import pydicom
 import pytest
 
-from annotate.dicomnet import DicomListener
+from annotate.archive.dicomnet import DicomListener
+from annotate.archive.pseudonyms import uid_pseudonym
 from annotate.ingest import pseudonym
 from annotate.models import Patient, Radiograph
-from annotate.pseudonyms import uid_pseudonym
 from tests.conftest import make_dicom
 from tests.pacs import OrthancError
 from tests.support import as_ct

@@ -1,4 +1,4 @@
-"""Tests for annotate.phantoms: synthetic AP pelvis radiographs and their COCO ground truth.
+"""Tests for devtools.phantoms: synthetic AP pelvis radiographs and their COCO ground truth.
 
 No database. Rendering costs ~0.3-0.5 s a radiograph, so the generated set is
 small and shared by the tests that only read it.
@@ -20,8 +20,8 @@ import pytest
 from django.core.management import call_command
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
-from annotate import phantoms as ph
-from annotate.phantom_anatomy import sample_anatomy, sample_hip_spec
+from devtools import phantoms as ph
+from devtools.phantom_anatomy import sample_anatomy, sample_hip_spec
 
 SEED = 11
 N_STUDIES = 4
@@ -270,7 +270,7 @@ def test_make_dataset_round_trips(syntax: str) -> None:
 
 
 def test_module_does_not_import_django() -> None:
-    code = "import sys, annotate.phantoms; sys.exit('django' in sys.modules)"
+    code = "import sys, devtools.phantoms; sys.exit('django' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2]).returncode == 0
 
 

@@ -15,9 +15,9 @@ from annotate import services
 from annotate.dicom import decode_dataset, read_dataset
 from annotate.ingest import deidentified_copy
 from annotate.models import Radiograph
-from annotate.phantoms import generate_phantoms
 from annotate.pixels import array_cache, caches, gzip_body, mapped_stored, radiograph_pixels
-from annotate.storage import Buffers
+from common.storage import Buffers
+from devtools.phantoms import generate_phantoms
 from tests.annotate.test_dicom import EXPECTED, TEST_FILES
 
 pytestmark = pytest.mark.django_db

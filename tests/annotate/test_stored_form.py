@@ -15,7 +15,7 @@ from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 from annotate import services
 from annotate.dicom import DicomRejected, _meta, _native_u16, encode_dataset, encode_dataset_parts, read_dataset
 from annotate.models import Radiograph
-from annotate.phantoms import generate_phantoms
+from devtools.phantoms import generate_phantoms
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 

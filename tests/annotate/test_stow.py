@@ -1,4 +1,4 @@
-"""STOW-RS: POST /api/dicomweb/studies (annotate/stow.py).
+"""STOW-RS: POST /api/dicomweb/studies (annotate/archive/stow.py).
 
 Posted with Django's test client as a PACS would (multipart/related of
 application/dicom), and by a real PACS: Orthanc's own STOW-RS client posting to
@@ -23,13 +23,14 @@ from django.contrib.auth.models import Group
 from django.test import Client
 
 from accounts.tokens import token_create
+from annotate.archive.pseudonyms import uid_pseudonym
+from annotate.archive.stow import CANNOT_UNDERSTAND, OUT_OF_RESOURCES
 from annotate.models import Radiograph
-from annotate.pseudonyms import uid_pseudonym
-from annotate.stow import CANNOT_UNDERSTAND, OUT_OF_RESOURCES
+from devtools.processes import free_port
 from tests.celery_worker import site_env
 from tests.conftest import make_dicom
 from tests.factories import UserFactory
-from tests.pacs import OrthancError, free_port
+from tests.pacs import OrthancError
 
 URL = "/api/dicomweb/studies"
 BOUNDARY = "hipstudy-stow-boundary-3f2a"

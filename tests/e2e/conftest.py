@@ -90,7 +90,7 @@ def role_groups(transactional_db: None) -> None:
     transactional test (live_server implies one) wipes out: make them again."""
     from django.contrib.auth.models import Group
 
-    from annotate.roles import ROLES
+    from common.roles import ROLES
 
     for role in ROLES:
         Group.objects.get_or_create(name=role)

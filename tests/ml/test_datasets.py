@@ -16,10 +16,11 @@ from scipy.stats import chi2_contingency
 
 from annotate import labelling, services
 from annotate.labelling import HipInput
-from annotate.labels import FRACTURE_CLASSES, Adjudication, GroundTruthHip
+from annotate.labels import Adjudication, GroundTruthHip
 from annotate.models import Radiograph
 from config import urls as config_urls
 from ml import services as ml_services
+from ml.core.vocab import FRACTURE_CLASSES
 from ml.models import DatasetHip, DatasetVersion
 from ml.urls import api_urlpatterns
 from tests.factories import UserFactory

@@ -12,13 +12,15 @@ import pytest
 from django.utils import timezone
 
 from annotate.models import ImportJob, Radiograph
+from common import health
+from devtools.processes import free_port
 from ml import detection, operations
 from ml.models import HipPrediction, ModelVersion, RadiographReading, TrainingRun
 from tests.ml.helpers import truth_dataset
 from tests.ml.test_detection import detector_bundle, models, new_radiograph  # noqa: F401
 from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
 from tests.ml_core.test_detector import trained_tiny  # noqa: F401
-from tests.support import free_port
+from triage import operations as triage_operations
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +39,7 @@ def set_received(radiograph: Radiograph, seconds_ago: float) -> Radiograph:
 def test_reading_a_radiograph_records_its_arrival_to_score_once(models, dicom_bytes):  # noqa: F811
     classifier, detector = models
     radiograph = set_received(new_radiograph(dicom_bytes, 910), 30)
-    assert operations.arrival_stats()["backlog"] == 1  # the others have ground truth
+    assert triage_operations.arrival_stats()["backlog"] == 1  # the others have ground truth
 
     before = timezone.now()
     detection.read_new_radiographs(radiograph_ids=[radiograph.pk])
@@ -50,7 +52,7 @@ def test_reading_a_radiograph_records_its_arrival_to_score_once(models, dicom_by
     # Read again (another delivery, or another classifier activated): the first record stays.
     detection.read_radiograph(radiograph, detector_version=detector, classifier=classifier)
     assert list(RadiographReading.objects.values_list("pk", "scored_at")) == [(reading.pk, reading.scored_at)]
-    stats = operations.arrival_stats()
+    stats = triage_operations.arrival_stats()
     assert stats["scored"] == 1 and stats["backlog"] == 0 and stats["oldest_waiting_seconds"] is None
     assert stats["median_seconds"] == stats["p95_seconds"] == pytest.approx(reading.seconds)
 
@@ -73,7 +75,7 @@ def test_arrival_stats_median_p95_backlog_and_oldest(models, dicom_bytes):  # no
         )  # fmt: skip
     waiting = [set_received(new_radiograph(dicom_bytes, 930 + i), ago) for i, ago in enumerate((50, 400))]
 
-    everything = operations.arrival_stats(now=now)
+    everything = triage_operations.arrival_stats(now=now)
     assert everything["scored"] == 5
     assert everything["median_seconds"] == pytest.approx(9.0)
     assert everything["p95_seconds"] == pytest.approx(np.percentile(seconds, 95))
@@ -81,12 +83,12 @@ def test_arrival_stats_median_p95_backlog_and_oldest(models, dicom_bytes):  # no
     assert everything["oldest_waiting_seconds"] == pytest.approx(
         (now - waiting[1].received_at).total_seconds(), abs=1e-3
     )
-    day = operations.arrival_stats(now - datetime.timedelta(hours=24), now=now)
+    day = triage_operations.arrival_stats(now - datetime.timedelta(hours=24), now=now)
     assert day["scored"] == 4 and day["median_seconds"] == pytest.approx(8.0)
 
     # Without an active detector nothing would read them: no backlog.
     ModelVersion.objects.filter(pk=detector.pk).update(is_active=False)
-    assert operations.arrival_stats()["backlog"] == 0
+    assert triage_operations.arrival_stats()["backlog"] == 0
 
 
 def test_a_film_read_with_no_hip_found_leaves_the_backlog_and_is_not_read_again(models, dicom_bytes):  # noqa: F811
@@ -106,7 +108,7 @@ def test_a_film_read_with_no_hip_found_leaves_the_backlog_and_is_not_read_again(
 
 
 def test_arrival_stats_without_readings():
-    assert operations.arrival_stats() == {
+    assert triage_operations.arrival_stats() == {
         "scored": 0,
         "median_seconds": None,
         "p95_seconds": None,
@@ -176,10 +178,10 @@ def broker_away(settings):
     settings.CELERY_BROKER_URL = url
     saved = _point_sender_at(app, url)
     app.conf.broker_transport_options = dict(settings.CELERY_BROKER_TRANSPORT_OPTIONS)
-    operations._workers_cache.clear()
+    health._workers_cache.clear()
     yield url
     _restore_sender(app, saved)
-    operations._workers_cache.clear()
+    health._workers_cache.clear()
 
 
 def test_health_with_the_broker_unreachable(broker_away, client):
@@ -254,12 +256,12 @@ def _named(data: bytes, name: str):
 
 @pytest.mark.worker
 def test_health_with_a_real_worker_and_without(celery_worker, client):
-    operations._workers_cache.clear()
+    health._workers_cache.clear()
     response = client.get("/health/")
     assert response.status_code == 200, response.content
     assert response.json() == {"database": "ok", "broker": "ok", "workers": {"default": 1, "ml": 1}}
     celery_worker.stop()
-    operations._workers_cache.clear()  # the count is kept a few seconds per process
+    health._workers_cache.clear()  # the count is kept a few seconds per process
     gone = client.get("/health/")
     assert gone.status_code == 503
     assert gone.json() == {"database": "ok", "broker": "ok", "workers": {"default": 0, "ml": 0}}

@@ -15,11 +15,11 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from PIL import Image
 
-from annotate.labels import CLASSES, FRACTURE_CLASSES
 from annotate.models import Radiograph
-from ml import worklist
+from ml.core.vocab import CLASSES, FRACTURE_CLASSES
 from ml.models import DatasetVersion, HipPrediction, Kind, ModelVersion
 from tests.ml.test_datasets import ingest
+from triage import worklist
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,4 @@
-"""ml.core.mrmc against the published OR-DBM MRMC 2.51 analysis of the Van Dyke (1993) data.
+"""readerstudy.analysis.mrmc against the published OR-DBM MRMC 2.51 analysis of the Van Dyke (1993) data.
 
 The published figures are in ``/work/shared/reference-data/README.md``; the data file is copied to
 ``tests/data/vandyke_roc.csv`` so the tests run without the shared folder.
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from ml.core.mrmc import ORResult, jackknife_figures, model_vs_readers, or_analysis
 from ml.core.roc import roc_auc
 from ml.core.stats import BINARY_LABELS, cohen_kappa
+from readerstudy.analysis.mrmc import ORResult, jackknife_figures, model_vs_readers, or_analysis
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "vandyke_roc.csv"
 

@@ -1,4 +1,4 @@
-"""ml.core.readers against scikit-learn, statsmodels, published κ values and hand-worked studies."""
+"""readerstudy.analysis.readers against scikit-learn, statsmodels, published κ values and hand-worked studies."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import cohens_kappa
 
-from ml.core.readers import (
+from ml.core.stats import CLASS_KEYS, FRACTURE_INDICES, bootstrap_indices
+from readerstudy.analysis.readers import (
     CONDITIONS,
     DIFFERENCE_COLUMNS,
     GROUP_MEAN,
@@ -35,7 +36,6 @@ from ml.core.readers import (
     verdict,
     write_csvs,
 )
-from ml.core.stats import CLASS_KEYS, FRACTURE_INDICES, bootstrap_indices
 
 Rows = list[dict[str, str]]
 

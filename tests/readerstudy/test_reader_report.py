@@ -3,7 +3,7 @@ a self-contained escaped HTML page, the PDF's pages, bad input writing nothing, 
 reproducibility by seed; the binary ROC-band rule agreeing across the CSV, report.json, the tables
 and the forest plot; borderline verdicts, the named point estimate and the deviations listed.
 
-The study is :func:`ml.core.readers.synthetic_study` (paper-sized: 100 cases, 10 readers). A reader or
+The study is :func:`readerstudy.analysis.readers.synthetic_study` (paper-sized: 100 cases, 10 readers). A reader or
 training name that the site would refuse (``<b>r&1</b>``, ``=HYPERLINK(...)``) is refused with its file,
 row and column; the HTML escaping is exercised by such a name put into already-validated responses.
 """
@@ -26,9 +26,9 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from ml.core import readers
-from ml.core.reader_report import FIGURES, REPORT_FILES, build_report, forest_rows, pdf_sections
-from ml.core.reader_tables import html_page
+from readerstudy.analysis import readers
+from readerstudy.report.reader_report import FIGURES, REPORT_FILES, build_report, forest_rows, pdf_sections
+from readerstudy.report.reader_tables import html_page
 from tests.ml_core.test_readers import band_study
 
 HOSTILE = "<b>r&1</b>"
@@ -259,7 +259,7 @@ def test_existing_folder_keeps_other_files(tmp_path: Path) -> None:
 
 def test_crash_while_rendering_leaves_out_dir_untouched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failure after some files were rendered: no file reaches --out and the temporary folder is gone."""
-    from ml.core import reader_report
+    from readerstudy.report import reader_report
 
     responses, predictions = _study(tmp_path)
     original = reader_report._pdf
@@ -360,7 +360,7 @@ def band(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
 
 
 def test_binary_band_rule_agrees_in_csv_json_tables_and_forest_plot(band: tuple[Path, Path, Path]) -> None:
-    from ml.core.reader_report import _forest_figure
+    from readerstudy.report.reader_report import _forest_figure
 
     responses, predictions, base = band
     out = base / "default"

@@ -17,9 +17,10 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
-from config.celery import QueueUnavailable
-from readerstudy import reports, services
+from common.queueing import QueueUnavailable
+from readerstudy import services
 from readerstudy.models import Phase, ReaderStudy, StudyReport
+from readerstudy.report import reports
 from readerstudy.tasks import prepare_study
 from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
 from tests.ml.test_operations import broker_away  # noqa: F401

@@ -12,9 +12,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from ml.core.reader_report import REPORT_FILES
-from readerstudy import reports, services
+from readerstudy import services
 from readerstudy.models import StudyReport
+from readerstudy.report import reports
+from readerstudy.report.reader_report import REPORT_FILES
 from readerstudy.tasks import build_study_report
 from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
 from tests.readerstudy.helpers import answer_phase, invite, study_with_model

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -21,6 +20,7 @@ from tqdm import tqdm
 
 from annotate.audit import AccessLog, access_record
 from common import csvfile
+from common.atomicfile import atomic_write
 
 COLUMNS = [
     "created_at", "username", "user_id", "action", "object_type", "object_id", "url_name", "method",
@@ -70,13 +70,10 @@ class Command(BaseCommand):
             if path.is_dir():
                 raise CommandError(f"--out {out} is a folder; give a file name, e.g. {path / 'access-log.csv'}")
             # Written beside the target and renamed: a failed export leaves no half file.
-            partial = path.with_name(f".{path.name}.partial")
             try:
-                with partial.open("w", newline="", encoding="utf-8") as stream:
+                with atomic_write(path, text=True, newline="", encoding="utf-8") as stream:
                     count = self.write(rows, stream, progress=not options["no_progress"])
-                os.replace(partial, path)
             except OSError as exc:
-                partial.unlink(missing_ok=True)
                 raise CommandError(f"could not write {out}: {exc}") from None
         access_record(
             user=f"cli:{getpass.getuser()}",

@@ -1,5 +1,5 @@
 """Adopt or remove what killed web workers left: upload folders and temporary upload files
-(annotate.cleanup). Run it at start, before the web tier (the worker and gunicorn do it too)."""
+(annotate.archive.cleanup). Run it at start, before the web tier (the worker and gunicorn do it too)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from annotate.cleanup import upload_orphans_remove
+from annotate.archive.cleanup import upload_orphans_remove
 
 
 class Command(BaseCommand):

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate.roles import ADJUDICATOR, LABELER, READER, RESEARCHER, ROLES
+from common.roles import ADJUDICATOR, LABELER, READER, RESEARCHER, ROLES
 
 DEMO_USERS: list[tuple[str, list[str], bool]] = [
     ("admin", [], True),

@@ -5,7 +5,7 @@
 Runs until SIGTERM or SIGINT (Ctrl-C); then it stops accepting associations,
 lets the running ones end, and finishes the file each drain thread is
 ingesting. What is still waiting stays in the spool for the next start. The
-work is done by ``annotate.dicomnet.DicomListener``.
+work is done by ``annotate.archive.dicomnet.DicomListener``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate.dicomnet import DicomListener
+from annotate.archive.dicomnet import DicomListener
 
-logger = logging.getLogger("annotate.dicomnet")
+logger = logging.getLogger("annotate.archive.dicomnet")
 
 
 class Command(BaseCommand):

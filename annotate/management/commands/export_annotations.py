@@ -6,7 +6,6 @@ truth only (see ``annotate.exchange``). ``--out -`` writes to stdout.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from annotate import exchange
+from common.atomicfile import write_atomic
 
 
 class Command(BaseCommand):
@@ -34,12 +34,9 @@ class Command(BaseCommand):
         if path.is_dir():
             raise CommandError(f"--out {out} is a folder; give a file name, e.g. {path / export.filename}")
         # Written beside the target and renamed: a failed export leaves no half file.
-        partial = path.with_name(f".{path.name}.partial")
         try:
-            partial.write_bytes(export.data)
-            os.replace(partial, path)
+            write_atomic(path, export.data)
         except OSError as exc:
-            partial.unlink(missing_ok=True)
             raise CommandError(f"cannot write {out}: {exc.strerror or exc}")
         what = "ground truth" if ground_truth else "labels"
         self.stdout.write(f"wrote {what} of {export.images} radiographs ({export.hips} hips) to {path}")

@@ -2,7 +2,7 @@
 
     python manage.py make_phantoms --studies 300 --seed 1 --out var/phantoms
 
-The work is done by ``annotate.phantoms``; this is only the command line.
+The work is done by ``devtools.phantoms``; this is only the command line.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotate.phantoms import generate_phantoms
+from devtools.phantoms import generate_phantoms
 
 
 class Command(BaseCommand):

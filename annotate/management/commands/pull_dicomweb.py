@@ -1,7 +1,7 @@
 """python manage.py pull_dicomweb --url URL --since DATE [--study UID] [--username U --password P | --token T]
 
 Imports the hip and pelvis radiographs (CR, DX) of a DICOMweb server (QIDO-RS to
-find them, WADO-RS to fetch them; see ``annotate.dicomweb``). Instances held
+find them, WADO-RS to fetch them; see ``annotate.archive.dicomweb``). Instances held
 already are not downloaded again. A server that cannot be reached or answers
 an error stops the command with the server's URL and the HTTP status; what was
 imported before stays.
@@ -18,7 +18,7 @@ import requests
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from annotate import dicomweb
+from annotate.archive import dicomweb
 from annotate.ingest import IngestOutcome
 
 
@@ -54,7 +54,7 @@ class Command(BaseCommand):
             # The client logs every request at INFO, the pull each skipped series and its summary:
             # the command prints those itself, and the bar shows the rest.
             logging.getLogger("dicomweb_client").setLevel(logging.WARNING)
-            logging.getLogger("annotate.dicomweb").setLevel(logging.WARNING)
+            logging.getLogger("annotate.archive.dicomweb").setLevel(logging.WARNING)
         bar = tqdm(total=None, unit="instance", disable=options["no_progress"], file=self.stderr._out)
 
         def progress(outcome: IngestOutcome, done: int, total: int) -> None:

@@ -84,8 +84,8 @@ def dataset_hips(dataset_id: int | None, count: int, rng: np.random.Generator) -
 
 def phantom_hips(count: int, seed: int) -> list[dict[str, Any]]:
     """Hips of synthetic AP pelvis phantoms (both hips of each image)."""
-    from annotate.phantom_anatomy import sample_hip_spec
-    from annotate.phantoms import SCANNERS, render_radiograph, sample_hip_classes
+    from devtools.phantom_anatomy import sample_hip_spec
+    from devtools.phantoms import SCANNERS, render_radiograph, sample_hip_classes
 
     out: list[dict[str, Any]] = []
     image = 0

@@ -8,29 +8,14 @@ a half-written file that looks whole.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from common.atomicfile import write_atomic
 from readerstudy import services
 from readerstudy.models import ReaderStudy
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 class Command(BaseCommand):
@@ -54,7 +39,7 @@ class Command(BaseCommand):
         try:
             out.mkdir(parents=True, exist_ok=True)
             for name, data in files.items():
-                write_atomic(out / name, data)
+                write_atomic(out / name, data, mode=0o600)
         except OSError as error:
             raise CommandError(f"cannot write into {out}: {error}") from error
         for name, data in files.items():

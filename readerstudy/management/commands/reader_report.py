@@ -1,13 +1,14 @@
 """Reader-study report: the paper's Tables 3–5, the OR cross-check and Figures 3, 4 and 7 in --out.
 
 ``python manage.py reader_report --responses R.csv --predictions P.csv --out DIR`` reads the two
-CSV files (:mod:`ml.core.readers`), computes everything (:func:`ml.core.reader_report.build_report`)
-and only then writes (:func:`ml.core.reader_report.write_report`, via a temporary folder), so bad
-input writes nothing: a :class:`~ml.core.readers.ReaderDataError` becomes a CommandError that names
+CSV files (:mod:`readerstudy.analysis.readers`), computes everything
+(:func:`readerstudy.report.reader_report.build_report`) and only then writes
+(:func:`readerstudy.report.reader_report.write_report`, via a temporary folder), so bad input writes
+nothing: a :class:`~readerstudy.analysis.readers.ReaderDataError` becomes a CommandError that names
 the file, row and column.
 
 ``python manage.py reader_report --study NAME --out DIR`` runs the same service as the study page's
-Report button (:func:`readerstudy.reports.report_build`), inline with a progress bar: the report is
+Report button (:func:`readerstudy.report.reports.report_build`), inline with a progress bar: the report is
 kept as a new report of the study (a ``StudyReport`` row with its inputs' SHA-256 and its folder
 under ``DATA_DIR/reader-reports/<id>/``, listed on the study's page), and its files together with
 the two input CSVs are then copied into DIR.
@@ -22,9 +23,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ml.core import readers
-from ml.core.reader_report import REPORT_FILES, build_report, inputs_sha256, write_report
-from ml.core.verdicts import DEFAULT_ESTIMATE, ESTIMATES, shown_estimate
+from readerstudy.analysis import readers
+from readerstudy.analysis.verdicts import DEFAULT_ESTIMATE, ESTIMATES, shown_estimate
+from readerstudy.report.reader_report import REPORT_FILES, build_report, inputs_sha256, write_report
 
 
 class Command(BaseCommand):
@@ -99,8 +100,9 @@ class Command(BaseCommand):
     def _study_report(self, options: dict[str, Any]) -> None:
         import json
 
-        from readerstudy import reports, services
+        from readerstudy import services
         from readerstudy.models import ReaderStudy
+        from readerstudy.report import reports
 
         study = ReaderStudy.objects.filter(name=options["study"]).first()
         if study is None:

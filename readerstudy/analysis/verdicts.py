@@ -1,7 +1,7 @@
 """The reader study's verdicts (Krogue et al. 2020): the noninferiority margin, the CI rule, the
 binary ROC-band rule for "superior", borderline verdicts and which point estimate a table shows.
 
-Used by :func:`ml.core.readers.analyse` (and re-exported there); the reasoning is in the README's
+Used by :func:`readerstudy.analysis.readers.analyse` (and re-exported there); the reasoning is in the README's
 "Reader-study report". Pure NumPy; no Django.
 """
 

@@ -1,9 +1,9 @@
 """The reader study's report: the paper's Tables 3–5 and Figures 3, 4 and 7 as files, HTML and PDF.
 
-What: :func:`build_report` runs :func:`ml.core.readers.analyse` (κ of every observer, the paired
+What: :func:`build_report` runs :func:`readerstudy.analysis.readers.analyse` (κ of every observer, the paired
 bootstrap differences, the noninferiority margin, the ROC-band check) and adds
 
-- an Obuchowski–Rockette cross-check (:func:`ml.core.mrmc.model_vs_readers`) of the model against
+- an Obuchowski–Rockette cross-check (:func:`readerstudy.analysis.mrmc.model_vs_readers`) of the model against
   the readers with Cohen's κ as figure of merit, per task and condition, for all readers of that
   condition and for each group alone: difference = κ_model − mean κ_readers with its
   random-readers-random-cases CI and p-value. The paper's bootstrap treats the readers as fixed;
@@ -15,12 +15,12 @@ bootstrap differences, the noninferiority margin, the ROC-band check) and adds
 
 :func:`write_report` writes, from the dict alone (so a ``report.json`` loaded back renders the
 same): ``observers.csv``, ``kappa_differences.csv``, ``report.json`` (via
-:func:`ml.core.readers.write_csvs`), the figures ``confusion_matrices``, ``roc_model``,
+:func:`readerstudy.analysis.readers.write_csvs`), the figures ``confusion_matrices``, ``roc_model``,
 ``roc_readers_model_quality``, ``roc_readers_full_quality`` and ``kappa_differences`` as PNG and
 SVG, ``report.html`` (one self-contained file: inline CSS, figures as base64 PNG, no script, no
 external reference; every text from the input files escaped) and ``report.pdf`` (the same tables
 drawn with ``ax.table`` on A4 pages, then the figures, via matplotlib's ``PdfPages``). The tables'
-text, notes, HTML page and PDF pages are :mod:`ml.core.reader_tables`. The tables and the forest
+text, notes, HTML page and PDF pages are :mod:`readerstudy.report.reader_tables`. The tables and the forest
 plot show the point estimate ``report["estimate"]`` names and mark borderline verdicts; the
 deviations from the paper that apply (``deviations``) come from :func:`study_facts`.
 
@@ -55,10 +55,15 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
-from ml.core import readers
 from ml.core.deviations import study_deviations
-from ml.core.mrmc import model_vs_readers
-from ml.core.reader_tables import (
+from ml.core.report import confusion_figure, roc_axes
+from ml.core.roc import roc_auc, roc_band, roc_curve
+from ml.core.stats import BINARY_LABELS, CLASS_KEYS, FRACTURE_INDICES, bootstrap_indices, cohen_kappa
+from ml.core.stats import normalized_confusion_matrix as _normalized_cm
+from readerstudy.analysis import readers
+from readerstudy.analysis.mrmc import model_vs_readers
+from readerstudy.analysis.verdicts import DEFAULT_ESTIMATE, check_estimate, shown_estimate
+from readerstudy.report.reader_tables import (
     BORDERLINE_MARK,
     CONDITION_LABELS,
     PDF_ROWS_PER_PAGE,
@@ -69,11 +74,6 @@ from ml.core.reader_tables import (
     pdf_sections,
     table_pages,
 )
-from ml.core.report import confusion_figure, roc_axes
-from ml.core.roc import roc_auc, roc_band, roc_curve
-from ml.core.stats import BINARY_LABELS, CLASS_KEYS, FRACTURE_INDICES, bootstrap_indices, cohen_kappa
-from ml.core.stats import normalized_confusion_matrix as _normalized_cm
-from ml.core.verdicts import DEFAULT_ESTIMATE, check_estimate, shown_estimate
 
 __all__ = [
     "FIGURES",
@@ -158,7 +158,7 @@ def _or_cross_check(
 ) -> list[dict[str, Any]]:
     """Obuchowski–Rockette model − mean readers, κ as figure of merit, per task, condition and panel.
 
-    ``model``: the model's answers per task as :func:`ml.core.readers.analyse` scores them (binary:
+    ``model``: the model's answers per task as :func:`readerstudy.analysis.readers.analyse` scores them (binary:
     P(fracture) ≥ 0.5, not the argmax, so the OR κ of the model equals the observers table's).
     """
     answers = _answers(resp, cases)
@@ -212,13 +212,13 @@ def build_report(
     test_time: str | None = None,
     labelling: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """:func:`ml.core.readers.analyse` plus the OR cross-check (``or_check``), figure data
+    """:func:`readerstudy.analysis.readers.analyse` plus the OR cross-check (``or_check``), figure data
     (``figures``) and the deviations from the paper that apply (``deviations``).
 
     ``responses``/``predictions``: paths, DataFrames, row dicts or the validated objects. Bad input
-    raises :class:`ml.core.readers.ReaderDataError` before anything is computed. JSON-safe.
+    raises :class:`readerstudy.analysis.readers.ReaderDataError` before anything is computed. JSON-safe.
     ``estimate`` names the point estimate the tables and the forest plot show
-    (:data:`ml.core.verdicts.ESTIMATES`). ``model_config`` (the frozen model version's classifier
+    (:data:`readerstudy.analysis.verdicts.ESTIMATES`). ``model_config`` (the frozen model version's classifier
     config, None when unknown, as for CSV files from elsewhere) and ``test_time`` (how the model's
     readings were frozen; default: the config's) feed :func:`study_facts`, whose deviations
     (:func:`ml.core.deviations.study_deviations`) are kept under ``deviations``. ``labelling``: how

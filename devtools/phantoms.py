@@ -43,7 +43,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 from scipy import ndimage, special
 
-from annotate.phantom_anatomy import CLASSES, Anatomy, HipSpec, render_attenuation, sample_anatomy, sample_hip_spec
+from devtools.phantom_anatomy import CLASSES, Anatomy, HipSpec, render_attenuation, sample_anatomy, sample_hip_spec
+from ml.core.vocab import FRACTURE_CLASSES
 
 CR_STORAGE = "1.2.840.10008.5.1.4.1.1.1"  # Computed Radiography Image Storage
 DX_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
@@ -55,7 +56,6 @@ VIEWS = ("ap", "frog_leg", "cross_table_lateral")
 HIP_FREQUENCIES = dict(zip(CLASSES, (0.40, 0.20, 0.07, 0.20, 0.07, 0.06), strict=True))
 _OTHER_HIP = dict(zip(CLASSES, (0.70, 0.06, 0.03, 0.07, 0.06, 0.08), strict=True))
 _INDEX_HIP = {k: 2 * HIP_FREQUENCIES[k] - _OTHER_HIP[k] for k in CLASSES}
-_ACUTE = ("fn_displaced", "fn_nondisplaced", "intertrochanteric")
 _HARDWARE = ("orif", "arthroplasty")
 
 
@@ -298,7 +298,7 @@ def make_dataset(pixels: np.ndarray, *, transfer_syntax: str = ExplicitVRLittleE
     meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", DX_PRESENTATION)
     meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", derived_uid(digest))
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = derived_uid("annotate.phantoms")
+    meta.ImplementationClassUID = derived_uid("devtools.phantoms")
     meta.ImplementationVersionName = "HIPPHANTOM_1"
     ds.file_meta = meta
     ds.PixelData = pixels.tobytes()
@@ -415,7 +415,7 @@ def plan_studies(seed: int, studies: int) -> list[StudyPlan]:
                 # Hardware stays in later studies of the same patient.
                 hips[side] = prev[side] if prev.get(side) and prev[side].cls in _HARDWARE else spec
             prev = hips
-            acute_sides = [s for s, h in hips.items() if h.cls in _ACUTE]
+            acute_sides = [s for s, h in hips.items() if h.cls in FRACTURE_CLASSES]
             acute = bool(acute_sides)
             xt_side = acute_sides[0] if acute else ("right" if srng.uniform() < 0.5 else "left")
             images = [ImagePlan(1, "ap")]

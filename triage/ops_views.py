@@ -1,5 +1,5 @@
 """The operations page (/ops/) and its polling API (/api/ops/): arrival-to-score, backlog,
-arrivals by source, recent readings, workers and broker (``ml.operations`` does the work).
+arrivals by source, recent readings, workers and broker (``triage.operations`` does the work).
 
 Who may see them: researchers and staff (``OPS_ROLES``); anonymous users are sent to the login
 page (page) or refused (API), everyone else gets 403."""
@@ -14,8 +14,8 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from annotate.roles import RESEARCHER, HasRole, role_required
-from ml import operations
+from common.roles import RESEARCHER, HasRole, role_required
+from triage import operations
 
 OPS_ROLES = (RESEARCHER,)  # staff hold every role
 

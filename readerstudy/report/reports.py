@@ -1,10 +1,10 @@
-"""Statistics reports of a reader study: the study's own data through :mod:`ml.core.reader_report`.
+"""Statistics reports of a reader study: the study's own data through :mod:`readerstudy.report.reader_report`.
 
 Every report is kept (a new row and folder each time, never overwritten), with the SHA-256 of the
 two input CSVs it came from, so a downloaded report can be traced to the answers behind it:
 
 ``DATA_DIR/reader-reports/<id>/inputs/``  ``responses.csv`` and ``model_predictions.csv`` as exported
-``DATA_DIR/reader-reports/<id>/report/``  every file of :data:`ml.core.reader_report.REPORT_FILES`
+``DATA_DIR/reader-reports/<id>/report/``  every file of :data:`readerstudy.report.reader_report.REPORT_FILES`
 
 ``report_start`` checks the study can be reported and creates the row (queueing the
 ``build_study_report`` task after commit); ``report_build`` does the work and writes its progress
@@ -16,9 +16,7 @@ not through the storage API: the report is a folder of files that the command li
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,8 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from annotate import provenance
+from common.atomicfile import write_atomic
+from common.queueing import enqueue, require_broker
 from readerstudy import services
 from readerstudy.models import PHASES, Reader, ReaderStudy, StudyReport
 
@@ -62,7 +62,7 @@ def report_file_path(report: StudyReport, name: str) -> Path | None:
     """The path of one of the report's files by its plain name (``report.html``, ``responses.csv``,
     ...), or None when ``name`` is not one of them or is not (yet) there. Only names of the known
     files are accepted, and the resolved path must lie inside the report's folder."""
-    from ml.core.reader_report import REPORT_FILES
+    from readerstudy.report.reader_report import REPORT_FILES
 
     if name in INPUT_FILES:
         sub = "inputs"
@@ -117,8 +117,6 @@ def report_start(
                 "noninferiority margin to compute from them: give a margin"
             )
     if queue:  # with the broker away, no report row that no worker would ever build
-        from config.celery import require_broker
-
         require_broker()
     with transaction.atomic():
         report = StudyReport.objects.create(
@@ -129,7 +127,7 @@ def report_start(
         if queue:
             from readerstudy.tasks import build_study_report
 
-            transaction.on_commit(lambda: build_study_report.delay(report_id=report.pk))
+            enqueue(build_study_report, report_id=report.pk)
     return report
 
 
@@ -145,11 +143,7 @@ def _write_inputs(folder: Path, files: dict[str, bytes]) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in INPUT_FILES:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(files[name])
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, folder / name)
+        write_atomic(folder / name, files[name], mode=0o644)
         paths.append(folder / name)
     return paths
 
@@ -157,8 +151,8 @@ def _write_inputs(folder: Path, files: dict[str, bytes]) -> list[Path]:
 def summarize(report: dict[str, Any]) -> dict[str, Any]:
     """What the study's pages show of a report: margin, sizes and the model-vs-group verdicts, each
     with the point estimate the report shows (``shown``) and whether it is borderline."""
-    from ml.core import readers
-    from ml.core.verdicts import DEFAULT_ESTIMATE, shown_estimate
+    from readerstudy.analysis import readers
+    from readerstudy.analysis.verdicts import DEFAULT_ESTIMATE, shown_estimate
 
     estimate = report.get("estimate", DEFAULT_ESTIMATE)
     observers = {r["observer"] for r in report["observers"]} - {readers.MODEL, *readers.GROUPS}
@@ -226,8 +220,8 @@ def report_build(
     died mid-way) or failed one starts again from an empty folder. ``progress(value, stage)`` is
     called at each stage, as the row is updated. ``estimate``: the point estimate the tables show
     (default: the paper's bootstrap mean). The deviations listed include the frozen model's."""
-    from ml.core.reader_report import build_report, inputs_sha256, write_report
-    from ml.core.verdicts import DEFAULT_ESTIMATE
+    from readerstudy.analysis.verdicts import DEFAULT_ESTIMATE
+    from readerstudy.report.reader_report import build_report, inputs_sha256, write_report
 
     with transaction.atomic():
         report = StudyReport.objects.select_for_update().select_related("study").get(pk=report_id)

@@ -32,7 +32,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from annotate.labels import CLASSES
-from annotate.roles import RESEARCHER
+from common.roles import RESEARCHER
+from ml.core.vocab import SIDES  # the patient's right hip first, as on the image
 from ml.models import HipPrediction, ModelVersion
 
 # Who may see the worklist (page and API). In a hospital this would be the clinicians:
@@ -46,7 +47,6 @@ MAX_PAGE = 10**8  # 5 000 000 000 rows: far beyond any archive, far below a 64-b
 POLL_SECONDS = 3  # how often the page asks for newly scored radiographs
 POLL_OVERLAP = timedelta(minutes=2)
 ORDERS = ("newest", "probability")
-SIDES = ("right", "left")  # the patient's right hip first, as on the image
 
 _FLAG_INDEX = CLASSES.index(FLAG_CLASS)
 _TRUE = {"1", "true", "yes", "on"}

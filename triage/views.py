@@ -1,6 +1,6 @@
-"""The triage worklist: its page and its API (``ml.worklist`` does the work).
+"""The triage worklist: its page and its API (``triage.worklist`` does the work).
 
-Who may see them: ``ml.worklist.WORKLIST_ROLES`` (researchers and staff); anonymous users
+Who may see them: ``triage.worklist.WORKLIST_ROLES`` (researchers and staff); anonymous users
 are sent to the login page (page) or refused (API), everyone else gets 403."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from annotate.roles import HasRole, role_required
-from ml import worklist
-from ml.worklist import WORKLIST_ROLES, BadWorklistQuery, WorklistQuery
+from common.roles import HasRole, role_required
+from triage import worklist
+from triage.worklist import WORKLIST_ROLES, BadWorklistQuery, WorklistQuery
 
 
 def by_side(row: dict[str, Any], side: str) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotate.models import Radiograph
+from ml.models import ModelVersion
 
 SHOWN = 20
 
@@ -38,8 +39,6 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def handle(self, *args: Any, hashes: bool, no_progress: bool, **options: Any) -> None:
-        from ml.models import ModelVersion
-
         media = Path(settings.MEDIA_ROOT)
         problems: list[str] = []
         radiographs = Radiograph.objects.only("id", "sha256", "file_size", "original", "pixels", "preview")

@@ -45,7 +45,7 @@ Statistics (:func:`analyse`):
   and each task, on all cases; the margin is the mean of their |κ_i − κ_j|.
 - Verdicts, the ROC-band rule, borderline verdicts (CI lower bound within 0.01 of 0 or −margin)
   and the point estimate the tables show (``estimate``: the bootstrap mean, the paper's, or the
-  all-case figure) live in :mod:`ml.core.verdicts`, re-exported here.
+  all-case figure) live in :mod:`readerstudy.analysis.verdicts`, re-exported here.
 
 Multiclass sensitivity and specificity in the observers table are **macro averages** of the
 one-vs-rest figures over the six classes (a class absent from the truth has no sensitivity
@@ -68,12 +68,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 
 from common import csvfile
 from ml.core.roc import roc_band
-from ml.core.stats import CLASS_KEYS, FRACTURE_INDICES, bootstrap_indices
-from ml.core.verdicts import (
+from ml.core.stats import CLASS_KEYS, FRACTURE_INDICES, bootstrap_indices, bootstrap_kappa
+from readerstudy.analysis.verdicts import (
     BORDERLINE_TOLERANCE,
     DEFAULT_ESTIMATE,
     ESTIMATES,
@@ -462,36 +462,6 @@ def read_predictions(source: Any, *, name: str = "model_predictions.csv") -> Pre
 # --------------------------------------------------------------------------- vectorised κ
 
 
-def bootstrap_kappa(truth: ArrayLike, answers: ArrayLike, indices: ArrayLike, *, n_labels: int) -> NDArray[np.float64]:
-    """Unweighted κ of every observer on every bootstrap sample: shape (iterations, observers).
-
-    ``truth`` is (n_cases,) and ``answers`` (observers, n_cases), both label indices in
-    ``range(n_labels)``; ``indices`` is (iterations, m) case indices (one row per sample; pass
-    ``np.arange(n)[None]`` for all cases). All κ tables come from one bincount over
-    (observer, iteration, truth, answer) keys. κ is NaN where chance agreement is 1.
-    """
-    t = np.asarray(truth, dtype=np.intp).ravel()
-    a = np.atleast_2d(np.asarray(answers, dtype=np.intp))
-    idx = np.atleast_2d(np.asarray(indices, dtype=np.intp))
-    k = int(n_labels)
-    if a.shape[1] != t.size:
-        raise ValueError("answers must be (observers, n_cases) with n_cases = len(truth)")
-    for arr in (t, a):
-        if arr.size and (arr.min() < 0 or arr.max() >= k):
-            raise ValueError("labels must be indices in range(n_labels)")
-    n_obs = a.shape[0]
-    iters, m = idx.shape
-    cell = t[None, :] * k + a  # (observers, n_cases): truth/answer cell of each case
-    keys = cell[:, idx]  # (observers, iterations, m)
-    keys += (np.arange(n_obs * iters, dtype=np.intp) * (k * k)).reshape(n_obs, iters, 1)
-    tables = np.bincount(keys.ravel(), minlength=n_obs * iters * k * k).reshape(n_obs, iters, k, k)
-    po = np.trace(tables, axis1=2, axis2=3) / m
-    pe = (tables.sum(axis=3) * tables.sum(axis=2)).sum(axis=2) / float(m) ** 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        kappa = np.where(np.isclose(pe, 1.0), np.nan, (po - pe) / (1.0 - pe))
-    return kappa.T
-
-
 # --------------------------------------------------------------------------- analysis
 
 
@@ -627,12 +597,12 @@ def analyse(
       all cases, ``boot_mean``/CI over the paired bootstrap; ``verdict`` with the paper's ROC-band
       rule for binary model-vs-group rows), and, in the JSON only, ``kappa_verdict`` (the verdict
       from the CI alone) and ``borderline`` (the thresholds within
-      :data:`~ml.core.verdicts.BORDERLINE_TOLERANCE` of ``ci_low``; empty when clear).
+      :data:`~readerstudy.analysis.verdicts.BORDERLINE_TOLERANCE` of ``ci_low``; empty when clear).
     - ``roc_check``: binary only, per condition and group: the group's mean sensitivity and
       specificity, the model's lower band at that FPR, ``below_band``, ``kappa_verdict`` (model vs
       that group from the κ CI alone), ``model_superior`` (κ CI above 0 and point below the band,
       the paper's rule) and ``verdict`` (the comparison's, as in the CSV).
-    - ``estimate``: the point estimate the tables show (:data:`~ml.core.verdicts.ESTIMATES`).
+    - ``estimate``: the point estimate the tables show (:data:`~readerstudy.analysis.verdicts.ESTIMATES`).
     - ``borderline``: ``{"tolerance", "seed", "iterations", "comparisons"}``, the borderline
       comparisons by (task, a, condition_a, b, condition_b, verdict, ci_low, thresholds).
     - ``multiclass_note``, ``cases``, ``n_cases``, ``n_patients``, ``iterations``, ``seed``, ``level``.

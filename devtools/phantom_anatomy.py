@@ -1,7 +1,7 @@
 """Anatomy and attenuation maps for the synthetic pelvis radiographs.
 
 Everything here works in millimetres on a coarse grid (about 0.45 mm per
-pixel); ``annotate.phantoms`` turns the maps into a detector image and DICOM.
+pixel); ``devtools.phantoms`` turns the maps into a detector image and DICOM.
 Bones are unions of analytic tubes and ellipsoids: the projected path length
 through a hollow cylinder is what gives real bone its bright cortical rim.
 The pelvis is a polygon whose depth from its edge (distance transform) gives
@@ -17,11 +17,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
+from ml.core.vocab import CLASSES, Box
+
 F32 = np.float32
 Pt = tuple[float, float]
-Box = tuple[float, float, float, float]
-
-CLASSES = ("normal", "fn_displaced", "fn_nondisplaced", "intertrochanteric", "orif", "arthroplasty")
 
 # Linear attenuation (1/mm) at ~70 keV. Bone, gas and metal are the excess over
 # the soft tissue they displace, so the layers simply add up.

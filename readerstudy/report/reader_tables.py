@@ -1,4 +1,4 @@
-"""The reader study report's tables (:mod:`ml.core.reader_report`): the text of every table,
+"""The reader study report's tables (:mod:`readerstudy.report.reader_report`): the text of every table,
 shared by the HTML page and the PDF, each with its note (which point estimate it shows, the
 paper's binary rule, borderline verdicts with the seed and iterations, the deviations); the
 self-contained HTML page; and the PDF's A4 table pages. From the report dict alone; no Django.
@@ -15,8 +15,8 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ml.core import readers
-from ml.core.verdicts import BORDERLINE_TOLERANCE, ESTIMATE_LABELS, shown_estimate
+from readerstudy.analysis import readers
+from readerstudy.analysis.verdicts import BORDERLINE_TOLERANCE, ESTIMATE_LABELS, shown_estimate
 
 __all__ = [
     "BORDERLINE_MARK",

@@ -34,9 +34,9 @@ from dicomweb_client.api import DICOMwebClient
 from django.conf import settings
 from pydicom import Dataset, dcmwrite
 
+from annotate.archive.pseudonyms import uid_pseudonym
 from annotate.ingest import IMPORTED, PRESENT, REJECTED, IngestOutcome, radiograph_ingest
 from annotate.models import Radiograph
-from annotate.pseudonyms import uid_pseudonym
 
 logger = logging.getLogger(__name__)
 # dicomweb_client logs each request's URL at INFO: those URLs carry the PACS's original UIDs.

@@ -67,10 +67,10 @@ from pynetdicom import AE, AllStoragePresentationContexts, _config, dimse_messag
 from pynetdicom.dsutils import encode_file_meta, split_dataset
 from pynetdicom.sop_class import Verification
 
-from annotate.cleanup import rejected_purge
+from annotate.archive.cleanup import rejected_purge
+from annotate.archive.pseudonyms import short_pseudonym, uid_pseudonym
 from annotate.dicom import DicomRejected, read_meta_file
-from annotate.pseudonyms import short_pseudonym, uid_pseudonym
-from annotate.storage import private_dir
+from common.storage import private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def _receive_to_files() -> None:
         _NamedTemporaryFile,
         _incoming_temporary_file,
     ):
-        raise RuntimeError("this pynetdicom does not receive data sets into files as annotate.dicomnet expects")
+        raise RuntimeError("this pynetdicom does not receive data sets into files as annotate.archive.dicomnet expects")
     _config.STORE_RECV_CHUNKED_DATASET = True
     dimse_messages.NamedTemporaryFile = _incoming_temporary_file
 

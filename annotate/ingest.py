@@ -14,7 +14,7 @@ import io
 import logging
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -342,6 +342,8 @@ def ingest_items(
     def start(item: SourceItem) -> IngestOutcome | Future[_Prepared | str]:
         if item.error:
             return IngestOutcome(item.name, REJECTED, item.error)
+        if item.any_thread:  # a plain file: read in the pool too, beside the other files' work
+            return pool.submit(_read_and_prepare, item.read)
         try:
             data = item.read()
         except SourceError as exc:
@@ -380,6 +382,16 @@ def ingest_items(
             # Stopped early (an error, or the caller stopped iterating): files
             # prepared for rows that will never be written must not stay.
             _discard(result for _, result in pending)
+
+
+def _read_and_prepare(read: Callable[[], bytes]) -> _Prepared | str:
+    try:
+        data = read()
+    except SourceError as exc:
+        return str(exc)
+    if len(data) > settings.MAX_DICOM_BYTES:
+        return _too_large(len(data))
+    return _prepare(data)
 
 
 def _discard(results: Iterable[IngestOutcome | Future[_Prepared | str]]) -> None:

@@ -28,6 +28,9 @@ class SourceItem:
     name: str
     read: Callable[[], bytes] = field(repr=False)
     error: str = ""
+    # A plain file may be read in any thread (the ingest reads it in its pool); a zip entry is
+    # read in order by the thread that iterates the archive.
+    any_thread: bool = False
 
 
 def _read_file(path: Path, max_bytes: int) -> Callable[[], bytes]:
@@ -140,7 +143,7 @@ def iter_sources(
         elif _is_zip(path):
             yield from _zip_items(path, label(path), max_file_bytes, max_expanded)
         else:
-            yield SourceItem(label(path), _read_file(path, max_file_bytes))
+            yield SourceItem(label(path), _read_file(path, max_file_bytes), any_thread=True)
 
     for path in paths:
         yield from one(Path(path))

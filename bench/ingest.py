@@ -17,10 +17,7 @@ atomically, database rows)
 into a throw-away SQLite database and data folder (removed at the end). Prints both rates and
 the ratio ingest / baseline (the goal is at least 0.5). Each round starts with no rows and no files.
 
-Figures (--studies 12 --repeat 3, 2 shared cores, local disk; docs/operations/data-protection.md):
-stored 1.013; ingest 0.19 before SQLite WAL, 0.15-0.25 after (within this disk's noise) (bound by the fsync of each
-stored file and the two cores: the "disk floor" line); crops first read 3.36 before native files
-were memory-mapped, 2.26-2.38 after (the RLE phantoms are still decoded), cached 0.99 before, 1.03 after.
+Figures (--studies 12 --repeat 3, 2 shared cores, local disk): docs/operations/data-protection.md.
 """
 
 from __future__ import annotations

@@ -1,28 +1,9 @@
 """Import and export of hip labels through the formats of ``annotate.formats``.
 
-Exports hold pseudonyms only (patient ``P-...``, accession ``A-...``), never
-the DICOM's names, IDs or accession numbers; each image is named
-``<pseudonymous SOP Instance UID>.dcm`` and carries that ``sop_instance_uid``
-(the one its stored de-identified copy carries), so a re-import finds it.
-
-Imports load a file as one labeller's submitted work, one radiograph at a
-time, exactly as if they had labelled it in the browser, so agreement and
-adjudication run as usual. How an image entry finds its radiograph:
-
-1. the entry's own SOP Instance UID (COCO ``images[].sop_instance_uid``, VIA
-   ``file_attributes.sop_instance_uid``), if it has one, pseudonymous or the
-   PACS's original (whose keyed pseudonym is looked up); otherwise
-2. its file name's stem (last path part, extension dropped) if it is a DICOM
-   UID (as the exports write: ``<SOP UID>.dcm``); otherwise
-3. its stem if it is the SHA-256 of the stored de-identified copy (how the platform names it).
-
-Nothing else (patient, accession, file paths) is used: they are not unique or
-not known here. Entries that match no radiograph are listed in the report,
-not refused: a file may cover more images than this database holds.
-
-The whole file is checked first (format, then against the radiographs: boxes
-inside the image, one hip a side, size of the image) and refused whole with
-the key at fault; then everything is written in one transaction.
+Exports hold pseudonyms only and name each image by its pseudonymous SOP Instance UID; imports
+load a file as one labeller's submitted work, radiograph by radiograph, as if labelled in the
+browser, so agreement and adjudication run as usual.
+Design: docs/architecture/design-site.md
 """
 
 from __future__ import annotations

@@ -1,21 +1,9 @@
 """The access log: who looked at which radiograph, reader-study case, ground truth or export.
 
-A hospital asks who saw a patient's film and when. ``AuditMiddleware`` writes one row per
-request to a URL named in an app's ``audited`` table (an attribute of its AppConfig, see
-``audited_urls``: an explicit table, so a new page that shows patient data is logged only once
-it is added there), after the view answered, from the resolved URL name and its keyword
-arguments. What is logged:
-
-- authenticated requests that were answered (status < 400), and those refused with 403 or
-  404 (a labeller trying radiograph ids one by one is what a forensic review looks for);
-  the status code tells them apart;
-- not anonymous requests: they reach nothing (login redirect, 401/403), and failed logins
-  are django-axes' log (``AccessAttempt``/``AccessFailureLog``);
-- not static files (WhiteNoise answers them before this middleware), not /health/, not any
-  URL outside the table.
-
-One INSERT per logged request, nothing else, into ``annotate.AccessLog`` (``annotate.audit``: the
-model keeps its app label; this module asks the app registry for it, importing no app).
+``AuditMiddleware`` writes one row per answered (or 403/404-refused) authenticated request to a URL
+named in an app's ``audited`` table, from the resolved URL name and its arguments, after the view
+answered.
+Design: docs/architecture/design-site.md
 """
 
 from __future__ import annotations

@@ -1,31 +1,9 @@
 """The one CSV writer: every CSV the site and its commands produce is written through it.
 
-A cell whose text begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is a formula to
-a spreadsheet (``=HYPERLINK(...)``, ``=cmd|' /C calc'!A0``, ``@SUM(...)``). As OWASP recommends
-(https://owasp.org/www-community/attacks/CSV_Injection), such a cell is written with a single quote
-in front (``'=HYPERLINK(...)``), which a spreadsheet shows as text; quoting of separators, quotes and
-line breaks is the ``csv`` module's.
-
-What is neutralised, and what is not:
-
-- Text (a ``str``, or any other object, written as its ``str``) that begins with one of
-  :data:`FORMULA_STARTS`.
-- Numbers stay numbers: an ``int``, ``float``, ``Decimal`` or NumPy number is written as the ``csv``
-  module writes it (a κ difference of -0.05 stays ``-0.05``; ``float`` keeps its ``repr``, so the
-  figures read back exactly). OWASP's guidance is about text.
-- Text that is one plain decimal number (``-0.05``, ``+3``, ``-1.5e-07``, :data:`PLAIN_NUMBER`) is
-  left alone too: a spreadsheet reads it as that number, and a sign, digits, one point and an
-  exponent cannot call a function or refer to a cell. So probabilities written as ``repr`` text and
-  figures formatted with ``f"{x:.4f}"`` keep their value. Anything else after the sign (``-1+1``,
-  ``-A1``, ``-3.0 12.0``, ``-inf`` as text) is neutralised.
-- ``None`` is written as an empty cell.
-
-Readers of the files the site writes and reads back (``responses.csv``, ``model_predictions.csv``)
-never meet a quoted cell: the names in them are validated (``readerstudy.analysis.readers``) and cannot begin
-with those characters, and case and patient ids are numbers and ``P-`` codes. :func:`unquote`
-undoes the prefix for a reader that wants the text as it was.
-
-Pure standard library, no Django: ``ml.core`` writes its report CSVs with it.
+A text cell that a spreadsheet would read as a formula (it begins with one of
+:data:`FORMULA_STARTS`) is written with a single quote in front, as OWASP recommends; numbers stay
+numbers, and quoting is the ``csv`` module's.
+Design: docs/architecture/design-site.md
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
 """Queueing a task: the one way (``enqueue``), the broker away (``QueueUnavailable``), its check.
 
-Every task of the project is queued with :func:`enqueue`: after the caller's transaction commits
-(so the worker finds the rows it is given), or at once outside a transaction. When the broker
-(Redis) does not take the task, one of two things happens, as the caller chooses:
-
-- by default ``QueueUnavailable`` is raised (pages show ``QUEUE_UNAVAILABLE``, the API answers
-  503, see ``QueueUnavailableMiddleware``), after ``undo`` ran: ``undo`` removes the row that only
-  the task would ever move on (a training run, an import job), so that nothing waits as "queued";
-- with ``or_log="what"``, the failure is only logged and the save that asked for the work stands:
-  for work a worker queues again when it (re)connects (``ml.operations.requeue_missed_work``).
-
-``require_broker`` is asked before writing a row that only a task would move on, so that the usual
-case (the broker away before the action) writes nothing at all.
+:func:`enqueue` queues after the caller's transaction commits; when the broker refuses, it raises
+``QueueUnavailable`` after ``undo`` ran, or with ``or_log`` only logs. ``require_broker`` is asked
+before writing a row only a task would move on.
+Design: docs/architecture/design-site.md
 """
 
 from __future__ import annotations

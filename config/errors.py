@@ -1,15 +1,9 @@
 """API errors are JSON, whatever went wrong and whether DEBUG is on or off.
 
-- ``api_exception_handler`` (REST_FRAMEWORK's EXCEPTION_HANDLER): DRF's, plus the errors of bad
-  input that DRF leaves to Django as 500s: a missing object (``ObjectDoesNotExist``) is 404, a
-  Django ``ValidationError`` 400, a number too large for the database (``OverflowError`` on
-  SQLite, ``DataError`` on PostgreSQL) 400.
-- ``bad_request``, ``permission_denied``, ``page_not_found``, ``server_error``: the handler400/
-  403/404/500 of config/urls.py (used with DEBUG off): ``{"detail": ...}`` for paths under
-  /api/, Django's own pages elsewhere.
-
-drf-standardized-errors was considered and not taken: it changes every error body to its own
-shape (``{"type", "errors": [...]}``), and the pages' JavaScript and the clients read ``detail``."""
+``api_exception_handler`` is DRF's plus 404/400 for the bad input DRF leaves to Django as 500s; the
+handler400/403/404/500 answer ``{"detail": ...}`` under /api/ and Django's pages elsewhere.
+Design: docs/architecture/design-site.md
+"""
 
 from __future__ import annotations
 

@@ -1,16 +1,8 @@
 """Security pieces that Django 5.2 and DRF do not ship as settings alone.
 
-- ``SecurityHeadersMiddleware``: the Content-Security-Policy and Permissions-Policy headers
-  (Django 5.2 has no CSP of its own; SecurityMiddleware already sends HSTS, nosniff,
-  Referrer-Policy and Cross-Origin-Opener-Policy from their settings).
-- ``BodyTooLargeMiddleware``: 413 with the limit's name for an oversized JSON or form body.
-- ``AnonymousBodyLimitMiddleware``: the endpoints anyone may post to (token, login, password
-  reset) refuse a body over ``ANONYMOUS_BODY_MAX_BYTES`` by its Content-Length, before anything
-  reads it (the CSRF check and axes read a form; a multipart body is spooled to disk).
-- ``AnonRateThrottle``/``UserRateThrottle``: DRF's, counted in the ``throttle`` cache (Redis
-  when REDIS_URL is set, so that every gunicorn worker shares one count) and failing open
-  when that cache cannot be reached: a Redis outage must not turn every API call into a 500
-  (labelling and reading keep working while Redis is down), it only suspends the limit.
+The CSP and Permissions-Policy headers, 413 for oversized bodies (and a Content-Length limit on the
+anonymous endpoints), and DRF's throttles counted in the shared ``throttle`` cache.
+Design: docs/architecture/design-site.md
 """
 
 from __future__ import annotations

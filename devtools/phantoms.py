@@ -1,26 +1,9 @@
 """Synthetic AP pelvis radiographs (DICOM) with hip-box ground truth (COCO).
 
-A stand-in for the hospital archive of Krogue et al. 2020: patients with one
-to three studies, each an AP pelvis (sometimes a frog-leg lateral, rarely a
-cross-table lateral that the study excludes), taken on one of a few simulated
-CR/DX scanners that differ in bit depth, photometric interpretation, pixel
-spacing, noise, contrast, rescale and transfer syntax. Each hip is one of the
-six classes. Everything derives from the seed: the same seed and N give
-byte-identical files, and study k does not depend on how many follow it.
-
-Output of ``generate_phantoms(out_dir, studies=N, seed=S)``::
-
-    out_dir/p00001/s00001/1.dcm     patient folder / study folder / image number
-    out_dir/annotations.coco.json   images (file_name relative to out_dir, width, height,
-                                    sop_instance_uid, study_instance_uid, patient, accession,
-                                    view, scanner, and "exclude": "cross_table_lateral"),
-                                    categories (ids 1-6 = CLASSES), annotations (one box a hip,
-                                    bbox [x, y, w, h] in pixels, attributes side/patient/accession/subtype)
-
-"side" is the patient's side: on an AP film the patient's left hip is on the
-image's right half. Pure Python (numpy, scipy, pydicom, Pillow): no Django
-import, so tests and benchmarks can build a single image in memory with
-``render_radiograph`` or a small DICOM with ``make_dataset``.
+A stand-in for the paper's hospital archive: patients with one to three studies on a few simulated
+CR/DX scanners, each hip one of the six classes; ``generate_phantoms(out_dir, studies=N, seed=S)``
+is byte-identical for the same seed and N.
+Design: docs/architecture/design-dicom.md
 """
 
 from __future__ import annotations

@@ -1,21 +1,8 @@
 """Reader studies: frozen cases, invited readers, per-phase orderings and immutable answers.
 
-A study runs in three phases, one per condition, in this order:
-1. ``model_quality``: the hip as the model gets it (the 224 x 224 crop, left hips flipped);
-2. ``full_quality``: the whole radiograph at full resolution, after a washout since phase 1;
-3. ``model_aided``: the cases where the reader's phase-2 answer differs from the model's
-   top class, shown with the model's heatmap and top two classes; the others carry over.
-
-Each reader's case order is seeded per reader and phase. A ``Response`` is unique per
-reader, case and condition: a double submit stores one answer and nothing changes it.
-
-Equal information in phase 1 (the paper: readers see the hip "at the same quality and
-resolution that the model uses"). The model's frozen reading of each case is computed from the
-case's stored phase-1 crop itself (``Case.crop``, the 8-bit PNG readers get): the ``single``
-protocol, whatever ``test_time`` the model was trained with. ``ReaderStudy.test_time`` records the
-protocol the readings were frozen with: ``single`` for every study prepared since, ``zoom-average``
-for a study prepared before (its model averaged the zoom-1.0 and zoom-1.5 crops: wider context than
-the readers had).
+Three phases, one per condition (model_quality, full_quality after a washout, model_aided for the
+cases where the reader disagreed with the model); each reader's order is seeded per reader and phase.
+Design: docs/architecture/design-site.md
 """
 
 from __future__ import annotations

@@ -1,16 +1,8 @@
 """Simulated readers: plausible answers for demos and tests (``manage.py simulate_readers``).
 
-:func:`simulated_answer` is a pure function of the case's truth, the model's reading, the reader's
-group and the condition, drawn from a numpy ``Generator``; no Django. The accuracies are roughly
-those of the paper's readers (Krogue et al. 2020): experts beat residents, and both improve from the
-model's crop to the full radiograph to the model-aided reading. Mistakes are the plausible
-confusions (a nondisplaced neck fracture read as normal, a displaced one as nondisplaced or
-intertrochanteric, a fixation as an arthroplasty, ...), not uniform noise.
-
-Phase 3 (model aided) is simulated the way it runs: only where the reader's phase-2 answer differs
-from the model's top class does the reader answer again; they take the model's top class with a
-probability that is higher when the model is right (a good suggestion convinces more often), and
-otherwise may look again and find the truth, or keep their answer.
+:func:`simulated_answer` is a pure function of the truth, the model's reading, the reader's group and
+the condition, drawn from a numpy ``Generator``, with roughly the paper's accuracies; no Django.
+Design: docs/architecture/design-site.md
 """
 
 from __future__ import annotations

@@ -1,21 +1,9 @@
 """DICOMweb pull: find hip and pelvis radiographs on a PACS and import them.
 
-``pull`` walks the PACS's QIDO-RS search down to the instances (studies from a
-date on with CR or DX in them, then their CR and DX series whose body part is
-the hip, the pelvis or not given, then the instances), skips the instances
-whose SOP Instance UID we already hold without downloading them, and retrieves
-each other one by WADO-RS into the same ingest as every other route
-(``annotate.ingest.radiograph_ingest``: pseudonymisation, dedupe, rejection
-with reasons).
-
-Instances are retrieved in the transfer syntax the PACS holds them in
-(``transfer-syntax=*``), not transcoded: a JPEG 2000 original stays the
-original. Each one is committed as it arrives, so a PACS that fails half-way
-leaves what was imported before in place; ``PullError`` says which server
-failed and how, and carries the summary of what was done.
-
-It is a plain function so that the command (``pull_dicomweb``), a Celery task
-or a notebook can call it; ``progress`` is called after each instance.
+``pull`` walks QIDO-RS down to the instances, skips those already held, and retrieves the others
+by WADO-RS, as stored, into ``annotate.ingest.radiograph_ingest``; ``PullError`` names the failed
+server and carries the summary. A plain function for the command, a task or a notebook.
+Design: docs/architecture/design-dicom.md
 """
 
 from __future__ import annotations

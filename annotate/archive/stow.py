@@ -1,33 +1,9 @@
 """STOW-RS: a PACS or a DICOM router posts instances to ``POST /api/dicomweb/studies``.
 
-The request (DICOM PS3.18, Store Instances) is ``multipart/related;
-type="application/dicom"; boundary=...`` with one DICOM instance per part. Each
-part goes through the ingest of every other route (``radiograph_ingest``:
-pseudonymisation, dedupe, rejection with reasons) and the answer, in
-``application/dicom+json``, lists the instances stored in the Referenced SOP
-Sequence (0008,1199) and the others, each with a Failure Reason (0008,1197), in
-the Failed SOP Sequence (0008,1198):
-
-- 200 every instance is stored (an instance held already counts as stored, as
-  a C-STORE of a duplicate does; a ``Warning`` header says how many were);
-- 202 some are stored, some failed;
-- 409 none is stored;
-- 400 a body that is not multipart, 411 a chunked body the server cannot
-  read, 413 a body over ``DICOMWEB_STOW_MAX_BYTES``, 415 a media type other
-  than multipart/related of application/dicom.
-
-Failure reasons (PS3.18 10.5.3, the Storage status codes of PS3.4): 0xC000
-"cannot understand" for a part that is not a DICOM image we can read (the
-ingest's reason is logged), 0xA700 "out of resources" for an instance over
-``MAX_DICOM_BYTES`` or a disk that is full.
-
-The body is streamed to an unnamed temporary file (never held in memory whole)
-and the parts are cut out of a memory map of it, one at a time. The part
-headers are parsed with the standard library's ``email`` parser; the body is
-not given to it because it would read the whole request into memory.
-
-Who: researchers and staff, logged in (session, with the CSRF token) or with a
-DRF token (``Authorization: Token ...``), as a PACS's service account would.
+Each part of the ``multipart/related`` body goes through ``radiograph_ingest``; the
+``application/dicom+json`` answer lists the stored and the failed instances (200, 202 or 409, and
+400/411/413/415 for a body it cannot take).
+Design: docs/architecture/design-dicom.md
 """
 
 from __future__ import annotations

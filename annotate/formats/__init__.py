@@ -1,16 +1,9 @@
 """Hip-label file formats: COCO JSON, VGG Image Annotator 2 projects, CSV.
 
-Pure Python, no Django: each format turns a list of :class:`Image` (a
-radiograph and its hips) into text, and COCO and VIA also parse text back
-into the same dataclasses. Parsing checks everything it can without the
-database and raises :class:`FormatError` naming the key or line at fault
-(``annotations[12].bbox: expected 4 numbers``); ``annotate.exchange`` does
-the checks that need the database and writes.
-
-One :class:`Image` is one labelling when imported (one labeller's hips and
-exclusion), and may hold several labellers' hips when exported: each
-:class:`Hip` then says whose it is (``labeler``) and ``Image.excluded_by``
-maps a labeller to the reason they excluded the radiograph.
+Pure Python, no Django: each format turns a list of :class:`Image` (a radiograph and its hips) into
+text, and COCO and VIA parse text back, raising :class:`FormatError` naming the key or line at
+fault; ``annotate.exchange`` does the checks that need the database.
+Design: docs/architecture/design-site.md
 """
 
 from __future__ import annotations

@@ -1,20 +1,9 @@
 """COCO object-detection JSON, as ``devtools.phantoms`` writes and pycocotools reads.
 
-Written::
-
-    {"info": {...}, "licenses": [],
-     "categories": [{"id": 1..6, "name": <class key>, "supercategory": "hip"}],   # CLASSES order
-     "images": [{"id": <radiograph id>, "file_name": "<SOP Instance UID>.dcm", "width", "height",
-                 "sop_instance_uid", "patient": "P-...", "accession": "A-...",
-                 "exclude": <reason>             # ground truth (or a single labelling) excluded
-                 "excluded_by": {user: reason}   # every-labeller export: who excluded it
-                 "truth_source": ...}],          # ground truth only
-     "annotations": [{"id", "image_id", "category_id", "bbox": [x, y, width, height], "area",
-                      "iscrowd": 0, "attributes": {"side", "patient", "accession", "labeler"}}]}
-
-Read: the same, and the phantoms' file. Categories are matched by name (a
-class key), not by id; ``attributes.side`` is required (a lateral film has
-no image half to infer it from); ``attributes.labeler`` is optional.
+One category per class (CLASSES order), one image per radiograph (named by its SOP Instance UID,
+with pseudonyms and exclusions), one annotation per hip with its side and labeller in
+``attributes``. Reads the same, and the phantoms' file.
+Design: docs/architecture/design-site.md
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """CSV: one row per hip, for spreadsheets and statistics (export only).
 
-Columns: radiograph_id, sop_instance_uid, patient (P-...), accession (A-...),
-labeler (username, or "ground_truth"), side, class, x, y, width, height
-(pixels of the original image, full float precision), excluded (a reason,
-on a row of its own with the hip columns empty), truth_source (ground truth
-only), provenance (drawn, proposal_box, proposal_class_kept or
-proposal_class_changed: whether the hip's label began as a model's proposal;
-last, so scripts that read the earlier columns by position keep working).
-Rows come in the order of the images, each labeller's hips then their
-exclusion.
+Columns: radiograph, pseudonyms, labeller, side, class, the box in original pixels, an exclusion
+reason (on a row of its own), truth_source and, last, provenance; rows follow the images, each
+labeller's hips then their exclusion.
+Design: docs/architecture/design-site.md
 """
 
 from __future__ import annotations

@@ -1,29 +1,9 @@
 """VGG Image Annotator 2 (VIA 2.0.x) project JSON, the tool the paper's labellers used.
 
-Written (a project VIA's "Project > Load" opens)::
-
-    {"_via_settings": {...},
-     "_via_img_metadata": {
-        "<file name><size>": {                                 # VIA keys images by name + byte size
-            "filename": "<SOP Instance UID>.dcm", "size": <bytes of the original>,
-            "regions": [{"shape_attributes": {"name": "rect", "x", "y", "width", "height"},
-                         "region_attributes": {"class": <class key>, "side": "right"|"left",
-                                               "labeler": <username or "ground_truth">}}],
-            "file_attributes": {"sop_instance_uid", "width", "height",   # of the original, in pixels
-                                "patient": "P-...", "accession": "A-...",
-                                "exclude": <reason or "">,
-                                "excluded_by": {user: reason},   # every-labeller export only
-                                "truth_source": ...}}},          # ground truth only
-     "_via_attributes": {"region": {"class": dropdown of the six classes, "side": radio,
-                                    "labeler": text},
-                         "file": {"sop_instance_uid", "width", "height", "patient", "accession": text,
-                                  "exclude": dropdown of the exclusion reasons}},
-     "_via_data_format_version": "2.0.10", "_via_image_id_list": [...]}
-
-Read: such a project, or VIA's "Annotation > Export as JSON" (the bare
-``_via_img_metadata`` object). Only rectangles are hips; ``class`` and
-``side`` may be dropdown/radio values (a string) or checkbox values
-(``{"option": true}``).
+Writes a project VIA's "Project > Load" opens (images keyed by name and byte size, one rect region
+per hip with class, side and labeller; the original's UID, size, pseudonyms and exclusion in
+``file_attributes``) and reads such a project back.
+Design: docs/architecture/design-site.md
 """
 
 from __future__ import annotations

@@ -1,47 +1,9 @@
-"""Training-time augmentation of hip crops, after Krogue et al. 2020 (Materials
-and Methods, "Data Processing and Augmentation"):
+"""Training-time augmentation of hip crops, after Krogue et al. 2020 ("Data Processing and Augmentation").
 
-    "To make our model invariant to differences in the zoom of the bounding
-    box, each hip in the training set appeared twice, with differing sizes of
-    bounding boxes. To each of these images, we applied data augmentation with
-    three types of contrast changing cutout (18), Gaussian-mixture masking, and
-    bounding box wiggling - to generate six additional images (Fig E2)."
-
-We read "three types" as the three kinds named after it (contrast-changing
-cutout, Gaussian-mixture masking, bounding-box wiggling), each applied once to
-each of the two zoom levels: 2 x 3 = 6 additional images per hip, which
-``paper_augmentations`` returns together with the two plain crops (one image of the
-set: ``paper_variant``; their list: ``paper_variants``). The paper gives no magnitudes;
-ours are in ``AugmentConfig`` and documented there.
-
-Two training regimes use these (``configs.TRAINING_REGIMES``, ``pipeline.make_dataset``):
-``paper-fixed`` shows every image of that set once per hip and epoch (redrawn each epoch);
-``online-random`` (not the paper's) shows one ``augment_hip`` crop per hip and epoch: a
-random zoom, then each augmentation with its probability (0.5), so they can stack.
-
-- Contrast-changing cutout. Reference 18 is DeVries & Taylor 2017 ("Cutout"):
-  one square patch at a uniformly random centre (the patch may be partly
-  outside the image and is then clipped), its pixels replaced by zero in the
-  mean-normalised input, i.e. by the mean. Here the patch's *contrast* is
-  changed instead of erased: its pixels are scaled about the patch mean by a
-  factor drawn log-uniformly from ``cutout_factor`` (a factor of 0 would be
-  DeVries's mean-filled cutout; > 1 raises the contrast), clipped to [0, 1].
-  The patch side is a random fraction of the crop side (rectangles by
-  default, each side drawn separately).
-- Gaussian-mixture masking. A smooth multiplicative mask
-  1 + sum_k a_k exp(-|p - mu_k|^2 / (2 sigma_k^2)) of a few random 2-D
-  Gaussians (random centre in the crop, width a fraction of the crop side,
-  amplitude +-a, i.e. soft brightening or darkening blobs), clipped to
-  [0, 2]; the crop is multiplied by it and clipped to [0, 1]. No edges: the
-  mask's gradient is at most sum |a_k| / (sigma_k sqrt(e)) per pixel.
-- Bounding-box wiggling. The box (x, y, w, h) is jittered before cropping:
-  its centre moves by up to +-fraction of its width/height and each side is
-  scaled by a factor in [1 - fraction, 1 + fraction].
-- Zoom. The two box sizes of ``crops.hip_crops`` (zoom 1.0 and 1.5).
-
-All functions take crops in [0, 1] (float32, H x W) and a
-``numpy.random.Generator``; the same generator state gives the same result.
-Pure NumPy: no Django import.
+Contrast-changing cutout, Gaussian-mixture masking and bounding-box wiggling, on two zooms:
+the paper's fixed set (``paper_augmentations``) or a random draw per hip and epoch
+(``augment_hip``); the magnitudes are in ``AugmentConfig``. Pure NumPy; no Django.
+Design: docs/architecture/design-models.md
 """
 
 from __future__ import annotations

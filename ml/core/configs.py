@@ -1,55 +1,9 @@
 """Network and training configurations for the hip classifier (Krogue et al. 2020).
 
-The paper (Materials and Methods, "Model"): a DenseNet-169 initialised with
-ImageNet weights, a squeeze-and-excitation block at the end, a six-way softmax;
-224 x 224 x 3 input; Adam, learning rate 0.00001, batch size 25, "learning rate
-decay of 0.9", weighted cross-entropy; training stopped after 10 epochs without
-improvement in validation accuracy. Each training hip appears at two zooms.
-
-Named choices (each a field; ``ml.core.deviations`` lists those that depart from the paper):
-
-- ``test_time``: ``single`` (default, the paper's: the zoom-1.0 crop alone) or ``zoom-average``
-  (softmax averaged over ``zooms``). Validation during training, evaluation and serving all
-  read a hip by it.
-- ``regime``: ``paper-fixed`` (the paper's fixed expansion: per hip and epoch, each zoom's
-  plain crop and one crop per augmentation kind alone, 8 images with two zooms) or
-  ``online-random`` (one crop per hip and epoch at a random zoom, each augmentation with
-  p = 0.5, so they can stack: an epoch is 1/8 of the paper's). ``with_regime`` changes it
-  keeping the number of images seen (epochs and patience scaled).
-- ``lr_schedule``: two readings of "decay of 0.9": ``per_epoch`` (default, x 0.9 once per
-  epoch) or ``keras2_inverse_time`` (Keras 2.2's ``Adam(decay=0.9)``: lr / (1 + 0.9 x
-  iterations)); see ``nets.learning_rate_schedule``.
-- ``recalibrate_bn``: re-estimate the BatchNorm statistics on clean training crops before
-  each validation (default True, not in the paper).
-- ``weights_path``: the backbone's starting weights (``pretrained``). Training ``paper``
-  refuses to start without ImageNet weights (``DENSENET169_WEIGHTS``) unless random weights
-  are asked for explicitly (``ml.training.training_start(random_init=True)``).
-
-Configurations:
-
-- ``paper``: exactly that, with ``regime`` ``paper-fixed`` and ``test_time`` ``single``. The
-  paper gives no maximum epoch count (early stopping ends training); ``epochs`` = 100 is our
-  cap. "Decay of 0.9" is read as multiplying the learning rate by 0.9 once per epoch
-  (``lr_schedule`` ``per_epoch``).
-- ``cpu-small``: a DenseNet with blocks (2, 2, 2, 2) at 128 x 128, trained from
-  scratch (no ImageNet weights exist for it), hence Adam 1e-3; ``online-random``, at most 40
-  epochs, patience 10 as the paper. Trains on 2 CPU cores in minutes. Same SE block and head.
-  ``online-random`` because it trained better on the phantoms (400 studies, seed 7, one run
-  each, ``scripts/phantom_accuracy.py --regime``): test accuracy 0.938 (binary and six-class)
-  in 853 s, against 0.916 in 1326 s for ``paper-fixed`` with as many images seen (5 epochs,
-  patience 2; stopped after 4). The 95% CIs overlap.
-- ``tiny``: blocks (1, 1, 1, 1) at 64 x 64, ``online-random``, 2 epochs, for tests.
-
-Class weights (``class_weighting``). The paper says "weighted cross-entropy" and no
-more. ``"balanced"`` weighs class c by n / (6 n_c) (every class counts as much as any
-other); ``"sqrt"`` (default) by its square root. On the phantoms (400 studies, seed 7,
-``cpu-small``) "balanced" made the model indifferent between a normal hip and a
-nondisplaced femoral-neck fracture whose line it cannot resolve (a third of the normal
-test hips were called fractures) and validation accuracy swung between 0.64 and 0.90 from
-epoch to epoch; "sqrt" gave a steady 0.93-0.94.
-
-A config is a frozen dataclass; ``as_dict`` / ``from_dict`` give a JSON-safe
-round trip so a saved model can carry its config. No Django imports here.
+``NetConfig`` holds the paper's choices (DenseNet-169 + SE, 224 x 224, Adam 1e-5, batch 25, decay
+0.9, weighted cross-entropy, patience 10) and the named choices that may depart from it
+(``ml.core.deviations`` lists them); ``CONFIGS`` are the named configurations.
+Design: docs/architecture/design-models.md
 """
 
 from __future__ import annotations

@@ -1,45 +1,8 @@
-"""Hip crops as Krogue et al. 2020 make them (Materials and Methods, "Data
-Processing and Augmentation"): the hip's bounding box is cut from the
-radiograph, "resized to 224 x 224 pixels and replicated into three channels to
-be compatible with the ImageNet-pretrained model, and left hips were flipped to
-appear as right hips"; "each hip in the training set appeared twice, with
-differing sizes of bounding boxes" (two zoom levels).
+"""Hip crops as Krogue et al. 2020 make them: the hip's box, grown by a zoom, cut from the
+radiograph, resized to 224 x 224, replicated to three channels, left hips flipped.
 
-Choices made here (the paper does not spell them out):
-
-- Geometry. The crop is the box grown by ``zoom`` about its centre (zoom 1 is
-  the box itself). ``aspect="squash"`` (default) resizes that rectangle
-  straight to size x size, which is what "resized to 224 x 224" implies;
-  ``aspect="square"`` first grows the short side of the box about its centre
-  so the box is square (real image context, no distortion). Parts of the crop
-  outside the image are padded: with black (0) in the [0, 1] crops, and with
-  the image minimum (or ``fill``) in the raw ``crop_box`` region.
-- Resampling. Only the box's pixels (plus a margin of 2 px for the filter) are
-  sliced and windowed; Pillow resizes that small float ("F") image with
-  ``resize(..., box=...)`` using the exact sub-pixel box, BILINEAR with
-  Pillow's antialiasing support when shrinking. The full image is never
-  converted.
-- Windowing to [0, 1]. ``"window"``: the DICOM linear VOI function (PS3.3
-  C.11.2.1.2.1) with the radiograph's default window centre/width in stored
-  pixel units; ``"percentile"``: the crop's own low/high percentiles (of the
-  in-image part) map to 0/1. Pixels are "higher = brighter"; pass
-  ``invert=True`` for MONOCHROME1 stored values.
-- Flip. ``side`` is the patient's side: on an AP film the patient's left hip
-  lies on the image's right half; left crops are mirrored left-right so every
-  crop looks like a right hip.
-- Normalisation. ``to_model_input`` reproduces
-  ``keras.applications.densenet.preprocess_input`` ("torch" mode of
-  ``keras.applications.imagenet_utils.preprocess_input``): x / 255, minus
-  the ImageNet mean [0.485, 0.456, 0.406], divided by std [0.229, 0.224,
-  0.225], per RGB channel. Our [0, 1] crop stands in for x / 255.
-
-Coordinates are continuous pixel coordinates: pixel (i, j) covers
-[j, j + 1) x [i, i + 1), and a box (x, y, w, h) covers [x, x + w) x [y, y + h),
-the COCO convention. ``crop_to_image_coords`` maps crop coordinates (u, v),
-u in [0, size] rightwards and v in [0, size] downwards, back to image (x, y),
-flip included (for putting heatmaps back on the radiograph).
-
-Pure NumPy/Pillow: no Django import.
+Also the display window (``apply_window``) and the model's input normalisation (``to_model_input``).
+Design: docs/architecture/design-models.md
 """
 
 from __future__ import annotations

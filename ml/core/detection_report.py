@@ -1,19 +1,8 @@
 """The detector's evaluation on a test split (Krogue et al. 2020, Table E3), in pure NumPy.
 
-Two questions, as in the paper:
-
-1. How well are the hips found? For every manually boxed hip, the IoU of the detected box of
-   the same side with it (0 when the detector found no box of that side: the hip is
-   *missed*), summarised as mean ± SD and minimum; boxes found on a side nobody boxed are
-   *extra*.
-2. Does the classifier read automatic boxes as well as manual ones? The same classifier reads
-   every found hip twice, on its manual and on its detected box; accuracy and Cohen's κ
-   (binary and six-class) of both against the truth, and the difference κ(auto) − κ(manual)
-   with a paired bootstrap CI (one image per patient, then resampling, as everywhere in the
-   paper). Missed hips have no automatic reading and are left out of this comparison (their
-   number is reported beside it).
-
-No Django here: the caller gives arrays.
+How well the hips are found (IoU with the manual box, missed and extra boxes), and whether the
+classifier reads the detected boxes as well as the manual ones (accuracy and κ on both).
+Design: docs/architecture/design-statistics.md
 """
 
 from __future__ import annotations

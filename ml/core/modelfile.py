@@ -1,34 +1,9 @@
 """Model bundles: one self-contained, versioned file per trained model.
 
-A bundle (suffix ``.hipmodel``) is a zip archive, every member stored uncompressed,
-holding two members:
-
-- ``manifest.json``: ``format_version`` (int, ``FORMAT_VERSION``), ``kind``
-  (``"classifier"`` or ``"detector"``), ``config`` (``NetConfig.as_dict()`` for a classifier,
-  ``detector.DetectorConfig.as_dict()`` for a detector), ``classes`` (a classifier's six class
-  keys, a detector's ``detector.SIDES``, in order), ``dataset_hash``, ``identity``
-  (``bundle_identity(config, dataset_hash)``), ``created_at`` (ISO 8601, UTC),
-  ``metrics`` (a JSON dict or null), ``keras_version``, ``backend`` and
-  ``model_sha256`` (sha256 of the ``model.keras`` member's bytes);
-- ``model.keras``: the model in the Keras 3 native format (``model.save``).
-
-Like paperless-ngx's classifier file, a bundle is stamped with a format version, written
-atomically and refused when its format is unknown:
-
-- ``write_bundle`` writes a hidden temporary file (``.<name>.*.tmp``) in the target
-  directory, fsyncs it, then ``os.replace``s it onto the final name (and fsyncs the
-  directory), so a crash never leaves a half-written file under the final name, and an
-  existing bundle of that name stays intact until the new one is whole. On any error
-  (``KeyboardInterrupt`` included) the temporary file is removed.
-- ``read_manifest`` reads and validates only the manifest: no Keras/TensorFlow import,
-  no weights (fast enough for listing a folder of models).
-- ``load_bundle`` also checks the sha256 of ``model.keras`` and loads the model.
-
-Every problem with a file's contents raises ``ModelFileError`` (a ``ValueError``) with a
-one-line message (the offending path is on ``error.path``); a path that does not exist
-raises ``FileNotFoundError``.
-
-Keras is imported lazily (only by ``write_bundle`` / ``load_bundle``). No Django here.
+A ``.hipmodel`` is an uncompressed zip of ``manifest.json`` (format version, kind, config, classes,
+dataset hash, identity, sha256) and ``model.keras``; ``write_bundle`` writes one atomically,
+``read_manifest`` and ``load_bundle`` refuse an unknown or damaged one (``ModelFileError``).
+Design: docs/architecture/design-models.md
 """
 
 from __future__ import annotations

@@ -1,33 +1,8 @@
-"""The hip classifier network (Krogue et al. 2020, Materials and Methods, "Model"), in Keras 3.
+"""The hip classifier network (Krogue et al. 2020, "Model"), in Keras 3.
 
-Architecture: DenseNet backbone (``include_top=False``) -> squeeze-and-excitation
-block on the final feature maps (global average pool -> Dense(C // r, relu) ->
-Dense(C, sigmoid) -> channel-wise scale, Hu et al. 2018) -> global average pooling
--> Dense(num_classes, softmax). Only ``keras.layers`` / ``keras.ops`` are used, so
-the model builds on any Keras backend (default here: tensorflow).
-
-Layer names (stable, used for class activation maps):
-
-- ``FEATURES_LAYER`` = "final_features": the SE-scaled final feature maps (N, h, w, C);
-- ``POOL_LAYER`` = "avg_pool": their global average, (N, C);
-- ``DENSE_LAYER`` = "predictions": the softmax Dense, kernel (C, num_classes).
-
-Because the head is GAP -> Dense, the class activation map (Zhou et al. 2016) of
-class k is ``features @ kernel[:, k]`` and its spatial mean plus ``bias[k]`` is the
-logit of class k: no gradients are needed.
-
-Inputs: float32 (N, S, S, 3) already normalised as
-``keras.applications.densenet.preprocess_input`` does (see ``ml.core.crops.to_model_input``);
-the model does no preprocessing of its own. Labels: integer class indices (sparse).
-
-Weights: ``config.weights_path`` is a local file (for DenseNet-169 the Keras ImageNet
-"notop" .h5, ``densenet169_weights_tf_dim_ordering_tf_kernels_notop.h5``); nothing
-downloads at run time. A missing file raises ``FileNotFoundError``.
-
-Class weights: ``compile_model(..., class_weights=w)`` compiles a weighted
-cross-entropy (per-sample loss times ``w[label]``, averaged over the batch, the same
-arithmetic as ``fit(class_weight=...)``). Pass class weights in one place only,
-never both to ``compile_model`` and to ``fit``.
+DenseNet backbone -> squeeze-and-excitation -> global average pooling -> softmax, with stable layer
+names for class activation maps; only ``keras.layers``/``keras.ops``, so any backend builds it.
+Design: docs/architecture/design-models.md
 """
 
 from __future__ import annotations

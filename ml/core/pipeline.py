@@ -1,46 +1,10 @@
-"""Training input pipeline for the hip classifier (Krogue et al. 2020): hip
-records -> ``tf.data.Dataset`` of ``(images, labels)``.
+"""Training input pipeline for the hip classifier (Krogue et al. 2020): hip records ->
+``tf.data.Dataset`` of ``(images, labels)``.
 
-Images are float32 (B, S, S, 3), S = ``config.input_size``, normalised by
-``crops.to_model_input``; labels int32 (B,) class indices 0..5.
-
-- Training (``augment`` given), by ``regime`` (``configs.TRAINING_REGIMES``):
-  ``online-random``: one element per hip and epoch, ``augment.augment_hip`` (a zoom
-  drawn from ``augment.zooms``, then box wiggling, contrast-changing cutout and
-  Gaussian-mixture masking, each with its probability, so they can stack);
-  ``paper-fixed``: the paper's fixed set, ``augment.paper_variants(augment.zooms)``
-  per hip and epoch (per zoom the plain crop and each augmentation alone: 8 elements
-  per hip with two zooms), each drawn afresh every epoch, all shuffled together.
-  The crop work is NumPy/Pillow, run by ``tf.numpy_function`` in
-  ``Dataset.map(num_parallel_calls=AUTOTUNE, deterministic=True)``, then batched
-  and prefetched.
-- Validation / test (``augment=None``): the plain ``crops.hip_crop`` at
-  ``zoom`` (default 1.0): exactly ``to_model_input(hip_crop(...))``. For
-  test-time averaging over zooms, build one dataset per zoom
-  (``make_dataset(..., zoom=1.5)``) or use ``eval_zoom_datasets``; with
-  ``shuffle=False`` their elements are in record order, so predictions align.
-
-Reproducibility. Element i of epoch e uses ``numpy.random.default_rng([seed,
-e, i])`` (i = the element's index: the record's index in ``records``, or under
-``paper-fixed`` record index x variants + variant), and the epoch's order is
-``default_rng([seed, e]).permutation(n)`` (n elements) when ``shuffle``. The epoch counter
-e starts at 0 and counts iterations of *this* dataset object (each Keras
-epoch iterates it once). So: the same records, config, seed and epoch give
-identical batches, whatever the number of parallel calls or the thread timing
-(each element depends only on its own (seed, epoch, index), and
-``deterministic=True`` keeps the output order); a freshly built dataset
-restarts at epoch 0. Not covered: an iteration abandoned mid-way still
-consumes an epoch number; the model's own training (TF kernels on several
-threads) is not bit-reproducible from this seed.
-
-Pixels. A record's full-resolution pixels come from ``pixels``: a callable
-returning a 2-D array, or a path to a ``.npy`` file (memory-mapped read). They
-are kept in an LRU cache bounded in bytes (``cache_bytes``), keyed by
-``radiograph`` (both hips of a film share one entry), so each radiograph is
-loaded at most once per epoch while the cache holds the epoch's films (and
-once in all when it holds every film). Crops only read the box's pixels.
-
-No Django imports here.
+Training follows the config's regime (``online-random`` or ``paper-fixed``), reproducible from
+(seed, epoch, element); validation and test read the plain crop at one zoom. Pixels are cached
+per radiograph in a byte-bounded LRU.
+Design: docs/architecture/design-models.md
 """
 
 from __future__ import annotations

@@ -1,22 +1,8 @@
 """The model's evaluation report: the paper's numbers, tables and figures from one set of predictions.
 
-Krogue et al. 2020 report the test-set performance as bootstrap means with 95% CIs (binary and
-six-class accuracy, sensitivity, specificity, AUC, κ; per-class figures in Table 2), a normalised
-confusion matrix (Figure 3), ROC curves with a 95% band (Figure 4) and per-class ideal thresholds
-(Figure 8). This module assembles all of that into one JSON-safe dict (:func:`evaluation_report`)
-and writes it to disk as ``metrics.json``, CSV tables and PNG/SVG figures (:func:`write_report`).
-
-Nothing statistical is computed here: every number comes from :mod:`ml.core.stats` and
-:mod:`ml.core.roc`, so the report, the web pages and the notebooks cannot disagree. The metrics
-and the ROC band share one set of bootstrap samples (the paper's one-image-per-patient resample).
-
-Why a plain dict: it is what ``metrics.json`` holds, and :func:`write_report` draws everything
-from it alone, so a report loaded back from JSON can be re-rendered. Values that are undefined
-(e.g. the AUC of a class absent from the test set, or an ROC threshold of +inf) are ``None``,
-never NaN, because JSON has no NaN.
-
-Plain NumPy and matplotlib (object API with the Agg canvas, no pyplot global state, so it is
-safe in a web worker thread); no Django.
+:func:`evaluation_report` assembles bootstrap means with 95% CIs, the confusion matrix, ROC curves
+with bands and ideal thresholds into one JSON-safe dict; :func:`write_report` writes it as files.
+Design: docs/architecture/design-statistics.md
 """
 
 from __future__ import annotations

@@ -1,63 +1,9 @@
 """Serving the hip classifier: radiograph + hip boxes -> six-class probabilities and heatmaps.
 
-The one inference path shared by the web app, the ``predict`` command, the batch-scoring
-Celery task, the test-split evaluation (``ml.evaluation``), the reader study's frozen readings
-(``readerstudy.services``) and ``bench/infer.py`` (Krogue et al. 2020: DenseNet +
-squeeze-excitation, six classes, 224 x 224 hip crops, left hips flipped; heatmaps are class
-activation maps).
-
-What a prediction is:
-
-- Test-time protocol: the model version's ``config.test_time`` (``configs.TEST_TIME_PROTOCOLS``)
-  says which crops make a hip's probabilities (``protocol_zooms``):
-
-  - ``single`` (the paper's, and the default of every configuration): the **zoom-1.0 crop
-    alone** (the bounding box itself), the crop the paper scores and the one readers see in a
-    reader study's model-quality phase;
-  - ``zoom-average`` (opt-in, not in the paper; also what a config stored before the field
-    existed was served with): **test-time averaging**, the softmax outputs of the model on the
-    hip's crops at every zoom of ``config.zooms``, averaged (arithmetic mean over zooms).
-
-  An explicit ``zooms=`` overrides the protocol (``Predictor.test_time`` then names what was
-  done: ``single`` for (1.0,), ``zoom-average`` for several zooms, ``zoom-<z>`` for one other).
-- Crops. Each hip is cut at every zoom of the protocol with ``crops.hip_crop(..., spec=CropSpec(
-  size=config.input_size, zoom=z))`` and normalised by ``crops.to_model_input``: exactly the
-  crops the validation pipeline (``ml.core.pipeline``, ``augment=None``) feeds the model.
-  ``Predictor.predict_crops`` scores crops already made (e.g. the 8-bit phase-1 crop of a reader
-  study, as readers get it): the model's reading then comes from that very image.
-- Probabilities: the mean over the protocol's crops (one crop for ``single``, so no averaging).
-  ``top2`` are the two most probable class keys (``stats.CLASS_KEYS`` order breaks ties),
-  ``predicted_class`` the first of them, ``fracture_probability`` the sum of the three fracture
-  classes (``stats.fracture_probability``).
-- Heatmap: the class activation map (Zhou et al. 2016; ``nets.class_activation_maps``) of
-  the predicted class on the **zoom 1.0** crop (the box itself; computed even when 1.0 is
-  not among ``zooms``, but then not averaged into the probabilities). The raw map at
-  feature resolution is kept as ``HipPrediction.cam`` (its spatial mean plus the Dense bias
-  is that crop's logit of the class); ``HipPrediction.heatmap`` is the map ReLU'd,
-  upsampled bilinearly to the crop size (``config.input_size``) and divided by its maximum
-  (so it lies in [0, 1], max 1; an all-zero map stays 0). Like the crop, ``heatmap`` is in
-  *crop orientation*: a left hip's is mirrored. ``heatmap_rect`` = (x0, y0, x1, y1) is the
-  image rectangle the zoom-1 crop covers (x0 < x1); ``heatmap_png`` un-mirrors the map, so
-  its PNG is drawn directly over that rectangle of the radiograph (stretched to it), and
-  ``heatmap_to_image`` resamples it onto the full image grid.
-
-Speed. The model is wrapped once in ``nets.cam_model`` (features + probabilities in one pass)
-and run with ``keras.Model.predict_on_batch`` on batches of crops from one or many radiographs
-(``predict_many`` fills batches across radiographs); ``single`` makes one crop per hip,
-``zoom-average`` one per zoom. Measured on 2 CPU cores (Keras 3.15, TF 2.21), for 4 crops:
-``predict_on_batch`` 14 ms (cpu-small) / 203 ms (paper); a hand-made ``tf.function`` with a
-(None, S, S, 3) signature 14 / 352 ms; calling the model directly (eager) 80 / 1046 ms;
-``model.predict`` 55 / 263 ms (its per-call set-up costs ~50 ms, which dominates small
-batches). ``predict_on_batch`` is the fastest or tied everywhere and is backend-agnostic, so
-it is used (XLA, ``jit_compile=True``, was not faster on CPU and compiles once per batch
-shape, ~15 s each for the paper model). In ``predict_many`` a worker thread makes the next
-radiographs' crops while the model runs. ``naive_predict`` is the baseline: ``model.predict``
-on one crop at a time (same protocol). ``bench/infer.py`` compares the two (measured with
-``zoom-average``, two crops per hip): on 2 (shared) CPU cores, ~11x for ``cpu-small`` but only
-~2-2.5x for ``paper``, where a DenseNet-169 crop costs ~80-100 ms of arithmetic that batching
-cannot remove (``model.predict``'s per-call overhead is ~100-150 ms on top).
-
-Pure NumPy/Pillow/Keras: no Django import.
+The one inference path shared by the web app, the ``predict`` command, batch scoring, the test
+evaluation, the reader study's frozen readings and ``bench/infer.py``, following the model
+version's test-time protocol.
+Design: docs/architecture/design-models.md
 """
 
 from __future__ import annotations

@@ -1,17 +1,8 @@
 """Stratified group split into parts of given fractions (numpy only, no Django).
 
-Whole groups (patients) go to one part each, so no patient is in two parts,
-and the per-class counts of every part approach ``fraction * class total``.
-
-The method is scikit-learn's ``StratifiedGroupKFold`` heuristic generalised
-to unequal parts: groups are shuffled with the seed, then visited in a stable
-order of decreasing spread of their class counts (the most "class-specific"
-groups first, as scikit-learn does); each goes to the part where it lowers
-most the squared distance between the parts' class counts and their targets
-(each class weighted by its total, so rare classes count as much as common
-ones), with a small term for the parts' overall sizes. scikit-learn itself
-only makes k equal folds and refuses fewer groups than folds, which a
-60:25:15 split of a small pilot set would hit; hence this version.
+Whole groups (patients) go to one part each, and each part's class counts approach
+``fraction * class total``: scikit-learn's ``StratifiedGroupKFold`` heuristic for unequal parts.
+Design: docs/architecture/design-statistics.md
 """
 
 from __future__ import annotations

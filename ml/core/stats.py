@@ -1,15 +1,8 @@
 """Agreement and performance statistics for the hip-fracture study (Krogue et al. 2020).
 
-Plain NumPy (no Django, no scikit-learn) so a researcher can call it from a notebook.
-
-Conventions used throughout:
-- Six classes, always in the order of :data:`CLASS_KEYS`; probabilities are (n, 6) arrays
-  in that order. Labels may be given as class keys or as indices into CLASS_KEYS.
-- Fracture = fn_displaced, fn_nondisplaced or intertrochanteric; P(fracture) is the sum of
-  those three probabilities and the binary call is fracture when P(fracture) >= 0.5.
-- The six-class call is the argmax.
-- Bootstrap (paper, "Statistical Analysis"): each iteration keeps one random image per
-  patient, then draws that many images with replacement; mean and 2.5/97.5 percentiles.
+Plain NumPy (no Django, no scikit-learn): κ, accuracy, sensitivity, specificity and the patient
+bootstrap, always over the six :data:`CLASS_KEYS` (fracture = the three fracture classes).
+Design: docs/architecture/design-statistics.md
 """
 
 from __future__ import annotations

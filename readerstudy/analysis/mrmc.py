@@ -1,53 +1,8 @@
 """Obuchowski–Rockette (OR) analysis of a multi-reader multi-case (MRMC) study, in NumPy/SciPy.
 
-What: every reader reads every case in every modality (a fully crossed design). A figure of merit
-θ (the trapezoidal AUC, or any function of truth and answers such as Cohen's κ against truth) is
-computed per modality t and reader r; the OR model (Obuchowski & Rockette 1995)
-
-    θ_tr = μ_t + R_r + (TR)_tr + ε_tr
-
-treats readers as random and folds the case sampling into ε, whose covariance is estimated from
-the cases by the jackknife. The test of "no modality effect" uses Hillis's (2007) denominator
-degrees of freedom. The numbers match OR-DBM MRMC 2.51 and RJafroc ``St(..., method = "OR")`` on
-the Van Dyke data (``tests/data/vandyke_roc.csv``; see ``tests/ml_core/test_mrmc.py``).
-
-Why: comparing the model with the study's readers needs a test that generalises to other readers
-and other cases; the OR method does that for any figure of merit, which κ needs (no DBM
-pseudovalue ANOVA assumption is involved).
-
-Formulas (T modalities, R readers, N cases; Hillis 2007, Hillis et al. 2005, Chakraborty 2017 ch. 10):
-
-- Jackknife figures θ_tr(k): θ with case k left out. Covariance of (t, r) and (t', r'):
-  ``(N − 1)/N · Σ_k (θ_tr(k) − θ_tr(.))(θ_t'r'(k) − θ_t'r'(.))``.
-- Var(Error) = mean of the variances; Cov1 = mean over t ≠ t', same reader; Cov2 = mean over
-  r ≠ r', same modality; Cov3 = mean over t ≠ t' and r ≠ r'.
-- MS(T) = R Σ_t (θ_t. − θ..)² / (T − 1); MS(R) = T Σ_r (θ_.r − θ..)² / (R − 1);
-  MS(TR) = Σ_tr (θ_tr − θ_t. − θ_.r + θ..)² / ((T − 1)(R − 1)).
-- Var(T*R) = MS(TR) − Var(Error) + Cov1 + Cov2 − Cov3;
-  Var(R) = (MS(R) − Var(Error) − (T − 1) Cov1 + Cov2 + (T − 1) Cov3 − Var(T*R)) / T.
-- Random readers and cases: F = MS(T) / (MS(TR) + R max(Cov2 − Cov3, 0)) on (T − 1, ddf) degrees of
-  freedom, ddf = (MS(TR) + R max(Cov2 − Cov3, 0))² / (MS(TR)² / ((T − 1)(R − 1))) (Hillis 2007);
-  SE of a difference of two modality means = sqrt(2/R · (MS(TR) + R max(Cov2 − Cov3, 0))), CI with t(ddf).
-- Fixed readers, random cases: χ² = (T − 1) MS(T) / (Var(Error) − Cov1 + (R − 1) max(Cov2 − Cov3, 0))
-  on T − 1 degrees of freedom; SE = sqrt(2/R · (Var(Error) − Cov1 + (R − 1) max(Cov2 − Cov3, 0))),
-  normal CI.
-- One modality t (random readers and cases): MS(R)_t = Σ_r (θ_tr − θ_t.)² / (R − 1), Cov2_t its
-  within-modality Cov2; SE = sqrt(MS(R)_t / R + max(Cov2_t, 0)),
-  df = (MS(R)_t + R max(Cov2_t, 0))² / (MS(R)_t² / (R − 1)), CI with t(df).
-
-Model against readers (:func:`model_vs_readers`): the model is "modality 0" with its answers
-repeated in every reader slot, the readers are "modality 1". The difference is then model − mean of
-the readers, and the random-readers SE and ddf reduce exactly to Google Health's
-``model_vs_readers_orh`` (Chakraborty 2017 ch. 22): the single-modality OR analysis of the
-per-reader differences θ_model − θ_r, with SE = sqrt((MS_d + R max(Cov2_d, 0)) / R) and
-ddf = (R − 1)((MS_d + R max(Cov2_d, 0)) / MS_d)²; the test is the two-sided t test (F = t²).
-Only the random-readers-random-cases result is meaningful there; the model has no reader variance.
-
-References: Obuchowski NA, Rockette HE (1995) Commun Stat Simul Comput 24:285–308. Hillis SL (2007)
-Stat Med 26:596–619. Hillis SL, Obuchowski NA, Schartz KM, Berbaum KS (2005) Stat Med 24:1579–1607.
-Chakraborty DP (2017) Observer Performance Methods for Diagnostic Imaging, CRC Press.
-
-Plain NumPy and SciPy; no Django.
+Readers random, case covariance by the jackknife, Hillis's (2007) degrees of freedom, any figure of
+merit (AUC, κ against truth); matches OR-DBM MRMC 2.51 and RJafroc on the Van Dyke data.
+Design: docs/architecture/design-statistics.md
 """
 
 from __future__ import annotations

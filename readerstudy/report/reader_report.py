@@ -1,40 +1,8 @@
 """The reader study's report: the paper's Tables 3–5 and Figures 3, 4 and 7 as files, HTML and PDF.
 
-What: :func:`build_report` runs :func:`readerstudy.analysis.readers.analyse` (κ of every observer, the paired
-bootstrap differences, the noninferiority margin, the ROC-band check) and adds
-
-- an Obuchowski–Rockette cross-check (:func:`readerstudy.analysis.mrmc.model_vs_readers`) of the model against
-  the readers with Cohen's κ as figure of merit, per task and condition, for all readers of that
-  condition and for each group alone: difference = κ_model − mean κ_readers with its
-  random-readers-random-cases CI and p-value. The paper's bootstrap treats the readers as fixed;
-  OR also lets the readers vary, so agreement of the two is a check that the verdicts do not hang
-  on this particular panel.
-- the data of the figures (the model's normalised confusion matrix, its binary ROC curve with the
-  95% band on the same bootstrap samples as the κ CIs, and every reader's and group's
-  (1 − specificity, sensitivity) point).
-
-:func:`write_report` writes, from the dict alone (so a ``report.json`` loaded back renders the
-same): ``observers.csv``, ``kappa_differences.csv``, ``report.json`` (via
-:func:`readerstudy.analysis.readers.write_csvs`), the figures ``confusion_matrices``, ``roc_model``,
-``roc_readers_model_quality``, ``roc_readers_full_quality`` and ``kappa_differences`` as PNG and
-SVG, ``report.html`` (one self-contained file: inline CSS, figures as base64 PNG, no script, no
-external reference; every text from the input files escaped) and ``report.pdf`` (the same tables
-drawn with ``ax.table`` on A4 pages, then the figures, via matplotlib's ``PdfPages``). The tables'
-text, notes, HTML page and PDF pages are :mod:`readerstudy.report.reader_tables`. The tables and the forest
-plot show the point estimate ``report["estimate"]`` names and mark borderline verdicts; the
-deviations from the paper that apply (``deviations``) come from :func:`study_facts`.
-
-Why base64 PNG rather than inline SVG in the HTML: matplotlib's SVG carries a DOCTYPE and
-namespace URLs; PNG keeps the page free of any ``http`` text, so "no external reference" can be
-checked by a plain substring test.
-
-Atomicity: everything is written into a temporary sibling folder of ``out_dir`` first. If
-``out_dir`` does not exist or is empty, that folder is renamed onto it in one step; otherwise
-(an existing folder with other files) each of our files is moved in with ``os.replace``, one by
-one, and files that are not ours are left alone. A crash while rendering therefore leaves
-``out_dir`` untouched.
-
-Plain NumPy and matplotlib (object API, Agg canvas, no pyplot state); no Django.
+:func:`build_report` runs :func:`readerstudy.analysis.readers.analyse`, adds the Obuchowski–Rockette
+cross-check and the figures' data, and writes the CSVs, ``report.json``, figures, HTML and PDF.
+Design: docs/architecture/design-statistics.md
 """
 
 from __future__ import annotations

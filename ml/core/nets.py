@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,14 @@ DENSE_LAYER = "predictions"
 SE_LAYERS = ("se_squeeze", "se_reduce", "se_expand", FEATURES_LAYER)
 _BN_EPS = 1.001e-5  # as keras.applications.densenet
 
+# A Keras symbolic or eager tensor. Keras ships no type information, so to mypy it is Any.
+Tensor = Any
+
 
 # --------------------------------------------------------------------------- backbone
 
 
-def _conv_block(x, growth_rate: int, name: str):
+def _conv_block(x: Tensor, growth_rate: int, name: str) -> Tensor:
     """One DenseNet layer (BN-ReLU-Conv1x1-BN-ReLU-Conv3x3, concatenated), as keras.applications.densenet."""
     x1 = layers.BatchNormalization(axis=-1, epsilon=_BN_EPS, name=name + "_0_bn")(x)
     x1 = layers.Activation("relu", name=name + "_0_relu")(x1)
@@ -42,20 +45,20 @@ def _conv_block(x, growth_rate: int, name: str):
     return layers.Concatenate(axis=-1, name=name + "_concat")([x, x1])
 
 
-def _dense_block(x, blocks: int, growth_rate: int, name: str):
+def _dense_block(x: Tensor, blocks: int, growth_rate: int, name: str) -> Tensor:
     for i in range(blocks):
         x = _conv_block(x, growth_rate, name=f"{name}_block{i + 1}")
     return x
 
 
-def _transition_block(x, reduction: float, name: str):
+def _transition_block(x: Tensor, reduction: float, name: str) -> Tensor:
     x = layers.BatchNormalization(axis=-1, epsilon=_BN_EPS, name=name + "_bn")(x)
     x = layers.Activation("relu", name=name + "_relu")(x)
     x = layers.Conv2D(int(x.shape[-1] * reduction), 1, use_bias=False, name=name + "_conv")(x)
     return layers.AveragePooling2D(2, strides=2, name=name + "_pool")(x)
 
 
-def densenet_backbone(inputs, blocks: Sequence[int], growth_rate: int = 32):
+def densenet_backbone(inputs: Tensor, blocks: Sequence[int], growth_rate: int = 32) -> Tensor:
     """DenseNet feature extractor with any block counts (``include_top=False``, no pooling).
 
     Same layers, names and hyper-parameters as ``keras.applications.densenet.DenseNet``
@@ -92,7 +95,7 @@ def _check_weights_path(path: str | None) -> str | None:
 # --------------------------------------------------------------------------- head
 
 
-def squeeze_excitation(x, ratio: int = 16):
+def squeeze_excitation(x: Tensor, ratio: int = 16) -> Tensor:
     """SE block (Hu et al. 2018): GAP -> Dense(C // r, relu) -> Dense(C, sigmoid) -> x * s."""
     channels = int(x.shape[-1])
     s = layers.GlobalAveragePooling2D(keepdims=True, name="se_squeeze")(x)
@@ -126,21 +129,23 @@ def build_model(config: NetConfig) -> keras.Model:
 
 
 @keras.saving.register_keras_serializable(package="hipnet")
-class WeightedSparseCategoricalCrossentropy(keras.losses.Loss):
+class WeightedSparseCategoricalCrossentropy(keras.losses.Loss):  # type: ignore[misc]  # Keras is untyped
     """Cross-entropy on integer labels, each sample's loss multiplied by ``class_weights[label]``."""
 
-    def __init__(self, class_weights: Sequence[float], name: str = "weighted_sparse_categorical_crossentropy", **kw):
+    def __init__(
+        self, class_weights: Sequence[float], name: str = "weighted_sparse_categorical_crossentropy", **kw: Any
+    ) -> None:
         super().__init__(name=name, **kw)
         self.class_weights = [float(w) for w in class_weights]
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         ops = keras.ops
         y_true = ops.cast(ops.reshape(y_true, (-1,)), "int32")
         ce = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
         w = ops.take(ops.convert_to_tensor(self.class_weights, dtype=ce.dtype), y_true)
         return ce * w
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "class_weights": self.class_weights}
 
 
@@ -240,7 +245,7 @@ def training_callbacks(config: NetConfig) -> list[keras.callbacks.Callback]:
     ]
 
 
-def recalibrate_batch_norm(model: keras.Model, batches) -> int:
+def recalibrate_batch_norm(model: keras.Model, batches: Iterable[Any]) -> int:
     """Precise BatchNorm (Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm"): set every
     BatchNormalization layer's moving mean and variance to the average of the batch statistics
     over ``batches`` (an iterable of input arrays, or of (inputs, labels) pairs), computed with
@@ -280,13 +285,13 @@ def recalibrate_batch_norm(model: keras.Model, batches) -> int:
 # --------------------------------------------------------------------------- saving
 
 
-def config_path_for(model_path: str | os.PathLike) -> Path:
+def config_path_for(model_path: str | os.PathLike[str]) -> Path:
     """Where ``save_model`` puts the config next to ``model.keras``: ``model.keras.config.json``."""
     p = Path(model_path)
     return p.with_name(p.name + ".config.json")
 
 
-def save_model(model: keras.Model, config: NetConfig, path: str | os.PathLike) -> Path:
+def save_model(model: keras.Model, config: NetConfig, path: str | os.PathLike[str]) -> Path:
     """Save ``model`` to ``path`` (must end in .keras) and its config as JSON beside it."""
     path = Path(path)
     if path.suffix != ".keras":
@@ -296,7 +301,7 @@ def save_model(model: keras.Model, config: NetConfig, path: str | os.PathLike) -
     return path
 
 
-def load_model(path: str | os.PathLike, *, compile: bool = True) -> tuple[keras.Model, NetConfig]:
+def load_model(path: str | os.PathLike[str], *, compile: bool = True) -> tuple[keras.Model, NetConfig]:
     """Load a model saved by ``save_model`` and its config."""
     path = Path(path)
     if not path.is_file():

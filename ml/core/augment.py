@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -80,7 +80,12 @@ def _check_crop(crop: np.ndarray) -> np.ndarray:
     return crop
 
 
-def cutout_rect(shape: tuple[int, int], rng: np.random.Generator, *, config: AugmentConfig = AugmentConfig()):  # noqa: B008
+def cutout_rect(
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    *,
+    config: AugmentConfig = AugmentConfig(),  # noqa: B008 - frozen dataclass
+) -> tuple[int, int, int, int]:
     """The patch (r0, c0, r1, c1), rows r0:r1 and columns c0:c1, clipped to the
     crop: centre uniform over the crop, sides a fraction of the crop side."""
     rows, cols = shape
@@ -100,13 +105,21 @@ def cutout_rect(shape: tuple[int, int], rng: np.random.Generator, *, config: Aug
     return r0c, c0c, r1, c1
 
 
+@overload
+def contrast_cutout(
+    crop: np.ndarray, rng: np.random.Generator, *, config: AugmentConfig = ..., return_rect: Literal[False] = ...
+) -> np.ndarray: ...
+@overload
+def contrast_cutout(
+    crop: np.ndarray, rng: np.random.Generator, *, config: AugmentConfig = ..., return_rect: Literal[True]
+) -> tuple[np.ndarray, tuple[int, int, int, int]]: ...
 def contrast_cutout(
     crop: np.ndarray,
     rng: np.random.Generator,
     *,
     config: AugmentConfig = AugmentConfig(),  # noqa: B008 - frozen dataclass
     return_rect: bool = False,
-):
+) -> np.ndarray | tuple[np.ndarray, tuple[int, int, int, int]]:
     """Contrast-changing cutout: one random patch's pixels scaled about the
     patch mean by a log-uniform factor from ``config.cutout_factor``, clipped
     to [0, 1]. Pixels outside the patch are unchanged. A new float32 array
@@ -161,7 +174,8 @@ def gaussian_mixture_masking(
     clipped to [0, 1]; soft darker/brighter blobs, no edges. New float32 array."""
     crop = _check_crop(crop)
     mask = gaussian_mixture_mask(crop.shape, rng, config=config)
-    return np.clip(crop * mask, 0.0, 1.0).astype(np.float32)
+    masked: np.ndarray = np.clip(crop * mask, 0.0, 1.0).astype(np.float32)
+    return masked
 
 
 def wiggle_box(box: Sequence[float], rng: np.random.Generator, *, fraction: float = 0.08) -> Box:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 NUM_CLASSES = 6
 DENSENET169_BLOCKS = (6, 12, 32, 32)
@@ -58,7 +58,7 @@ class JsonConfig:
         """Values for fields missing from a stored config (what it was made with before they existed)."""
         return {}
 
-    def replace(self, **changes: Any) -> Any:
+    def replace(self, **changes: Any) -> Self:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 

@@ -80,7 +80,9 @@ def crop_rect(box: Sequence[float], *, zoom: float = 1.0, aspect: str = "squash"
     return cx - hw, cy - hh, cx + hw, cy + hh
 
 
-def _slice_window(shape: tuple[int, int], rect: tuple[float, float, float, float], margin: int):
+def _slice_window(
+    shape: tuple[int, int], rect: tuple[float, float, float, float], margin: int
+) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
     """Integer window enclosing rect (plus margin), and its part inside the image."""
     rows, cols = shape
     x0, y0, x1, y1 = rect
@@ -198,7 +200,7 @@ def hip_crop(
         region = np.ascontiguousarray(vals, dtype=np.float32)
     x0, y0, x1, y1 = rect
     src = (x0 - wx0, y0 - wy0, x1 - wx0, y1 - wy0)
-    img = Image.fromarray(region).resize((spec.size, spec.size), Image.BILINEAR, box=src)
+    img = Image.fromarray(region).resize((spec.size, spec.size), Image.Resampling.BILINEAR, box=src)
     out = np.asarray(img, dtype=np.float32)
     if side == "left":
         out = out[:, ::-1]

@@ -49,7 +49,7 @@ _REQUIRED = (
 class ModelFileError(ValueError):
     """A model bundle that cannot be used: unknown format, corrupt, truncated, wrong classes."""
 
-    def __init__(self, message: str, path: str | os.PathLike | None = None) -> None:
+    def __init__(self, message: str, path: str | os.PathLike[str] | None = None) -> None:
         super().__init__(message)
         self.path = None if path is None else str(path)
 
@@ -127,7 +127,7 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def sha256_file(path: str | os.PathLike) -> str:
+def sha256_file(path: str | os.PathLike[str]) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
@@ -136,7 +136,7 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def write_bundle(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     *,
     model: Any,
     config: AnyConfig,
@@ -287,7 +287,7 @@ def _manifest_from_archive(archive: zipfile.ZipFile, path: Path) -> Manifest:
     return _parse_manifest(data, path)
 
 
-def read_manifest(path: str | os.PathLike) -> Manifest:
+def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     """The validated manifest of the bundle at ``path``, without Keras and without the weights.
 
     Checks the format version, the fields, the kind, the class list and the config; not the
@@ -316,7 +316,7 @@ def _extract_checked(archive: zipfile.ZipFile, manifest: Manifest, path: Path, t
         raise ModelFileError("model file is corrupt: checksum mismatch", path)
 
 
-def verify_bundle(path: str | os.PathLike) -> Manifest:
+def verify_bundle(path: str | os.PathLike[str]) -> Manifest:
     """``read_manifest`` plus the sha256 check of ``model.keras``, still without Keras."""
     path = Path(path)
     with _open_archive(path) as archive:
@@ -325,7 +325,7 @@ def verify_bundle(path: str | os.PathLike) -> Manifest:
     return manifest
 
 
-def load_bundle(path: str | os.PathLike, *, compile: bool = False) -> tuple[Any, AnyConfig, Manifest]:
+def load_bundle(path: str | os.PathLike[str], *, compile: bool = False) -> tuple[Any, AnyConfig, Manifest]:
     """Load a bundle: ``(model, config, manifest)``, after all of ``verify_bundle``'s checks.
 
     ``compile=False`` (the default) returns the model uncompiled, ready for ``predict``;

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from ml.core.augment import AugmentConfig, augment_hip, paper_variant, paper_var
 from ml.core.configs import TRAINING_REGIMES, NetConfig  # noqa: E402
 from ml.core.crops import CropSpec, hip_crop, to_model_input  # noqa: E402
 
-PixelSource = Callable[[], np.ndarray] | str | os.PathLike
+PixelSource = Callable[[], np.ndarray] | str | os.PathLike[str]
 DEFAULT_CACHE_BYTES = 1 << 30  # 1 GiB: ~70 radiographs of 3000 x 2500 uint16
 
 
@@ -99,7 +100,8 @@ class PixelCache:
         return len(self._lru)
 
     def get(self, record: HipRecord) -> np.ndarray:
-        return self._lru.get(record.cache_key, lambda: np.ascontiguousarray(record.load_pixels()))
+        pixels: np.ndarray = self._lru.get(record.cache_key, lambda: np.ascontiguousarray(record.load_pixels()))
+        return pixels
 
 
 def element_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -225,14 +227,14 @@ def make_dataset(
     epoch_counter = [int(first_epoch)]
     counter_lock = threading.Lock()
 
-    def order():
+    def order() -> Iterator[tuple[np.int64, np.int64]]:
         with counter_lock:
             epoch = epoch_counter[0]
             epoch_counter[0] += 1
         for i in epoch_order(n, seed, epoch, shuffle):
             yield np.int64(i), np.int64(epoch)
 
-    def load(index, epoch):
+    def load(index: np.int64, epoch: np.int64) -> tuple[np.ndarray, np.int32]:
         hip, variant = divmod(int(index), per_hip)
         record = records[hip]
         pixels = cache.get(record) if cache is not None else record.load_pixels()
@@ -243,7 +245,7 @@ def make_dataset(
         )  # fmt: skip
         return image, labels[hip]
 
-    def tf_load(index, epoch):
+    def tf_load(index: Any, epoch: Any) -> tuple[Any, Any]:  # TensorFlow tensors (TF is untyped)
         image, label = tf.numpy_function(load, [index, epoch], (tf.float32, tf.int32), stateful=False)
         image.set_shape((size, size, 3))
         label.set_shape(())
@@ -256,7 +258,7 @@ def make_dataset(
     ds = ds.batch(batch, drop_remainder=drop_remainder)
     ds = ds.prefetch(tf.data.AUTOTUNE if prefetch is None else prefetch)
     ds = ds.apply(tf.data.experimental.assert_cardinality((n // batch) if drop_remainder else -(-n // batch)))
-    ds.pixel_cache = cache  # type: ignore[attr-defined]
+    ds.pixel_cache = cache
     return ds
 
 

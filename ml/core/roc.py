@@ -148,7 +148,7 @@ def bootstrap_auc(y_true: ArrayLike, scores: ArrayLike, indices: ArrayLike) -> N
     n_neg = neg.sum(axis=1)
     wins = (pos * (neg_below + 0.5 * neg)).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = wins / (n_pos * n_neg)
+        out: NDArray[np.float64] = wins / (n_pos * n_neg)
     out[(n_pos == 0) | (n_neg == 0)] = np.nan
     return out
 
@@ -187,7 +187,8 @@ def _tpr_at_grid(fps: NDArray[np.float64], tps: NDArray[np.float64], grid: NDArr
     span = f1 - f0
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(span > 0, (grid[None, :] - f0) / span, 0.0)
-    return t0 + frac * (t1 - t0)
+    tpr: NDArray[np.float64] = t0 + frac * (t1 - t0)
+    return tpr
 
 
 def roc_band(

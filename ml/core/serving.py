@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image
@@ -137,7 +137,7 @@ def _check_zooms(zooms: Iterable[float]) -> tuple[float, ...]:
 def _upsample(array: np.ndarray, size: int) -> np.ndarray:
     """Bilinear (pixel centres aligned, edges clamped) resize of a 2-D float map to size x size."""
     img = Image.fromarray(np.ascontiguousarray(array, dtype=np.float32), mode="F")
-    return np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.float32)
+    return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def _heatmap(cam: np.ndarray, size: int) -> np.ndarray:
@@ -147,7 +147,8 @@ def _heatmap(cam: np.ndarray, size: int) -> np.ndarray:
     peak = float(heat.max())
     if peak > 0:
         heat = heat / np.float32(peak)
-    return np.clip(heat, 0.0, 1.0).astype(np.float32)
+    clipped: np.ndarray = np.clip(heat, 0.0, 1.0).astype(np.float32)
+    return clipped
 
 
 def _heatmap_rect(box: Box, side: str, size: int) -> Rect:
@@ -305,12 +306,12 @@ class Predictor:
             raise ValueError(f"model has {self.kernel.shape[1]} classes, serving needs {len(CLASS_KEYS)}")
 
     @classmethod
-    def from_bundle(cls, path: str | os.PathLike, *, zooms: Sequence[float] | None = None) -> Predictor:
+    def from_bundle(cls, path: str | os.PathLike[str], *, zooms: Sequence[float] | None = None) -> Predictor:
         """A predictor for the model bundle at ``path`` (``modelfile.load_bundle``)."""
         from .modelfile import load_bundle
 
         model, config, _ = load_bundle(path)
-        return cls(model, config, zooms=zooms)
+        return cls(model, cast(NetConfig, config), zooms=zooms)  # a classifier's bundle holds a NetConfig
 
     # ---------------------------------------------------------------- internals
 

@@ -81,7 +81,7 @@ def stratified_group_split(
 
     # A part with a positive fraction left empty (tiny inputs): give it the
     # smallest group of the part holding the most groups.
-    for part in np.flatnonzero(allowed):
+    for part in np.flatnonzero(allowed).tolist():
         if members[part]:
             continue
         donor = max(range(n_parts), key=lambda p: (len(members[p]), -p))

@@ -91,7 +91,8 @@ def _probabilities(probabilities: ArrayLike) -> NDArray[np.float64]:
 
 def fracture_probability(probabilities: ArrayLike) -> NDArray[np.float64]:
     """P(fracture) = sum of the three fracture-class probabilities."""
-    return _probabilities(probabilities)[..., list(FRACTURE_INDICES)].sum(axis=-1)
+    fracture: NDArray[np.float64] = _probabilities(probabilities)[..., list(FRACTURE_INDICES)].sum(axis=-1)
+    return fracture
 
 
 def binary_prediction(probabilities: ArrayLike, *, threshold: float = 0.5) -> NDArray[np.bool_]:
@@ -101,7 +102,8 @@ def binary_prediction(probabilities: ArrayLike, *, threshold: float = 0.5) -> ND
 
 def multiclass_prediction(probabilities: ArrayLike) -> NDArray[np.intp]:
     """Six-class call = argmax (first class wins a tie, as np.argmax)."""
-    return np.argmax(_probabilities(probabilities), axis=1)
+    calls: NDArray[np.intp] = np.argmax(_probabilities(probabilities), axis=1)
+    return calls
 
 
 # --------------------------------------------------------------------------- confusion matrices

@@ -1,5 +1,4 @@
-"""Training input pipeline for the hip classifier (Krogue et al. 2020): hip records ->
-``tf.data.Dataset`` of ``(images, labels)``.
+"""Training input pipeline for the hip classifier (Krogue et al. 2020): records -> ``tf.data.Dataset``.
 
 Training follows the config's regime (``online-random`` or ``paper-fixed``), reproducible from
 (seed, epoch, element); validation and test read the plain crop at one zoom. Pixels are cached

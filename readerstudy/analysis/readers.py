@@ -1,9 +1,8 @@
 """The reader study: human observers and the model against the truth, by Cohen's κ (Krogue et al. 2020).
 
-:func:`analyse` scores every observer (binary and six-class κ with paired bootstrap CIs), the
-noninferiority margin, the model-vs-group and group-vs-group comparisons and the ROC-band check.
-Inputs are read by :mod:`~readerstudy.analysis.reader_inputs`, results written by
-:mod:`~readerstudy.analysis.reader_outputs`; both are re-exported here. Plain NumPy; no Django.
+:func:`analyse` scores every observer (binary and six-class κ, paired bootstrap CIs), the margin,
+the comparisons and the ROC-band check; inputs (:mod:`~readerstudy.analysis.reader_inputs`) and
+outputs (:mod:`~readerstudy.analysis.reader_outputs`) are re-exported here. Plain NumPy; no Django.
 Design: docs/architecture/design-statistics.md
 """
 

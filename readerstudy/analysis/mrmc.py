@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 #: ``"auc"`` (trapezoidal / Mann–Whitney, needs binary truth) or ``f(truth_subset, answers_subset) -> float``.
-FigureOfMerit = Literal["auc"] | Callable[[NDArray, NDArray], float]
+FigureOfMerit = Literal["auc"] | Callable[[NDArray[Any], NDArray[Any]], float]
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class ORResult:
 # --------------------------------------------------------------------------- inputs
 
 
-def _inputs(scores: ArrayLike, truth: ArrayLike) -> tuple[NDArray, NDArray]:
+def _inputs(scores: ArrayLike, truth: ArrayLike) -> tuple[NDArray[Any], NDArray[Any]]:
     s = np.asarray(scores)
     t = np.asarray(truth)
     if s.ndim != 3:
@@ -90,7 +90,7 @@ def _inputs(scores: ArrayLike, truth: ArrayLike) -> tuple[NDArray, NDArray]:
     return s, t
 
 
-def _call_fom(fom: Callable[[NDArray, NDArray], float], truth: NDArray, answers: NDArray) -> float:
+def _call_fom(fom: Callable[[NDArray[Any], NDArray[Any]], float], truth: NDArray[Any], answers: NDArray[Any]) -> float:
     value = fom(truth, answers)
     try:
         return float(value)
@@ -104,7 +104,7 @@ def _call_fom(fom: Callable[[NDArray, NDArray], float], truth: NDArray, answers:
 # --------------------------------------------------------------------------- figures of merit
 
 
-def _auc_jackknife(truth: NDArray, scores: NDArray) -> NDArray[np.float64]:
+def _auc_jackknife(truth: NDArray[Any], scores: NDArray[Any]) -> NDArray[np.float64]:
     """Leave-one-case-out AUCs of one reading, all N at once, via placement values.
 
     With W = Σ_pos Σ_neg ψ (ψ = 1 above, ½ tied), leaving out positive j gives
@@ -124,10 +124,11 @@ def _auc_jackknife(truth: NDArray, scores: NDArray) -> NDArray[np.float64]:
     wins[y] = ranks[y] - pos_ranks  # negatives below a positive (ties ½)
     wins[~y] = n1 - (ranks[~y] - neg_ranks)  # positives above a negative (ties ½)
     total = wins[y].sum()
-    return np.where(y, (total - wins) / ((n1 - 1) * n0), (total - wins) / (n1 * (n0 - 1)))
+    left_out: NDArray[np.float64] = np.where(y, (total - wins) / ((n1 - 1) * n0), (total - wins) / (n1 * (n0 - 1)))
+    return left_out
 
 
-def _figures(scores: NDArray, truth: NDArray, fom: FigureOfMerit) -> NDArray[np.float64]:
+def _figures(scores: NDArray[Any], truth: NDArray[Any], fom: FigureOfMerit) -> NDArray[np.float64]:
     t_count, r_count, _ = scores.shape
     out = np.empty((t_count, r_count))
     for t in range(t_count):

@@ -87,7 +87,7 @@ def _table(source: Any, default_name: str) -> tuple[str, list[str], list[tuple[i
         ]
         return default_name, header, rows
     records = list(source)
-    header: list[str] = []
+    header = []
     for record in records:
         header.extend(str(k) for k in record if str(k) not in header)
     rows = [(i + 2, {str(k): _cell(v) for k, v in record.items()}) for i, record in enumerate(records)]
@@ -219,8 +219,8 @@ def read_responses(source: Any, *, name: str = "responses.csv") -> Responses:
             )
         seen[key] = number
         values = (reader, group, training, condition, case, patient, truth, answer)
-        for column, value in zip(RESPONSE_COLUMNS, values, strict=True):
-            out[column].append(value)
+        for column, cell in zip(RESPONSE_COLUMNS, values, strict=True):
+            out[column].append(cell)
         numbers.append(number)
     _check_complete(name, seen, list(reader_first), list(case_first), case_first)
     obj = {c: np.array(out[c], dtype=object) for c in RESPONSE_COLUMNS[:6]}

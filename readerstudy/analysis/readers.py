@@ -140,7 +140,7 @@ def _nanmean_rows(values: NDArray[np.float64]) -> NDArray[np.float64]:
 def _check_against_predictions(resp: Responses, pred: Predictions) -> NDArray[np.intp]:
     """Row of ``pred`` for each case of ``resp.cases()``; cross-file disagreements are errors."""
     where = {case: i for i, case in enumerate(pred.case.tolist())}
-    first_row = {}
+    first_row: dict[str, int] = {}
     for i, case in enumerate(resp.case.tolist()):
         first_row.setdefault(case, i)
     out = []
@@ -178,7 +178,7 @@ class _Observer:
 
 def _observers(resp: Responses, case_pos: Mapping[str, int]) -> tuple[list[_Observer], NDArray[np.intp]]:
     """Model first, then each condition's readers (experts, then residents, in file order), with answers."""
-    info = {}
+    info: dict[str, tuple[str, str]] = {}
     for reader, group, training in zip(resp.reader.tolist(), resp.group.tolist(), resp.training.tolist(), strict=True):
         info.setdefault(reader, (group, training))
     readers = sorted(info, key=lambda r: GROUPS.index(info[r][0]))  # stable: file order within a group

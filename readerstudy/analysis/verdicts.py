@@ -47,10 +47,14 @@ BORDERLINE_TOLERANCE = 0.01
 
 
 class _Observer(Protocol):
-    name: str
-    group: str
-    training: str
-    condition: str
+    @property
+    def name(self) -> str: ...
+    @property
+    def group(self) -> str: ...
+    @property
+    def training(self) -> str: ...
+    @property
+    def condition(self) -> str: ...
 
 
 def check_estimate(estimate: str) -> str:
@@ -125,7 +129,7 @@ def noninferiority_margin(
     ``{"value", "source" ("pairs" or "argument"), "empirical", "pairs"}``; ``margin`` given
     overrides the value. ValueError when there is no pair and no ``margin``, or a negative one.
     """
-    pairs = []
+    pairs: list[dict[str, Any]] = []
     for task, kappas in point.items():
         for i in range(len(observers)):
             for j in range(i + 1, len(observers)):

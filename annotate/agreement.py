@@ -70,7 +70,7 @@ def consensus(labellings: Sequence[Labelling]) -> Labelling:
     for side, hip in sorted(first.by_side().items()):
         boxes = [labelling.by_side()[side].box for labelling in labellings]
         mean = tuple(sum(values) / len(values) for values in zip(*boxes, strict=True))
-        hips.append(Hip(side, hip.hip_class, mean))  # type: ignore[arg-type]
+        hips.append(Hip(side, hip.hip_class, mean))
     return Labelling(first.excluded, tuple(hips))
 
 

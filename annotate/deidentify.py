@@ -103,13 +103,13 @@ class _PlatformSteps(ElementAnonymizer):
             return True
         return False
 
-    def describe_actions(self):  # type: ignore[no-untyped-def]
+    def describe_actions(self):
         yield "Replace UIDs with keyed HMAC-SHA256 pseudonyms (2.25.<UUID>)"
         yield "Keep or shift DA/DT values by a keyed per-patient number of days; blank PatientBirthDate/Time"
         yield "Blank free text (LT, ST, UT, UC; descriptions, comments, histories, reasons) and AE titles"
 
 
-def _map(value: object, change):  # type: ignore[no-untyped-def]
+def _map(value: object, change):
     if isinstance(value, (MultiValue, list, tuple)):
         return [change(str(item)) for item in value]
     return change(str(value))

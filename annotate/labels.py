@@ -17,7 +17,10 @@ from annotate.models import Radiograph
 from ml.core.vocab import CLASS_NAMES, CLASSES
 
 # The six classes as Django choices (HipClass.NORMAL ... HipClass.ARTHROPLASTY), from ml.core.vocab.
-HipClass = models.TextChoices("HipClass", [(key.upper(), (key, CLASS_NAMES[key])) for key in CLASSES], module=__name__)
+# django-stubs type only the one- and two-argument forms of the functional API, not Enum's module=.
+HipClass = models.TextChoices(  # type: ignore[call-overload]
+    "HipClass", [(key.upper(), (key, CLASS_NAMES[key])) for key in CLASSES], module=__name__
+)
 
 
 class Side(models.TextChoices):

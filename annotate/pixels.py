@@ -152,6 +152,6 @@ def gzip_body(radiograph: Any) -> bytes:
 
     def load() -> bytes:
         pixels = np.ascontiguousarray(radiograph_pixels(radiograph), dtype="<u2")
-        return gzip.compress(memoryview(pixels).cast("B"), compresslevel=1, mtime=0)
+        return gzip.compress(pixels.data.cast("B"), compresslevel=1, mtime=0)
 
     return caches()[1].get(radiograph.sha256, load)

@@ -3,7 +3,7 @@ and adjudication pages, at the site's root), ``api_urlpatterns`` (their API, und
 other apps' API) and ``router_urlpatterns`` (STOW-RS and the radiographs' and imports' viewsets,
 under api/, after them: ``radiographs/<id>/predictions/`` is ml's)."""
 
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from rest_framework.routers import DefaultRouter
 
 import config.converters  # noqa: F401 - registers the <id:...> converter (63-bit ids; longer is a 404)
@@ -47,7 +47,7 @@ router = DefaultRouter()
 router.register("radiographs", annotate_api.RadiographViewSet, basename="radiograph")
 router.register("imports", annotate_api.ImportJobViewSet, basename="import")
 
-router_urlpatterns = [
+router_urlpatterns: list[URLPattern | URLResolver] = [
     # STOW-RS (annotate/archive/stow.py): a PACS posts instances; before the router.
     path("dicomweb/studies", stow.stow_studies, name="dicomweb-stow"),
     path("", include(router.urls)),

@@ -13,7 +13,7 @@ import io
 import numbers
 import re
 from collections.abc import Collection, Iterable
-from typing import Any, TextIO
+from typing import IO, Any
 
 __all__ = ["FORMULA_STARTS", "PLAIN_NUMBER", "DictWriter", "Writer", "safe_cell", "unquote", "writer"]
 
@@ -52,7 +52,7 @@ class Writer:
     written with the terminator asked for.
     """
 
-    def __init__(self, stream: TextIO, dialect: str | type[csv.Dialect] = "excel", **fmtparams: Any) -> None:
+    def __init__(self, stream: IO[str], dialect: str | type[csv.Dialect] = "excel", **fmtparams: Any) -> None:
         self._stream = stream
         self._terminator = csv.writer(io.StringIO(), dialect, **fmtparams).dialect.lineterminator
         self._line = io.StringIO()
@@ -69,7 +69,7 @@ class Writer:
             self.writerow(row)
 
 
-def writer(stream: TextIO, dialect: str | type[csv.Dialect] = "excel", **fmtparams: Any) -> Writer:
+def writer(stream: IO[str], dialect: str | type[csv.Dialect] = "excel", **fmtparams: Any) -> Writer:
     """The site's ``csv.writer``."""
     return Writer(stream, dialect, **fmtparams)
 
@@ -79,7 +79,7 @@ class DictWriter(csv.DictWriter):
 
     def __init__(
         self,
-        f: TextIO,
+        f: IO[str],
         fieldnames: Collection[str],
         restval: Any = "",
         extrasaction: str = "raise",
@@ -87,4 +87,5 @@ class DictWriter(csv.DictWriter):
         **fmtparams: Any,
     ) -> None:
         super().__init__(f, fieldnames, restval, extrasaction, dialect, **fmtparams)  # type: ignore[arg-type]
-        self.writer = Writer(f, dialect, **fmtparams)  # csv.DictWriter writes every row through this
+        # csv.DictWriter writes every row through this; it calls only writerow and writerows, which Writer has.
+        self.writer = Writer(f, dialect, **fmtparams)  # type: ignore[assignment]

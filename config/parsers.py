@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ def json_depth(data: bytes) -> int:
 class BoundedJSONParser(JSONParser):
     """DRF's JSONParser after a depth check (``JSON_MAX_DEPTH``, default 64)."""
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         data = stream.read() if stream is not None else b""
         limit = settings.JSON_MAX_DEPTH
         if json_depth(data) > limit:

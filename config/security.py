@@ -33,7 +33,7 @@ def lockout_response(request: HttpRequest, original_response: Any = None, creden
         "failure_limit": get_failure_limit(request, credentials),
         "cooloff_timedelta": cool_off,
     }
-    status = settings.AXES_HTTP_RESPONSE_CODE
+    status = settings.AXES_HTTP_RESPONSE_CODE  # type: ignore[misc]  # django-axes adds its defaults at import
     if request.path_info.startswith("/api/"):
         detail = f"{get_lockout_message()} ({context['failure_limit']} failed logins from this address)"
         return JsonResponse({"detail": detail}, status=status)
@@ -141,13 +141,16 @@ class _SharedCacheThrottle:
     and lets the request through when the cache is down."""
 
     cache_alias = "throttle"
+    scope: str | None  # DRF's throttles set it
 
     @property
     def cache(self) -> Any:  # DRF reads ``self.cache``
         return caches[self.cache_alias]
 
     def get_rate(self) -> str | None:
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)  # type: ignore[attr-defined]
+        # DRF-stubs type the rates as numbers, DRF's rates are strings such as "100/min"; a scope of
+        # None finds no rate, as in DRF's own get_rate.
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)  # type: ignore[arg-type,return-value]
 
     def allow_request(self, request: Any, view: Any) -> bool:
         try:
@@ -157,7 +160,8 @@ class _SharedCacheThrottle:
             return True
 
 
-class AnonRateThrottle(_SharedCacheThrottle, throttling.AnonRateThrottle):
+# DRF-stubs declare ``cache`` a plain attribute; DRF only reads it, so the read-only property is enough.
+class AnonRateThrottle(_SharedCacheThrottle, throttling.AnonRateThrottle):  # type: ignore[override]
     """Requests without a logged-in user, per client address (``THROTTLE_ANON_RATE``)."""
 
     def __init__(self) -> None:  # DRF parses the rate at construction: do it from live settings
@@ -165,7 +169,7 @@ class AnonRateThrottle(_SharedCacheThrottle, throttling.AnonRateThrottle):
         self.num_requests, self.duration = self.parse_rate(self.rate)
 
 
-class UserRateThrottle(_SharedCacheThrottle, throttling.UserRateThrottle):
+class UserRateThrottle(_SharedCacheThrottle, throttling.UserRateThrottle):  # type: ignore[override]  # as above
     """Requests of one logged-in user or API token (``THROTTLE_USER_RATE``); anonymous ones
     are AnonRateThrottle's alone (DRF's would count them under this rate too, per address)."""
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 
 from annotate.labels import Adjudication, Assignment
 from annotate.models import ImportJob, Radiograph
+from common.http import AuthenticatedHttpRequest
 from common.roles import ADJUDICATOR, LABELER, READER, RESEARCHER, has_role
 from readerstudy.reader_views import reader_studies
 
 
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Each user sees what they can do next, by role."""
     context: dict[str, object] = {}
     if has_role(request.user, RESEARCHER, ADJUDICATOR):

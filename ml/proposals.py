@@ -11,7 +11,7 @@ to the radiograph's labellers as dashed boxes, which become hips with source
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ValidationError
 
@@ -36,10 +36,11 @@ def top_classes(classifications: Mapping[str, Any] | Iterable[Any] | None) -> di
     or ``ml.models.HipPrediction`` rows) with ``.side`` and ``.predicted_class``."""
     if classifications is None:
         return {}
+    items: list[tuple[Any, Any]]
     if isinstance(classifications, Mapping):
         items = list(classifications.items())
     else:
-        items = [(pred.side, pred) for pred in classifications]
+        items = [(pred.side, pred) for pred in cast(Iterable[Any], classifications)]
     out = {}
     for side, value in items:
         if value is None:

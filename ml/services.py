@@ -141,14 +141,14 @@ def table1(version: DatasetVersion) -> dict[str, Any]:
     labelled by hand)."""
     hips = list(version.hips.select_related("radiograph__study", "patient").order_by("radiograph_id", "side"))
     by_split = {split: [h for h in hips if h.split == split] for split in SPLITS}
-    class_rows = []
+    class_rows: list[dict[str, Any]] = []
     for cls in CLASSES:
         counts = [sum(h.hip_class == cls for h in by_split[s]) for s in SPLITS]
         class_rows.append({"hip_class": cls, "counts": counts, "total": sum(counts)})
     fracture = [sum(h.hip_class in FRACTURE_CLASSES for h in by_split[s]) for s in SPLITS]
     hips_per_split = [len(by_split[s]) for s in SPLITS]
     no_fracture = [n - f for n, f in zip(hips_per_split, fracture, strict=True)]
-    binary_rows = [
+    binary_rows: list[dict[str, Any]] = [
         {"label": "fracture", "counts": fracture, "total": sum(fracture)},
         {"label": "no_fracture", "counts": no_fracture, "total": sum(no_fracture)},
     ]

@@ -16,7 +16,7 @@ from common.roles import READER, role_required
 from readerstudy import services
 from readerstudy.models import PHASES, Condition, Reader
 
-PHASE_NAMES = {
+PHASE_NAMES: dict[str, str] = {
     Condition.MODEL_QUALITY: "model quality",
     Condition.FULL_QUALITY: "full quality",
     Condition.MODEL_AIDED: "model aided",

@@ -120,7 +120,7 @@ def parse(data: bytes | str) -> list[Image]:
             raise FormatError(f"{where}.id: expected a number, got {describe(image_id)}")
         if image_id in images:
             raise FormatError(f"{where}.id: {image_id} is used twice (first at {images[image_id]['where']})")
-        fields = {
+        fields: dict[str, Any] = {
             "where": where,
             "file_name": expect_str(entry.get("file_name", ""), f"{where}.file_name"),
             "sop_instance_uid": expect_str(entry.get("sop_instance_uid", ""), f"{where}.sop_instance_uid"),

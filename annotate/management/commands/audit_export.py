@@ -11,7 +11,7 @@ import datetime as dt
 import getpass
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
@@ -86,7 +86,7 @@ class Command(BaseCommand):
         if out != "-":
             self.stderr.write(f"{count} access log rows written to {out}")
 
-    def write(self, rows: Any, stream: TextIO, *, progress: bool) -> int:
+    def write(self, rows: Any, stream: IO[str], *, progress: bool) -> int:
         # The query and the user agent are what the client sent: common.csvfile keeps a cell such as
         # =HYPERLINK(...) from becoming a formula in the reviewer's spreadsheet.
         writer = csvfile.writer(stream)

@@ -4,6 +4,7 @@ from typing import Any
 from django.apps import AppConfig
 
 from common.audit import EXPORT, Audited, no_id
+from common.storage import DIRECTORY_MODE, private_dir
 
 
 class AnnotateConfig(AppConfig):
@@ -35,8 +36,6 @@ class AnnotateConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
-        from common.storage import DIRECTORY_MODE, private_dir
-
         # The data folder holds the SQLite file, stored files and, without
         # Redis, the Celery broker's queue: make sure it exists before anyone
         # (web process, worker, management command) writes there.
@@ -61,6 +60,7 @@ def _remove_upload_orphans(**kwargs: Any) -> None:
     import logging
 
     try:
+        # deferred: only once the app registry is ready
         from annotate.archive.cleanup import upload_orphans_remove
 
         upload_orphans_remove()

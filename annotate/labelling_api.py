@@ -23,9 +23,10 @@ from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from annotate import labelling
+from annotate import exchange, labelling
 from annotate.labels import Adjudication, Assignment, Exclusion, HipClass, Side, TruthSource
 from annotate.models import Radiograph
+from annotate.pixels import gzip_body
 from common.roles import ADJUDICATOR, LABELER, RESEARCHER, HasRole, has_role
 
 
@@ -326,7 +327,6 @@ def pixels_response(radiograph: Radiograph) -> HttpResponse:
     itself. The body is made from the decoded DICOM and kept in a bounded in-process cache
     (``annotate.pixels``), not on disk; one an older version stored beside its .npy is served as
     is. No permission check: the caller has made it (a reader-study case checks the reader's phase)."""
-    from annotate.pixels import gzip_body
 
     name = pixels_gzip_name(radiograph)
     if name and default_storage.exists(name):
@@ -364,7 +364,6 @@ class AnnotationImportSerializer(serializers.Serializer):
 @permission_classes([HasRole.of(RESEARCHER)])
 def annotations_export(request: Request) -> HttpResponse:
     """Download labels (every labeller's, or the ground truth) as COCO, VIA or CSV."""
-    from annotate import exchange
 
     fmt = request.query_params.get("format", "coco")
     if fmt not in exchange.EXPORT_FORMATS:
@@ -388,8 +387,6 @@ def annotations_import(request: Request) -> Response:
     """Load a COCO or VIA file as a labeller's submitted work; a malformed
     file is refused whole, naming the key or line at fault."""
     import dataclasses
-
-    from annotate import exchange
 
     upload = AnnotationImportSerializer(data=request.data)
     upload.is_valid(raise_exception=True)

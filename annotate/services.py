@@ -55,6 +55,7 @@ def import_job_create(*, user: Any, files: Iterable[Any], source: str) -> Import
     ``common.queueing.QueueUnavailable`` when the broker is away: asked before the files are
     written, and should the task still not be taken, the job and its files are removed again,
     so that no job waits as "queued" for a task that was never sent."""
+    # deferred: the tasks module imports this one
     from annotate.tasks import import_job_run
 
     require_broker()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from annotate import services
 from config.celery import task
 
 
 @task(queue="default")
 def import_job_run(*, job_id: int) -> None:
-    from annotate import services
-
     services.import_job_run(job_id=job_id)

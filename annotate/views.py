@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from annotate import services
+from annotate.labelling_api import may_see_pixels
 from annotate.models import ImportItem, ImportJob, Radiograph
 from common.roles import ADJUDICATOR, RESEARCHER, role_required
 
@@ -63,7 +64,6 @@ def radiograph_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def radiograph_preview(request: HttpRequest, pk: int) -> FileResponse:
     # Researchers and adjudicators see every preview, a labeller those of the
     # radiographs assigned to them (the same rule as for the pixels).
-    from annotate.labelling_api import may_see_pixels
 
     if not may_see_pixels(request.user, pk):
         raise PermissionDenied("This radiograph is not yours to see.")

@@ -1,2 +1,6 @@
-"""Code every app may use. Pure Python for now: no models and no Django imports, so that ``ml.core``
-(which imports no Django) can use it too. DESIGN.md plans roles, queueing, health and storage here."""
+"""Code every app may use; a Django app without models (the lowest layer: it imports no other app).
+
+Django-free, so that ``ml.core`` and ``readerstudy.analysis`` may use them: ``csvfile`` (the CSV
+writer), ``atomicfile`` (the one atomic file write) and ``lru``. With Django: ``roles``,
+``queueing`` (``enqueue``, the one way to queue a task; ``QueueUnavailable`` and its middleware),
+``health`` (/health/, /health/live/), ``audit`` (the access-log middleware) and ``storage``."""

@@ -52,7 +52,7 @@ def when_ready(server: object) -> None:
     django.setup()
     from django.db import connections
 
-    from annotate.archive.cleanup import upload_orphans_remove
+    from annotate.archive.cleanup import upload_orphans_remove  # deferred: after django.setup()
 
     try:
         upload_orphans_remove()

@@ -19,10 +19,15 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from annotate.dicom import DicomRejected, decode_dicom
+from annotate.ingest import decode_limits
 from annotate.models import Radiograph
 from common.queueing import QueueUnavailable
 from common.roles import RESEARCHER, HasRole
-from ml import operations, services
+from ml import detection, operations, scoring, services, training
+from ml.core.serving import heatmap_png
+from ml.evaluation import DOWNLOADS
+from ml.hips import BadBoxes, parse_boxes
 from ml.models import DatasetVersion, HipPrediction, Kind, ModelVersion, TrainingRun
 
 
@@ -167,7 +172,6 @@ def run_json(run: TrainingRun) -> dict[str, Any]:
 
 def evaluation_files(version: ModelVersion) -> dict[str, str]:
     """The downloadable evaluation files of ``version`` that exist: name -> URL."""
-    from ml.evaluation import DOWNLOADS
 
     folder = version.evaluation_dir
     return {name: reverse("model-file", args=[version.pk, name]) for name in DOWNLOADS if (folder / name).is_file()}
@@ -224,8 +228,6 @@ def _queue_unavailable(error: QueueUnavailable) -> Response:
 @api_view(["GET", "POST"])
 @permission_classes([HasRole.of(RESEARCHER)])
 def training_run_list(request: Request) -> Response:
-    from ml import training
-
     if request.method == "GET":
         runs = TrainingRun.objects.select_related("model_version")
         return Response([run_json(run) for run in runs])
@@ -268,8 +270,6 @@ def training_run_detail(request: Request, pk: int) -> Response:
 @api_view(["POST"])
 @permission_classes([HasRole.of(RESEARCHER)])
 def training_run_cancel(request: Request, pk: int) -> Response:
-    from ml import training
-
     run = get_object_or_404(TrainingRun, pk=pk)
     if not training.training_cancel(run):
         run.refresh_from_db()
@@ -314,8 +314,6 @@ def model_activate(request: Request, pk: int) -> Response:
 @api_view(["GET"])
 @permission_classes([HasRole.of(RESEARCHER)])
 def model_file(request: Request, pk: int, name: str) -> FileResponse:
-    from ml.evaluation import DOWNLOADS
-
     version = get_object_or_404(ModelVersion, pk=pk)
     if name not in DOWNLOADS:  # only the known names: no path ever comes from the request
         raise Http404("no such evaluation file")
@@ -336,7 +334,6 @@ def model_file(request: Request, pk: int, name: str) -> FileResponse:
 
 def _chosen_version(value: Any) -> ModelVersion:
     """The model version named by ``value`` (an id) or else the active classifier (NoActiveModel)."""
-    from ml import scoring
 
     if value in (None, ""):
         return scoring.require_active_model()
@@ -358,8 +355,6 @@ def _chosen_version(value: Any) -> ModelVersion:
 @api_view(["GET"])
 @permission_classes([HasRole.of(RESEARCHER)])
 def radiograph_predictions(request: Request, pk: int) -> Response:
-    from ml import scoring
-
     radiograph = get_object_or_404(Radiograph, pk=pk)
     try:
         version = _chosen_version(request.query_params.get("model"))
@@ -403,12 +398,6 @@ class PredictSerializer(serializers.Serializer):
 @permission_classes([HasRole.of(RESEARCHER)])
 @parser_classes([MultiPartParser, FormParser])
 def predict(request: Request) -> Response:
-    from annotate.dicom import DicomRejected, decode_dicom
-    from annotate.ingest import decode_limits
-    from ml import scoring
-    from ml.core.serving import heatmap_png
-    from ml.hips import BadBoxes, parse_boxes
-
     upload = request.FILES.get("file")
     if upload is None:
         return _bad_request("send the DICOM file as the multipart field 'file'")
@@ -439,8 +428,6 @@ def predict(request: Request) -> Response:
         except BadBoxes as error:
             return _bad_request(str(error))
     else:
-        from ml import detection
-
         box_source = "detector"
         hips = detection.hips_of(detection.detect(detector, image.pixels, window))
     predictions = scoring.predictor(version).predict_hips(image.pixels, window, hips) if hips else []

@@ -24,8 +24,16 @@ from django.db import transaction
 
 from annotate.labels import CLASSES, GroundTruthHip
 from annotate.models import Radiograph
+from common import csvfile
 from common.queueing import enqueue
-from ml.models import DatasetHip, HipPrediction, Kind, ModelVersion, Split
+from ml.core.detection_report import detection_report, match_hips
+from ml.core.detector import detect as run
+from ml.core.detector import detect_many
+from ml.core.modelfile import load_bundle
+from ml.core.serving import Hip
+from ml.evaluation import store_evaluation, training_facts
+from ml.models import DatasetHip, HipPrediction, Kind, ModelVersion, RadiographReading, Split
+from ml.proposals import proposals_store
 from ml.scoring import active_model, load_pixels, predictor, store_predictions
 
 logger = logging.getLogger(__name__)
@@ -35,8 +43,6 @@ DETECTOR_DOWNLOADS = {"metrics.json": "application/json", "hips.csv": "text/csv"
 
 @functools.lru_cache(maxsize=2)
 def _detector(pk: int, sha256: str) -> tuple[Any, Any]:
-    from ml.core.modelfile import load_bundle
-
     version = ModelVersion.objects.get(pk=pk)
     model, config, _manifest = load_bundle(version.bundle_path)
     return model, config
@@ -51,15 +57,12 @@ def detector(version: ModelVersion) -> tuple[Any, Any]:
 
 def detect(version: ModelVersion, pixels: np.ndarray, window: tuple[float, float]) -> list[Any]:
     """``ml.core.detector.Detection`` of each hip found (at most one per side)."""
-    from ml.core.detector import detect as run
 
     model, config = detector(version)
     return run(model, config, pixels, window)
 
 
 def hips_of(detections: Iterable[Any]) -> list[Any]:
-    from ml.core.serving import Hip
-
     return [Hip(side=d.side, box=tuple(float(v) for v in d.box)) for d in detections]
 
 
@@ -84,8 +87,6 @@ def read_radiograph(
     with transaction.atomic():
         rows = store_predictions(classifier, radiograph.pk, predictions, box_source="detector")
         if proposals:
-            from ml.proposals import proposals_store
-
             proposals_store(
                 radiograph_id=radiograph.pk,
                 detections=detections,
@@ -100,8 +101,6 @@ def reading_record(radiograph: Radiograph, *, detector_version: ModelVersion, cl
     """Keep when this radiograph's end-to-end reading was first stored (its arrival-to-score
     time, see ``ml.operations``). Idempotent: a later reading keeps the first record."""
     from django.utils import timezone
-
-    from ml.models import RadiographReading
 
     now = timezone.now()
     RadiographReading.objects.get_or_create(
@@ -118,7 +117,6 @@ def reading_record(radiograph: Radiograph, *, detector_version: ModelVersion, cl
 def radiographs_to_read(classifier: ModelVersion) -> list[int]:
     """Radiographs without ground-truth boxes that ``classifier`` has not read yet. A film read
     with no hip found (a knee sent by mistake) has no prediction but its reading row: read."""
-    from ml.models import RadiographReading
 
     truth = GroundTruthHip.objects.filter(removed_at__isnull=True).values("radiograph_id")
     read = HipPrediction.objects.filter(model_version=classifier).values("radiograph_id")
@@ -134,7 +132,6 @@ def radiographs_to_read(classifier: ModelVersion) -> list[int]:
 
 def radiograph_ids_read_empty(classifier: ModelVersion, ids: Sequence[int]) -> list[int]:
     """Of ``ids``, those ``classifier`` read end to end without finding a hip."""
-    from ml.models import RadiographReading
 
     return list(
         RadiographReading.objects.filter(classifier_version=classifier, radiograph_id__in=ids).values_list(
@@ -177,6 +174,7 @@ def queue_reading(radiograph_ids: Sequence[int]) -> None:
         return
     if active_model(Kind.DETECTOR) is None or active_model(Kind.CLASSIFIER) is None:
         return
+    # deferred: the tasks module imports this one
     from ml.tasks import read_radiographs
 
     ids = list(radiograph_ids)
@@ -210,9 +208,6 @@ def evaluate_detector(
     """The detector on its dataset's test split: IoU with the manual boxes, hips missed and extra,
     and the classifier (the active one, or ``classifier``) on automatic versus manual boxes.
     Writes metrics.json and hips.csv into the version's evaluation folder (and ``out_dir``)."""
-    from ml.core.detection_report import detection_report, match_hips
-    from ml.core.detector import detect_many
-    from ml.core.serving import Hip
 
     notify = progress or (lambda event, info: None)
     notify("evaluate", {"model_version": version.pk})
@@ -271,7 +266,6 @@ def evaluate_detector(
     if classifier is None:
         report["classification"]["note"] = "no classifier is active: only the detection figures"
     report["model_version"] = version.pk
-    from ml.evaluation import training_facts
 
     report.update(training_facts(version.kind, version.config))  # pretraining and deviations from the paper
     _write_evaluation(version, report, rows, out_dir)
@@ -280,8 +274,6 @@ def evaluate_detector(
 
 def _hips_csv(rows: Sequence[dict[str, Any]]) -> str:
     import io
-
-    from common import csvfile
 
     out = io.StringIO()
     writer = csvfile.writer(out, lineterminator="\n")
@@ -305,8 +297,6 @@ def _hips_csv(rows: Sequence[dict[str, Any]]) -> str:
 def _write_evaluation(
     version: ModelVersion, report: dict[str, Any], rows: Sequence[dict[str, Any]], out_dir: str | Path | None
 ) -> None:
-    from ml.evaluation import store_evaluation
-
     def write(temp: Path) -> None:
         (temp / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=False))
         (temp / "hips.csv").write_text(_hips_csv(rows))
@@ -321,6 +311,7 @@ def queue_reading_all() -> None:
         return
     if active_model(Kind.DETECTOR) is None or active_model(Kind.CLASSIFIER) is None:
         return
+    # deferred: the tasks module imports this one
     from ml.tasks import read_radiographs
 
     enqueue(read_radiographs, radiograph_ids=None)  # QueueUnavailable when the broker is away

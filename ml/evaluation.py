@@ -22,6 +22,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from annotate.labels import CLASSES
+from common import csvfile
+from ml import scoring
+from ml.core.configs import NetConfig
+from ml.core.detector import DetectorConfig
+from ml.core.deviations import classifier_deviations, detector_deviations
+from ml.core.report import evaluation_report, write_report
+from ml.core.serving import Hip, protocol_zooms
+from ml.core.stats import fracture_probability
 from ml.models import DatasetHip, ModelVersion, Split
 
 # Files of an evaluation that users may download (name -> content type).
@@ -62,11 +70,8 @@ def training_facts(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     (``ml.core.deviations``), generated from the config; for a classifier also its test-time
     protocol (and the zooms it reads), training regime, lr schedule and BatchNorm re-estimation.
     A config stored before a field existed gets the value it was made with (``legacy_defaults``)."""
-    from ml.core.deviations import classifier_deviations, detector_deviations
 
     if kind == "detector":
-        from ml.core.detector import DetectorConfig
-
         detector = DetectorConfig.from_dict(config)
         return {
             "pretraining": {
@@ -75,8 +80,6 @@ def training_facts(kind: str, config: dict[str, Any]) -> dict[str, Any]:
             },
             "deviations": detector_deviations(detector.as_dict()),
         }
-    from ml.core.configs import NetConfig
-    from ml.core.serving import protocol_zooms
 
     net = NetConfig.from_dict(config)
     if not net.pretrained:
@@ -97,7 +100,6 @@ def training_facts(kind: str, config: dict[str, Any]) -> dict[str, Any]:
 def test_predictions(version: ModelVersion, *, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Read the test split's hips with ``version`` (storing the predictions); returns the
     arrays the report needs, in hip order: truth indices, probabilities, patient ids."""
-    from ml import scoring
 
     hips = list(
         DatasetHip.objects.filter(dataset=version.dataset, split=Split.TEST)
@@ -109,7 +111,6 @@ def test_predictions(version: ModelVersion, *, progress: Callable[[int], None] |
     by_radiograph: dict[int, list[DatasetHip]] = {}
     for hip in hips:
         by_radiograph.setdefault(hip.radiograph_id, []).append(hip)
-    from ml.core.serving import Hip
 
     groups = list(by_radiograph.values())
     work = [(group[0].radiograph, [Hip(side=h.side, box=h.box) for h in group]) for group in groups]
@@ -130,9 +131,6 @@ def test_predictions(version: ModelVersion, *, progress: Callable[[int], None] |
 
 def _predictions_csv(data: dict[str, Any]) -> str:
     import io
-
-    from common import csvfile
-    from ml.core.stats import fracture_probability
 
     out = io.StringIO()
     writer = csvfile.writer(out)
@@ -156,10 +154,10 @@ def evaluate_version(
     (and copy it to ``out_dir`` when given). Returns the report dict. A detector is evaluated
     by ``ml.detection.evaluate_detector`` (IoU, hips missed, automatic versus manual boxes)."""
     if version.kind == "detector":
+        # deferred: ml.detection imports this module
         from ml.detection import evaluate_detector
 
         return evaluate_detector(version, out_dir=out_dir, iterations=iterations, seed=seed, progress=progress)
-    from ml.core.report import evaluation_report, write_report
 
     notify = progress or (lambda event, info: None)
     notify("evaluate", {"model_version": version.pk})

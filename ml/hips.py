@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from annotate.labels import Side
+from ml.core.serving import Hip
 
 
 class BadBoxes(ValueError):
@@ -19,7 +20,6 @@ class BadBoxes(ValueError):
 
 def parse_boxes(value: Any, *, rows: int, columns: int) -> list[Any]:
     """``value``: a JSON string or the decoded list. Returns ``ml.core.serving.Hip``s, right first."""
-    from ml.core.serving import Hip
 
     if isinstance(value, str | bytes):
         try:

@@ -19,9 +19,14 @@ from typing import Any
 from django.conf import settings
 
 from annotate.models import ImportJob
+from annotate.tasks import import_job_run
 from common.queueing import QueueUnavailable, broker_errors, enqueue, require_broker
 from config.celery import QUEUES
+from ml import scoring, training
+from ml.detection import radiographs_to_read
 from ml.models import Kind, TrainingRun
+from ml.scoring import active_model, radiographs_to_score
+from ml.tasks import read_radiographs, score_radiographs, train_model
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +35,6 @@ def waiting_ids() -> list[int]:
     """Radiographs that arrived and wait for their end-to-end reading: those without ground truth
     that the active classifier has not read, while a detector and a classifier are active
     (``ml.detection.radiographs_to_read``). Empty when no pair is active: nothing would read them."""
-    from ml.detection import radiographs_to_read
-    from ml.scoring import active_model
 
     detector, classifier = active_model(Kind.DETECTOR), active_model(Kind.CLASSIFIER)
     if detector is None or classifier is None:
@@ -48,9 +51,6 @@ def requeue_missed_work(queues: Iterable[str] = QUEUES) -> dict[str, int]:
     truth the active classifier has not read, and the training runs still "queued"; on
     ``default``, the import jobs still "queued". A message that did survive makes a second
     delivery, which finds the work done (every task is idempotent). Returns what was queued."""
-    from annotate.tasks import import_job_run
-    from ml.scoring import active_model, radiographs_to_score
-    from ml.tasks import read_radiographs, score_radiographs, train_model
 
     queues = set(queues)
     done = {"readings": 0, "scorings": 0, "training_runs": 0, "import_jobs": 0}
@@ -81,8 +81,6 @@ def training_queue(**kwargs: Any) -> TrainingRun:
     """``ml.training.training_start`` for the page and the API: refused with ``QueueUnavailable``
     before anything is written when the broker is away, and the run row removed again when the
     broker refuses its task after all (nothing stays "queued" that no worker will ever see)."""
-    from ml import training
-    from ml.tasks import train_model
 
     require_broker()
     run = training.training_start(**kwargs, enqueue=False)
@@ -99,7 +97,6 @@ def activate_queued(version: Any) -> tuple[Any, str]:
     the broker is away (activating queues the new model's scoring). Returns the version and a
     warning ("" when all was queued): when the broker goes away between the check and the
     queueing, the activation stands and the workers queue the scoring when they reconnect."""
-    from ml import scoring
 
     require_broker()
     try:

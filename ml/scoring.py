@@ -26,10 +26,13 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from annotate.labels import GroundTruthHip
+from annotate.labels import CLASSES, GroundTruthHip
 from annotate.models import Radiograph
+from annotate.pixels import radiograph_pixels
 from common.queueing import enqueue
 from common.storage import Buffers
+from ml.core.configs import NetConfig
+from ml.core.serving import Hip, Predictor, heatmap_png, protocol_zooms
 from ml.models import HipPrediction, Kind, ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -66,8 +69,6 @@ def test_time(version: ModelVersion) -> dict[str, Any]:
     a config stored before the field existed reads as ``zoom-average``, as it was served):
     ``{"test_time": "single" | "zoom-average", "test_time_zooms": [the zooms whose crops make
     the probabilities]}``."""
-    from ml.core.configs import NetConfig
-    from ml.core.serving import protocol_zooms
 
     config = NetConfig.from_dict(version.config)
     return {"test_time": config.test_time, "test_time_zooms": list(protocol_zooms(config))}
@@ -75,7 +76,6 @@ def test_time(version: ModelVersion) -> dict[str, Any]:
 
 def prediction_summary(pred: Any) -> dict[str, Any]:
     """A fresh ``ml.core.serving.HipPrediction`` as JSON-safe data (the heatmap left out)."""
-    from annotate.labels import CLASSES
 
     return {
         "side": pred.side,
@@ -96,12 +96,14 @@ def activate(version: ModelVersion, *, score: bool = True) -> ModelVersion:
         ModelVersion.objects.filter(kind=version.kind, is_active=True).exclude(pk=version.pk).update(is_active=False)
         ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
         if score and version.kind == Kind.CLASSIFIER:
+            # deferred: the tasks module imports this one
             from ml.tasks import score_radiographs
 
             enqueue(score_radiographs, model_version_id=version.pk)
         other = Kind.DETECTOR if version.kind == Kind.CLASSIFIER else Kind.CLASSIFIER
         if score and ModelVersion.objects.filter(kind=other, is_active=True).exists():
             # With both models active, radiographs without ground truth are read end to end.
+            # deferred: ml.detection imports this module
             from ml import detection
 
             transaction.on_commit(detection.queue_reading_all)
@@ -111,8 +113,6 @@ def activate(version: ModelVersion, *, score: bool = True) -> ModelVersion:
 
 @functools.lru_cache(maxsize=2)
 def _predictor(pk: int, sha256: str) -> Any:
-    from ml.core.serving import Predictor
-
     version = ModelVersion.objects.get(pk=pk)
     return Predictor.from_bundle(version.bundle_path)
 
@@ -129,7 +129,6 @@ def hip_boxes(radiograph_id: int) -> list[Any]:
 
 def hip_boxes_of(radiograph_ids: Iterable[int]) -> dict[int, list[Any]]:
     """``hip_boxes`` of many radiographs in one query (radiographs without hips left out)."""
-    from ml.core.serving import Hip
 
     rows = GroundTruthHip.objects.filter(radiograph_id__in=list(radiograph_ids), removed_at__isnull=True)
     boxes: dict[int, list[Any]] = {}
@@ -140,7 +139,6 @@ def hip_boxes_of(radiograph_ids: Iterable[int]) -> dict[int, list[Any]]:
 
 def load_pixels(radiograph: Radiograph) -> np.ndarray:
     """The radiograph's uint16 pixels, read-only (decoded from its DICOM through a bounded cache)."""
-    from annotate.pixels import radiograph_pixels
 
     return radiograph_pixels(radiograph)
 
@@ -152,8 +150,6 @@ def _heatmap_name(version: ModelVersion, radiograph_id: int, side: str) -> str:
 def store_predictions(
     version: ModelVersion, radiograph_id: int, predictions: Sequence[Any], *, box_source: str
 ) -> list[HipPrediction]:
-    from ml.core.serving import heatmap_png
-
     rows = []
     for pred in predictions:
         name = _heatmap_name(version, radiograph_id, pred.side)
@@ -252,6 +248,7 @@ def queue_scoring(radiograph_ids: Sequence[int]) -> None:
     version = active_model()
     if version is None:
         return
+    # deferred: the tasks module imports this one
     from ml.tasks import score_radiographs as task
 
     ids = list(radiograph_ids)
@@ -263,8 +260,6 @@ def queue_scoring(radiograph_ids: Sequence[int]) -> None:
 def prediction_json(row: HipPrediction, *, request: Any = None) -> dict[str, Any]:
     """A stored prediction as JSON, with the test-time protocol of its model version (``test_time``)."""
     from django.urls import reverse
-
-    from annotate.labels import CLASSES
 
     url = reverse("prediction-heatmap", args=[row.pk])
     return {

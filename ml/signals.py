@@ -14,19 +14,16 @@ from django.dispatch import receiver
 
 from annotate.labels import GroundTruthHip
 from annotate.models import Radiograph
+from ml import detection, scoring
 
 
 @receiver(post_save, sender=GroundTruthHip, dispatch_uid="ml.score_new_truth")
 def score_new_truth(sender: Any, instance: GroundTruthHip, created: bool, **kwargs: Any) -> None:
     if created and not kwargs.get("raw"):
-        from ml import scoring
-
         scoring.queue_scoring([instance.radiograph_id])
 
 
 @receiver(post_save, sender=Radiograph, dispatch_uid="ml.read_new_radiograph")
 def read_new_radiograph(sender: Any, instance: Radiograph, created: bool, **kwargs: Any) -> None:
     if created and not kwargs.get("raw"):
-        from ml import detection
-
         detection.queue_reading([instance.pk])

@@ -6,13 +6,15 @@ import os
 from typing import Any
 
 from config.celery import task
+from ml import detection, evaluation, scoring
+from ml.models import ModelVersion
+from ml.training import heartbeat_seconds, run_training
 
 
 @task(queue="ml", bind=True, max_retries=None)
 def train_model(self: Any, *, run_id: int) -> None:
     """Train (or resume) a run. A delivery that finds another live trainer holding the
     run looks again later and takes over only once that trainer has gone silent."""
-    from ml.training import heartbeat_seconds, run_training
 
     holder = f"{self.request.hostname}/{os.getpid()}/{self.request.id}"
     run = run_training(run_id, holder=holder)
@@ -23,16 +25,12 @@ def train_model(self: Any, *, run_id: int) -> None:
 @task(queue="ml")
 def score_radiographs(*, model_version_id: int, radiograph_ids: list[int] | None = None) -> None:
     """Store the model version's predictions for these radiographs (all with hip boxes when None)."""
-    from ml import scoring
 
     scoring.score_radiographs(model_version_id=model_version_id, radiograph_ids=radiograph_ids)
 
 
 @task(queue="ml")
 def evaluate_model(*, model_version_id: int) -> None:
-    from ml import evaluation
-    from ml.models import ModelVersion
-
     evaluation.evaluate_version(ModelVersion.objects.get(pk=model_version_id))
 
 
@@ -40,6 +38,5 @@ def evaluate_model(*, model_version_id: int) -> None:
 def read_radiographs(*, radiograph_ids: list[int] | None = None) -> None:
     """Detect, crop and classify radiographs end to end with the active detector and classifier
     (default: every radiograph without ground truth that the active classifier has not read)."""
-    from ml import detection
 
     detection.read_new_radiographs(radiograph_ids=radiograph_ids)

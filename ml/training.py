@@ -56,10 +56,15 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotate.labels import CLASSES
+from annotate.pixels import pixel_source
 from common import queueing
+from ml import evaluation, scoring
+from ml.core import detector
+from ml.core.augment import AugmentConfig
 from ml.core.configs import CONFIGS, NetConfig, get_config, with_regime
-from ml.core.detector import DETECTOR_CONFIGS, DetectorConfig, get_detector_config
-from ml.core.modelfile import bundle_identity
+from ml.core.detector import DETECTOR_CONFIGS, DetectorConfig, DetectorRecord, get_detector_config
+from ml.core.modelfile import bundle_identity, sha256_file, write_bundle
+from ml.core.serving import protocol_zooms
 from ml.models import DatasetHip, DatasetVersion, Kind, ModelVersion, Split, TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -196,6 +201,7 @@ def training_start(
             f"version {dataset.pk}"
         ) from None
     if enqueue:
+        # deferred: the tasks module imports this one
         from ml.tasks import train_model
 
         queueing.enqueue(train_model, run_id=run.pk)
@@ -311,7 +317,7 @@ def prune_best(run_id: int, keep: str) -> None:
 def hip_records(dataset: DatasetVersion, split: str) -> list[Any]:
     """The split's hips as ``pipeline.HipRecord``s (pixels decoded from the radiographs' DICOM, or an
     older ingest's .npy, through ``annotate.pixels``; both hips of a film share one pipeline cache entry)."""
-    from annotate.pixels import pixel_source
+    # deferred: TensorFlow loads only where a model trains
     from ml.core.pipeline import HipRecord
 
     hips = DatasetHip.objects.filter(dataset=dataset, split=split).select_related("radiograph").order_by("pk")
@@ -332,8 +338,6 @@ def hip_records(dataset: DatasetVersion, split: str) -> list[Any]:
 def detector_records(dataset: DatasetVersion, split: str) -> list[Any]:
     """The split's radiographs as ``detector.DetectorRecord``s: each with all its hips (the
     per-hip ``DatasetHip`` rows grouped by radiograph), pixels read through ``annotate.pixels``."""
-    from annotate.pixels import pixel_source
-    from ml.core.detector import DetectorRecord
 
     hips = DatasetHip.objects.filter(dataset=dataset, split=split).select_related("radiograph").order_by("pk")
     grouped: dict[int, list[DatasetHip]] = {}
@@ -389,7 +393,6 @@ class Recipe:
 
     def after_publish(self, run: TrainingRun, version: ModelVersion, progress: Progress) -> None:
         """Evaluation on the test split (``ml.evaluation.evaluate_version`` dispatches on the kind)."""
-        from ml import evaluation
 
         evaluation.evaluate_version(version, progress=lambda event, info: progress(event, info))
         append_log(run.pk, "evaluated on the test split")
@@ -404,14 +407,17 @@ class ClassifierRecipe(Recipe):
         return hip_records(dataset, split)
 
     def steps_per_epoch(self, config: Any, train: list[Any]) -> int:
+        # deferred: TensorFlow loads only where a model trains
         from ml.core.pipeline import images_per_hip
 
         return math.ceil(len(train) * images_per_hip(config.regime, config.zooms) / config.batch_size)
 
     def describe(self, config: Any, train: list[Any], val: list[Any]) -> str:
+        # deferred: TensorFlow loads only where a model trains
         from ml.core.nets import class_weights_for
+
+        # deferred: TensorFlow loads only where a model trains
         from ml.core.pipeline import images_per_hip, records_labels
-        from ml.core.serving import protocol_zooms
 
         weights = class_weights_for(config, records_labels(train))
         per_hip = images_per_hip(config.regime, config.zooms)
@@ -429,7 +435,7 @@ class ClassifierRecipe(Recipe):
         import keras
         import numpy as np
 
-        from ml.core.augment import AugmentConfig
+        # deferred: TensorFlow loads only where a model trains
         from ml.core.nets import (
             build_model,
             class_weights_for,
@@ -437,8 +443,9 @@ class ClassifierRecipe(Recipe):
             evaluate_protocol,
             recalibrate_batch_norm,
         )
+
+        # deferred: TensorFlow loads only where a model trains
         from ml.core.pipeline import eval_zoom_datasets, make_dataset, records_labels
-        from ml.core.serving import protocol_zooms
 
         if checkpoint is not None:
             model = keras.saving.load_model(checkpoint.path / "model.keras", compile=True)
@@ -495,7 +502,7 @@ class DetectorRecipe(Recipe):
     def prepare(self, run, config, train, val, *, steps, checkpoint, first_epoch):  # noqa: D102
         import numpy as np
 
-        from ml.core import detector
+        # deferred: TensorFlow loads only where a model trains
         from ml.core.nets import recalibrate_batch_norm
 
         if checkpoint is not None:
@@ -621,6 +628,7 @@ def run_training(run_id: int, *, holder: str, progress: Progress | None = None) 
 def _train(run: TrainingRun, *, holder: str, progress: Progress) -> None:
     import keras
 
+    # deferred: TensorFlow loads only where a model trains
     from ml.callbacks import RunCallback
 
     recipe = recipe_for(run.kind)
@@ -686,8 +694,6 @@ def _train(run: TrainingRun, *, holder: str, progress: Progress) -> None:
     append_log(run.pk, f"model version {version.pk} written")
     recipe.after_publish(run, version, progress)
     if run.activate_when_done:
-        from ml import scoring
-
         scoring.activate(version)
         append_log(run.pk, f"model version {version.pk} is now the active {run.kind}")
     update_run(run.pk, status="succeeded", finished_at=timezone.now())
@@ -695,7 +701,6 @@ def _train(run: TrainingRun, *, holder: str, progress: Progress) -> None:
 
 def _publish(run: TrainingRun, model: Any, config: Any, state: dict[str, Any], recipe: Recipe) -> ModelVersion:
     """Write the bundle and its ModelVersion (once: a resumed run finds the version it made)."""
-    from ml.core.modelfile import sha256_file, write_bundle
 
     existing = ModelVersion.objects.filter(identity=run.identity).first()
     if existing is not None:

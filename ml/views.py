@@ -15,8 +15,11 @@ from django.views.decorators.http import require_POST
 from annotate.models import Radiograph
 from common.queueing import QueueUnavailable
 from common.roles import RESEARCHER, role_required
-from ml import operations, services
+from ml import operations, scoring, services, training
+from ml.api import best_val_accuracy, evaluation_files, run_json
+from ml.evaluation import training_facts
 from ml.models import DatasetVersion, HipPrediction, Kind, ModelVersion, TrainingRun
+from ml.training import available_configs
 
 
 class FreezeForm(forms.Form):
@@ -92,8 +95,6 @@ class TrainForm(forms.Form):
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from ml.training import available_configs
-
         super().__init__(*args, **kwargs)
         names = sorted(set(available_configs("classifier")) | set(available_configs("detector")))
         self.fields["config"].choices = [(name, name) for name in names]
@@ -129,9 +130,6 @@ def _version_figures(version: ModelVersion) -> dict[str, str]:
 
 @role_required(RESEARCHER)
 def model_list(request: HttpRequest) -> HttpResponse:
-    from ml import training
-    from ml.api import best_val_accuracy
-
     form = TrainForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -170,8 +168,6 @@ HISTORY_COLUMNS = {
 
 @role_required(RESEARCHER)
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    from ml.api import run_json
-
     run = get_object_or_404(TrainingRun.objects.select_related("dataset", "model_version"), pk=pk)
     data = run_json(run)
     columns = HISTORY_COLUMNS[run.kind]
@@ -201,8 +197,6 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(RESEARCHER)
 @require_POST
 def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    from ml import training
-
     run = get_object_or_404(TrainingRun, pk=pk)
     if training.training_cancel(run):
         messages.success(request, f"Training run {run.pk}: cancel requested.")
@@ -230,9 +224,6 @@ def model_activate(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(RESEARCHER)
 def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    from ml.api import evaluation_files
-    from ml.evaluation import training_facts
-
     version = get_object_or_404(ModelVersion.objects.select_related("dataset", "training_run"), pk=pk)
     try:
         facts = training_facts(version.kind, version.config)
@@ -292,8 +283,6 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(RESEARCHER)
 def radiograph_predictions(request: HttpRequest, pk: int) -> HttpResponse:
-    from ml import scoring
-
     radiograph = get_object_or_404(Radiograph, pk=pk)
     rows = sorted(
         HipPrediction.objects.filter(radiograph=radiograph).select_related("model_version"),

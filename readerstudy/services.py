@@ -33,8 +33,23 @@ from annotate.labels import CLASSES
 from common import csvfile
 from common.roles import READER
 from common.storage import Buffers
+from ml.core.configs import NetConfig
+from ml.core.crops import CropSpec, hip_crop
+from ml.core.serving import Hip, heatmap_png
 from ml.models import DatasetHip, DatasetVersion, Kind, ModelVersion, Split
-from readerstudy.models import PHASES, Case, Condition, Phase, Reader, ReaderStudy, ReadingProtocol, Response
+from ml.scoring import load_pixels, predictor
+from readerstudy.models import (
+    PHASES,
+    Case,
+    Condition,
+    Group,
+    Phase,
+    Reader,
+    ReaderStudy,
+    ReadingProtocol,
+    Response,
+    training_validator,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +186,6 @@ def frozen_protocol(study: ReaderStudy) -> dict[str, Any]:
     study's, ``ReaderStudy.test_time``), ``model_test_time`` and ``model_zooms`` (the model
     version's own protocol, None without a model), ``equal_information`` (the model read exactly
     the phase-1 image readers see) and ``description`` (one sentence)."""
-    from ml.core.configs import NetConfig
 
     version = study.model_version
     if version is None:
@@ -222,10 +236,6 @@ def study_prepare(*, study_id: int, progress: Callable[[int], None] | None = Non
     8-bit PNG readers get) and the model's reading of that very PNG (probabilities, top 2,
     heatmap): the ``single`` protocol whatever the model's ``test_time``, recorded on the study.
     Idempotent: an open study is left as it is; a failed one is tried again."""
-    from ml.core.configs import NetConfig
-    from ml.core.crops import CropSpec, hip_crop
-    from ml.core.serving import Hip, heatmap_png
-    from ml.scoring import load_pixels, predictor
 
     with transaction.atomic():
         study = ReaderStudy.objects.select_for_update().get(pk=study_id)
@@ -297,8 +307,6 @@ def study_prepare(*, study_id: int, progress: Callable[[int], None] | None = Non
 def reader_add(*, study: ReaderStudy, user: Any, group: str, training: str) -> Reader:
     """Invite ``user`` into ``study`` as a reader (and give them the reader role)."""
     from django.core.exceptions import ValidationError
-
-    from readerstudy.models import Group, training_validator
 
     if group not in Group.values:
         raise StudyError(f"group must be one of {', '.join(Group.values)}, got {group!r}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 from config.celery import task
+from readerstudy import services
+from readerstudy.report import reports
 
 logger = logging.getLogger(__name__)
 
@@ -13,7 +15,6 @@ logger = logging.getLogger(__name__)
 def prepare_study(*, study_id: int) -> None:
     """Freeze the study's crops and model predictions (returns at once for an open study).
     A failure is recorded on the study (status ``failed`` with the error), shown on its page."""
-    from readerstudy import services
 
     try:
         services.study_prepare(study_id=study_id)
@@ -24,6 +25,5 @@ def prepare_study(*, study_id: int) -> None:
 @task(queue="default")
 def build_study_report(*, report_id: int) -> None:
     """Build a study report (a done report is left alone; a running one starts again cleanly)."""
-    from readerstudy.report import reports
 
     reports.report_build(report_id=report_id)

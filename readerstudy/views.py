@@ -31,6 +31,8 @@ from ml.models import DatasetVersion
 from readerstudy import services
 from readerstudy.models import TRAININGS, Group, ReaderStudy, StudyReport
 from readerstudy.report import reports
+from readerstudy.report.reader_report import REPORT_FILES
+from readerstudy.tasks import prepare_study
 
 EXPORT_FILES = ("responses.csv", "model_predictions.csv")
 # Served inline (opened in the browser); everything else downloads.
@@ -146,8 +148,6 @@ def report_json(report: StudyReport) -> dict[str, Any]:
 
 
 def _report_files(report: StudyReport) -> list[dict[str, str]]:
-    from readerstudy.report.reader_report import REPORT_FILES
-
     return [
         {"name": name, "url": reverse("study_report_file", args=[report.study_id, report.pk, name])}
         for name in (*REPORT_FILES, *reports.INPUT_FILES)
@@ -194,8 +194,6 @@ def study_list(request: HttpRequest) -> HttpResponse:
                     aided_phase=data["aided_phase"],
                     created_by=request.user,
                 )
-                from readerstudy.tasks import prepare_study
-
                 enqueue(prepare_study, study_id=study.pk)
         except services.StudyError as error:
             form.add_error(None, str(error))
@@ -212,8 +210,6 @@ def study_list(request: HttpRequest) -> HttpResponse:
 
 
 def _detail(request: HttpRequest, study: ReaderStudy, **forms_: Any) -> dict[str, Any]:
-    from readerstudy.report.reader_report import REPORT_FILES
-
     study_reports = list(study.reports.select_related("created_by"))
     return {
         "study": study,

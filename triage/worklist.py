@@ -35,6 +35,7 @@ from annotate.labels import CLASSES
 from common.roles import RESEARCHER
 from ml.core.vocab import SIDES  # the patient's right hip first, as on the image
 from ml.models import HipPrediction, ModelVersion
+from ml.scoring import active_model
 
 # Who may see the worklist (page and API). In a hospital this would be the clinicians:
 # change this one line (the preview and heatmap images have their own role checks).
@@ -289,8 +290,6 @@ def worklist_page(*, query: WorklistQuery, version: ModelVersion | None = None, 
 
     A page past the last is empty, or (``clamp``) the last page."""
     if version is None:
-        from ml.scoring import active_model
-
         version = active_model()
     threshold = flag_threshold(version)
     result = WorklistPage(version=version, query=query, threshold=threshold, cursor=worklist_cursor(version))

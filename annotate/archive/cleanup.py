@@ -14,6 +14,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from annotate.models import ImportJob
+
 logger = logging.getLogger(__name__)
 
 
@@ -51,7 +53,6 @@ def upload_orphans_remove(*, min_age_seconds: float | None = None) -> dict[str, 
       (settings ``UPLOAD_ORPHAN_SECONDS``: an upload still being written is younger), is removed.
     - Temporary upload files older than that are removed.
     """
-    from annotate.models import ImportJob
 
     min_age = settings.UPLOAD_ORPHAN_SECONDS if min_age_seconds is None else min_age_seconds
     now = time.time()

@@ -70,6 +70,12 @@ from pynetdicom.sop_class import Verification
 from annotate.archive.cleanup import rejected_purge
 from annotate.archive.pseudonyms import short_pseudonym, uid_pseudonym
 from annotate.dicom import DicomRejected, read_meta_file
+from annotate.ingest import (
+    decode_limits,  # deferred, as in _ingest: the ingest imports the models
+    deidentified_copy,
+    radiograph_ingest,
+)
+from annotate.models import Radiograph
 from common.storage import private_dir
 
 logger = logging.getLogger(__name__)
@@ -413,8 +419,6 @@ class DicomListener:
                 self._lock.notify_all()
 
     def _store(self, event: evt.Event, received_at: datetime.datetime, calling_ae: str, sop_uid: str) -> int | Dataset:
-        from annotate.ingest import decode_limits  # deferred, as in _ingest: the ingest imports the models
-
         sop_class = UID(str(event.request.AffectedSOPClassUID or ""))
         if sop_class not in RADIOGRAPH_SOP_CLASSES:
             reason = f"{sop_class.name or 'no SOP class'} is not a radiograph (CR, DX or SC images only)"
@@ -545,9 +549,6 @@ class DicomListener:
             connection.close()
 
     def _ingest(self, name: str) -> None:
-        from annotate.ingest import radiograph_ingest
-        from annotate.models import Radiograph
-
         path = self.spool_dir / name
         data = path.read_bytes()
         calling_ae, sop_uid = _sender(path)
@@ -587,7 +588,6 @@ class DicomListener:
     def _keep_rejected(self, path: Path, data: bytes, reason: str, calling_ae: str, sop_uid: str) -> None:
         """Keep a rejected file de-identified (or only its reason, when it cannot be read within
         the decoding bounds) in ``rejected/`` for REJECTED_RETENTION_DAYS; remove the received one."""
-        from annotate.ingest import deidentified_copy
 
         kept = "its de-identified copy is kept beside this file"
         try:

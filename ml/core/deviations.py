@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ml.core.configs import CONFIGS
+
 #: ``departure``: we do something the paper did not. ``reading``: the paper's text allows more
 #: than one reading and we chose one.
 KINDS = ("departure", "reading")
@@ -81,7 +83,6 @@ def applicable(area: str | Iterable[str], facts: Facts) -> list[dict[str, str]]:
 
 def classifier_facts(config: Mapping[str, Any]) -> dict[str, Any]:
     """The facts of a classifier configuration (``NetConfig.as_dict()``) the entries look at."""
-    from ml.core.configs import CONFIGS
 
     paper = CONFIGS["paper"].as_dict()
     return {**config, "paper": paper}

@@ -29,8 +29,12 @@ from django.utils import timezone
 from annotate import provenance
 from common.atomicfile import write_atomic
 from common.queueing import enqueue, require_broker
+from ml.core.configs import NetConfig
 from readerstudy import services
+from readerstudy.analysis import readers
+from readerstudy.analysis.verdicts import DEFAULT_ESTIMATE, shown_estimate
 from readerstudy.models import PHASES, Reader, ReaderStudy, StudyReport
+from readerstudy.report.reader_report import REPORT_FILES, build_report, inputs_sha256, write_report
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +66,6 @@ def report_file_path(report: StudyReport, name: str) -> Path | None:
     """The path of one of the report's files by its plain name (``report.html``, ``responses.csv``,
     ...), or None when ``name`` is not one of them or is not (yet) there. Only names of the known
     files are accepted, and the resolved path must lie inside the report's folder."""
-    from readerstudy.report.reader_report import REPORT_FILES
 
     if name in INPUT_FILES:
         sub = "inputs"
@@ -125,6 +128,7 @@ def report_start(
         report.folder = f"{REPORTS_DIR}/{report.pk}"
         report.save(update_fields=["folder"])
         if queue:
+            # deferred: the tasks module imports this one
             from readerstudy.tasks import build_study_report
 
             enqueue(build_study_report, report_id=report.pk)
@@ -151,8 +155,6 @@ def _write_inputs(folder: Path, files: dict[str, bytes]) -> list[Path]:
 def summarize(report: dict[str, Any]) -> dict[str, Any]:
     """What the study's pages show of a report: margin, sizes and the model-vs-group verdicts, each
     with the point estimate the report shows (``shown``) and whether it is borderline."""
-    from readerstudy.analysis import readers
-    from readerstudy.analysis.verdicts import DEFAULT_ESTIMATE, shown_estimate
 
     estimate = report.get("estimate", DEFAULT_ESTIMATE)
     observers = {r["observer"] for r in report["observers"]} - {readers.MODEL, *readers.GROUPS}
@@ -185,7 +187,6 @@ def _model_facts(study: ReaderStudy) -> tuple[dict[str, Any] | None, str | None]
     """The study's frozen model version's classifier config (read as its ``NetConfig`` would, so a
     config stored before a choice existed says what it was) and the test-time protocol with which
     the phase-1 readings were frozen (the study's own when it records one, else the config's)."""
-    from ml.core.configs import NetConfig
 
     version = getattr(study, "model_version", None)
     config = getattr(version, "config", None)
@@ -220,8 +221,6 @@ def report_build(
     died mid-way) or failed one starts again from an empty folder. ``progress(value, stage)`` is
     called at each stage, as the row is updated. ``estimate``: the point estimate the tables show
     (default: the paper's bootstrap mean). The deviations listed include the frozen model's."""
-    from readerstudy.analysis.verdicts import DEFAULT_ESTIMATE
-    from readerstudy.report.reader_report import build_report, inputs_sha256, write_report
 
     with transaction.atomic():
         report = StudyReport.objects.select_for_update().select_related("study").get(pk=report_id)

@@ -13,7 +13,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from annotate.dicom import DicomRejected, decode_dicom
 from annotate.ingest import decode_limits
 from annotate.models import Radiograph
-from ml import scoring
+from ml import detection, scoring
+from ml.core.serving import heatmap_png
 from ml.hips import BadBoxes, parse_boxes
 from ml.models import Kind
 
@@ -53,7 +54,6 @@ class Command(BaseCommand):
         folder = Path(options["heatmaps"]) if options["heatmaps"] else None
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
-        from ml.core.serving import heatmap_png
 
         for pred in predictions:
             item = scoring.prediction_summary(pred)
@@ -77,8 +77,6 @@ class Command(BaseCommand):
             except BadBoxes as error:
                 raise CommandError(str(error)) from None
         if detector is not None or scoring.active_model(Kind.DETECTOR) is not None:
-            from ml import detection
-
             try:
                 version = scoring.chosen_model(detector, Kind.DETECTOR)
             except LookupError as error:

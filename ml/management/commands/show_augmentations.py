@@ -23,8 +23,12 @@ import numpy as np
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from PIL import Image, ImageDraw
 
+from annotate.pixels import radiograph_pixels
+from devtools.phantom_anatomy import sample_hip_spec
+from devtools.phantoms import SCANNERS, render_radiograph, sample_hip_classes
 from ml.core.augment import AugmentConfig, augment_hip, paper_augmentations
 from ml.core.configs import TRAINING_REGIMES
+from ml.models import DatasetHip, DatasetVersion
 
 TILE = 160  # pixels per crop in the grid
 GAP = 4
@@ -50,8 +54,6 @@ def _pick_round_robin(items: list[Any], key: Any, count: int, rng: np.random.Gen
 
 def dataset_hips(dataset_id: int | None, count: int, rng: np.random.Generator) -> list[dict[str, Any]]:
     """Hips of a dataset version as dicts with pixels, box, side, window, caption."""
-    from annotate.pixels import radiograph_pixels
-    from ml.models import DatasetHip, DatasetVersion
 
     if dataset_id is not None:
         version = DatasetVersion.objects.filter(pk=dataset_id).first()
@@ -84,8 +86,6 @@ def dataset_hips(dataset_id: int | None, count: int, rng: np.random.Generator) -
 
 def phantom_hips(count: int, seed: int) -> list[dict[str, Any]]:
     """Hips of synthetic AP pelvis phantoms (both hips of each image)."""
-    from devtools.phantom_anatomy import sample_hip_spec
-    from devtools.phantoms import SCANNERS, render_radiograph, sample_hip_classes
 
     out: list[dict[str, Any]] = []
     image = 0

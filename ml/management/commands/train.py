@@ -12,7 +12,7 @@ from tqdm import tqdm
 from ml import training
 from ml.core.configs import CONFIGS, TRAINING_REGIMES
 from ml.core.detector import DETECTOR_CONFIGS
-from ml.models import DatasetVersion, Kind
+from ml.models import DatasetVersion, Kind, TrainingRun
 
 
 class Command(BaseCommand):
@@ -53,8 +53,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["resume"]:
-            from ml.models import TrainingRun
-
             run = TrainingRun.objects.filter(pk=options["resume"]).first()
             if run is None:
                 raise CommandError(f"no training run {options['resume']}")

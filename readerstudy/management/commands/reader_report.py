@@ -23,8 +23,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from readerstudy import services
 from readerstudy.analysis import readers
 from readerstudy.analysis.verdicts import DEFAULT_ESTIMATE, ESTIMATES, shown_estimate
+from readerstudy.models import ReaderStudy
+from readerstudy.report import reports
 from readerstudy.report.reader_report import REPORT_FILES, build_report, inputs_sha256, write_report
 
 
@@ -99,10 +102,6 @@ class Command(BaseCommand):
 
     def _study_report(self, options: dict[str, Any]) -> None:
         import json
-
-        from readerstudy import services
-        from readerstudy.models import ReaderStudy
-        from readerstudy.report import reports
 
         study = ReaderStudy.objects.filter(name=options["study"]).first()
         if study is None:

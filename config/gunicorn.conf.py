@@ -1,15 +1,8 @@
 """gunicorn's settings for the web tier: ``gunicorn -c config/gunicorn.conf.py config.wsgi``.
 
-Every value comes from the environment (README "Running in production"):
-- GUNICORN_BIND (default 127.0.0.1:8000): behind a reverse proxy that ends TLS;
-- GUNICORN_WORKERS (default 2 x CPUs + 1, at most 8) synchronous worker processes, each with
-  GUNICORN_THREADS threads (default 4): uploads and the reader API are I/O-bound;
-- GUNICORN_TIMEOUT (default 120 s): a request still running after it is killed and logged
-  (an upload of a large zip streams to disk well within it); GUNICORN_GRACEFUL_TIMEOUT (30 s) on
-  a restart; GUNICORN_KEEPALIVE (5 s) behind the proxy;
-- GUNICORN_MAX_REQUESTS (default 2000, +/- 10% jitter): a worker is replaced after that many
-  requests, which bounds any slow memory growth;
-- the access log and the error log go to stdout/stderr (the service manager keeps them).
+Every value comes from the environment (GUNICORN_BIND, _WORKERS, _THREADS, _TIMEOUT,
+_GRACEFUL_TIMEOUT, _KEEPALIVE, _MAX_REQUESTS); the logs go to stdout/stderr.
+Design: docs/architecture/design-site.md
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """Evaluating a model version on its dataset version's held-out test split, as the paper does.
 
-The test hips are read by the model (their predictions are stored like any
-other), then ``ml.core.report`` computes the paper's figures with 2000
-bootstrap iterations of one image per patient (``BOOTSTRAP_ITERATIONS``) and
-writes metrics.json, the CSV files and the figures (PNG and SVG) into the
-version's ``evaluation_dir``. The version row keeps the headline figures for
-the Models pages. metrics.json also says how the model was made and read
-(``training_facts``: pretraining, test-time protocol, regime, lr schedule, and the
-deviations from the paper that apply to its configuration).
+The model reads the test hips (stored like any prediction), ``ml.core.report`` computes the paper's
+figures with the patient bootstrap and writes them into the version's ``evaluation_dir``, with
+how the model was made and read (``training_facts``).
+Design: docs/architecture/design-models.md
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """Work lost with Redis, and the ML actions of the pages and the API.
 
-- ``waiting_ids``: the radiographs that wait for their end-to-end reading (the backlog that
-  ``triage.operations`` shows, and what a reconnecting worker queues again);
-- ``requeue_missed_work``: run by every worker whenever it (re)connects to the broker
-  (registered with ``config.celery.on_connect`` by ``ml.apps``): Redis without persistence
-  loses its queues when it restarts, so the work the database says is due is queued again.
-  Every task is idempotent;
-- ``training_queue`` and ``activate_queued``: the ML actions of the pages and the API, refused
-  with ``common.queueing.QueueUnavailable`` when the broker is away.
+``waiting_ids`` (the backlog), ``requeue_missed_work`` (run whenever a worker (re)connects, since
+Redis may lose its queues), and ``training_queue``/``activate_queued``, refused with
+``QueueUnavailable`` when the broker is away.
+Design: docs/architecture/design-site.md
 """
 
 from __future__ import annotations

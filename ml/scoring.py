@@ -1,16 +1,9 @@
 """Serving the classifier: the active model, per-hip predictions with heatmaps, batch scoring.
 
-Every prediction is stored with the model version that made it (``HipPrediction``),
-its heatmap as an RGBA PNG in the default storage, placed on the radiograph by
-``heatmap_rect``. The hips' boxes come from the ground truth until a detector
-gives them (``hip_boxes``). The network work is ``ml.core.serving``'s.
-
-A loaded model is kept per process (``predictor``), so a worker loads a bundle
-once, not once per radiograph.
-
-Every prediction follows its model version's test-time protocol (``config.test_time``:
-``single``, the paper's zoom-1.0 crop alone, or the opt-in ``zoom-average``), and says so:
-``test_time`` gives it (``test_time`` / ``test_time_zooms`` in the JSON of the predictions).
+Every prediction is stored with its model version and heatmap and follows that version's
+test-time protocol; a loaded model is kept per process (``predictor``). The network work is
+``ml.core.serving``'s.
+Design: docs/architecture/design-models.md
 """
 
 from __future__ import annotations

@@ -1,19 +1,9 @@
-"""The triage worklist: radiographs scored by the active classifier, newest first or by
-the probability of fracture, with each hip's top-2 classes, heatmap and a CT/MRI flag.
+"""The triage worklist: radiographs scored by the active classifier, newest first or by the
+probability of fracture, with each hip's top-2 classes, heatmap and a CT/MRI flag.
 
-A selector (reads only). One row per radiograph that the active classifier has read.
-The **CT/MRI flag** follows the paper's suggestion: a hip whose probability of a
-nondisplaced femoral-neck fracture reaches that class's ideal-point threshold (the ROC
-point closest to the top-left corner on the test split, ``evaluation["thresholds"]``,
-Figure 8) while the top class is something else -- ``normal`` included -- may hide a
-fracture that the radiograph does not show: send the patient to CT or MRI. A model
-without an evaluation (or whose threshold is undefined) flags nothing.
-
-Live updates: ``after`` keeps the radiographs scored strictly after a timestamp; each
-answer carries ``cursor``, the timestamp to ask with next. The cursor lies
-``POLL_OVERLAP`` before the newest scoring time, because a prediction's ``created_at``
-is set before its transaction commits: a row committed late would otherwise fall
-behind the cursor. Clients therefore de-duplicate by radiograph id.
+A selector (reads only). The flag marks a possible occult nondisplaced neck fracture (the paper's
+Figure 8 threshold); ``after``/``cursor`` serve live updates, overlapping by ``POLL_OVERLAP``.
+Design: docs/architecture/design-site.md
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
 """Statistics reports of a reader study: the study's own data through :mod:`readerstudy.report.reader_report`.
 
-Every report is kept (a new row and folder each time, never overwritten), with the SHA-256 of the
-two input CSVs it came from, so a downloaded report can be traced to the answers behind it:
-
-``DATA_DIR/reader-reports/<id>/inputs/``  ``responses.csv`` and ``model_predictions.csv`` as exported
-``DATA_DIR/reader-reports/<id>/report/``  every file of :data:`readerstudy.report.reader_report.REPORT_FILES`
-
-``report_start`` checks the study can be reported and creates the row (queueing the
-``build_study_report`` task after commit); ``report_build`` does the work and writes its progress
-(0..1) and stage to the row at each step so the report page shows a live bar. The report folder
-is written by ``write_report`` on the local disk (it renders into a temporary folder and renames),
-not through the storage API: the report is a folder of files that the command line writes too.
+Every report is kept (a new row and folder each time) with the SHA-256 of its two input CSVs;
+``report_start`` creates the row and queues the task, ``report_build`` does the work and records
+its progress for the live bar.
+Design: docs/architecture/design-statistics.md
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """Write a PNG grid of augmented hip crops for a person to look at.
 
-One row per hip (a caption line above it: class, side, source), columns what one
-epoch of a training regime shows of that hip. ``--regime paper-fixed`` (the default,
-the paper's set from ``ml.core.augment.paper_augmentations``): the plain crop at
-zoom 1.0, then its contrast-changing cutout, Gaussian-mixture masking and
-bounding-box wiggle, then the same four at zoom 1.5. ``--regime online-random``:
-eight draws of ``augment_hip`` (one per epoch in training: a random zoom, each
-augmentation with p = 0.5). Hips come from the newest
-dataset version (or ``--dataset ID``), training split first; with no dataset
-or no hips, from synthetic phantoms rendered on the fly. The path is printed
-on the last line.
+One row per hip, its columns what one epoch of ``--regime`` (``paper-fixed`` or ``online-random``)
+shows of it; hips from the newest dataset version (or ``--dataset``), else synthetic phantoms.
+The path is printed on the last line.
+Design: docs/architecture/design-models.md
 """
 
 from __future__ import annotations

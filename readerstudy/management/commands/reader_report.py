@@ -1,17 +1,9 @@
 """Reader-study report: the paper's Tables 3–5, the OR cross-check and Figures 3, 4 and 7 in --out.
 
-``python manage.py reader_report --responses R.csv --predictions P.csv --out DIR`` reads the two
-CSV files (:mod:`readerstudy.analysis.readers`), computes everything
-(:func:`readerstudy.report.reader_report.build_report`) and only then writes
-(:func:`readerstudy.report.reader_report.write_report`, via a temporary folder), so bad input writes
-nothing: a :class:`~readerstudy.analysis.readers.ReaderDataError` becomes a CommandError that names
-the file, row and column.
-
-``python manage.py reader_report --study NAME --out DIR`` runs the same service as the study page's
-Report button (:func:`readerstudy.report.reports.report_build`), inline with a progress bar: the report is
-kept as a new report of the study (a ``StudyReport`` row with its inputs' SHA-256 and its folder
-under ``DATA_DIR/reader-reports/<id>/``, listed on the study's page), and its files together with
-the two input CSVs are then copied into DIR.
+From two CSV files (``--responses``/``--predictions``; bad input writes nothing and names the file,
+row and column) or from a study (``--study``, kept as a new report of the study, its files copied
+into --out).
+Design: docs/architecture/design-statistics.md
 """
 
 from __future__ import annotations

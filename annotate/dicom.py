@@ -17,7 +17,7 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydicom import dcmread
@@ -367,7 +367,7 @@ def _pixel_state(data: bytes, pos: int, ds: Dataset) -> str:
     head = data[pos : pos + 12]
     if len(head) < 8 or head[:4] not in _PIXEL_TAGS:
         return "none"
-    order = "little" if head[:4] == _PIXEL_TAGS[0] else "big"
+    order: Literal["little", "big"] = "little" if head[:4] == _PIXEL_TAGS[0] else "big"
     if head[4:6] in (b"OB", b"OW", b"UN"):  # explicit VR (some writers switch to implicit here)
         length, start = int.from_bytes(head[8:12], order), pos + 12
     else:
@@ -383,7 +383,7 @@ def _pixel_state_file(fp: Any, pos: int, size: int) -> str:
     head = fp.read(12)
     if len(head) < 8 or head[:4] not in _PIXEL_TAGS:
         return "none"
-    order = "little" if head[:4] == _PIXEL_TAGS[0] else "big"
+    order: Literal["little", "big"] = "little" if head[:4] == _PIXEL_TAGS[0] else "big"
     if head[4:6] in (b"OB", b"OW", b"UN"):
         length, start = int.from_bytes(head[8:12], order), pos + 12
     else:

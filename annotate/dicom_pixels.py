@@ -7,8 +7,10 @@ mapped to display-sense uint16 with a default window, and the 8-bit preview. Pur
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.pixels.utils import _get_jpg_parameters
@@ -106,6 +108,7 @@ def _to_display(arr: np.ndarray, ds: Dataset, meta: DicomMeta, *, share: bool = 
     if ds.file_meta.TransferSyntaxUID not in _NATIVE and bits < arr.dtype.itemsize * 8:
         np.clip(arr, smin, smax, out=arr)  # JPEG/RLE keep junk high bits (pydicom masks the others)
 
+    off: float
     if (lut := _modality_lut(ds, arr)) is not None:
         pixels, lo, hi = lut  # already uint16
         sign, off, scale = (-1, lo + hi, 1.0) if invert else (1, 0, 1.0)
@@ -168,7 +171,7 @@ def _affine_to_uint16(x: np.ndarray, a: float, k: float, smin: int, smax: int, *
         if ia != 1:
             u = out = np.multiply(u, np.uint16(ia), out=out)
         return np.add(u, np.uint16(ik), out=out) if ik else u
-    f = x.astype(np.float32 if x.dtype.itemsize <= 2 else np.float64)
+    f: NDArray[np.floating[Any]] = x.astype(np.float32 if x.dtype.itemsize <= 2 else np.float64)
     f *= a
     f += k
     np.clip(f, 0, 65535, out=f)

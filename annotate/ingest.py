@@ -233,6 +233,7 @@ def _commit(
             _delete_files(prepared.names.values())
             return IngestOutcome(name, REJECTED, redone)
         prepared = redone
+    assert prepared.image is not None  # decoded now, or by _prepare_decoded above
     meta, identity = prepared.image.meta, prepared.identity
     existing = Radiograph.objects.filter(sop_instance_uid=meta.sop_instance_uid).values_list("id", flat=True).first()
     if existing is not None:
@@ -428,6 +429,7 @@ def radiograph_deidentify_stored(*, radiograph_id: int) -> str:
     "already" when its stored copy was de-identified; "skipped: <reason>" otherwise.
     """
     radiograph = Radiograph.objects.select_related("study").get(pk=radiograph_id)
+    assert radiograph.original.name is not None  # every radiograph has its original
     with default_storage.open(radiograph.original.name) as handle:
         data = handle.read()
     try:
@@ -442,6 +444,7 @@ def radiograph_deidentify_stored(*, radiograph_id: int) -> str:
     prepared = _prepare_decoded(ds, stored, digest.hexdigest(), identity)
     if isinstance(prepared, str):
         return f"skipped: {prepared}"
+    assert prepared.image is not None  # _prepare_decoded decodes
     meta, old_names = prepared.image.meta, (radiograph.original.name, radiograph.preview.name)
     with transaction.atomic():
         radiograph = Radiograph.objects.select_for_update().select_related("study").get(pk=radiograph_id)
@@ -471,7 +474,7 @@ def radiograph_deidentify_stored(*, radiograph_id: int) -> str:
     return "done"
 
 
-def _delete_unused(names: Iterable[str]) -> None:
+def _delete_unused(names: Iterable[str | None]) -> None:
     for name in names:
         if name and not Radiograph.objects.filter(Q(original=name) | Q(preview=name)).exists():
             _delete_files([name])

@@ -115,7 +115,7 @@ def model_image(
     src = (x0 - wx0, y0 - wy0, x0 - wx0 + w, y0 - wy0 + h)
     small = np.asarray(
         Image.fromarray(np.ascontiguousarray(values, dtype=np.float32)).resize(
-            (lb.new_w, lb.new_h), Image.BILINEAR, box=src
+            (lb.new_w, lb.new_h), Image.Resampling.BILINEAR, box=src
         ),
         dtype=np.float32,
     )

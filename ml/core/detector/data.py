@@ -35,7 +35,8 @@ class DetectorRecord:
 
     def load(self) -> np.ndarray:
         if isinstance(self.pixels, str | os.PathLike):
-            return np.load(self.pixels, mmap_mode="r")
+            loaded: np.ndarray = np.load(self.pixels, mmap_mode="r")
+            return loaded
         if callable(self.pixels):
             return np.asarray(self.pixels())
         return np.asarray(self.pixels)
@@ -56,7 +57,7 @@ def reduced_record(record: DetectorRecord, max_side: int) -> DetectorRecord:
         return record
     lb = letterbox_for(cols, rows, max_side)
     values = apply_window(pixels, *record.window)
-    small = Image.fromarray(values).resize((lb.new_w, lb.new_h), Image.BILINEAR)
+    small = Image.fromarray(values).resize((lb.new_w, lb.new_h), Image.Resampling.BILINEAR)
     reduced = np.clip(np.asarray(small, dtype=np.float32), 0.0, 1.0) * np.float32(4095.0)
     hips = tuple((side, box_to_input(box, lb)) for side, box in record.hips)
     return DetectorRecord(pixels=reduced, window=REDUCED_WINDOW, hips=hips, radiograph=record.radiograph)
@@ -150,7 +151,7 @@ def make_detector_dataset(
 
     records = [reduced_record(r, 2 * config.image_size) for r in records]
 
-    def generate():
+    def generate() -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
         for epoch in itertools.count(int(first_epoch)):
             yield from epoch_batches(records, config, augment=augment, seed=seed, epoch=epoch)
 

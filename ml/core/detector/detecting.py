@@ -59,8 +59,8 @@ def _graph_predict(model: Any) -> Any:
 
         ref = weakref.ref(model)  # the tf.function must not keep its own key alive
 
-        def run(images):
-            net = ref()
+        def run(images: Any) -> Any:
+            net: Any = ref()  # alive while the model is: the model is this function's key
             return net.decode_predictions(net(images, training=False), images)
 
         fn = _GRAPH_PREDICT[model] = tf.function(run)
@@ -98,7 +98,7 @@ def detect_many(
     """``detect`` for many (pixels, window) pairs, ``batch_size`` radiographs per model call."""
     batch: list[tuple[np.ndarray, Letterbox]] = []
 
-    def flush():
+    def flush() -> Iterator[list[Detection]]:
         images = np.stack([image for image, _ in batch])
         out = predict_batch(model, images)
         boxes = np.asarray(out["boxes"])

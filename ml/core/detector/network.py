@@ -105,7 +105,7 @@ def compile_detector(
     return model
 
 
-def load_detector_model(path: str | os.PathLike, *, compile: bool = True) -> Any:
+def load_detector_model(path: str | os.PathLike[str], *, compile: bool = True) -> Any:
     """A saved detector (``model.save``) loaded back; keras-hub registers its classes on import."""
     import warnings
 
@@ -117,17 +117,20 @@ def load_detector_model(path: str | os.PathLike, *, compile: bool = True) -> Any
         return keras.saving.load_model(path, compile=compile)
 
 
-def save_checkpoint(model: Any, folder: str | os.PathLike) -> None:
+def save_checkpoint(model: Any, folder: str | os.PathLike[str]) -> None:
     """Write a training checkpoint into ``folder``: ``model.keras`` (the network) and
     ``optimizer.npz`` (every optimizer variable, in order). keras-hub's RetinaNet overrides
     ``compile``, so ``load_model(compile=True)`` cannot restore its optimizer; this can."""
     model.save(os.path.join(folder, "model.keras"))
     values = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(model.optimizer.variables)}
     with open(os.path.join(folder, "optimizer.npz"), "wb") as handle:
-        np.savez(handle, **values)
+        # numpy's stub lets a ** mapping reach allow_pickle: bool; these keys are v00000, v00001, ...
+        np.savez(handle, **values)  # type: ignore[arg-type]
 
 
-def load_checkpoint(folder: str | os.PathLike, config: DetectorConfig, *, steps_per_epoch: int | None = None) -> Any:
+def load_checkpoint(
+    folder: str | os.PathLike[str], config: DetectorConfig, *, steps_per_epoch: int | None = None
+) -> Any:
     """The model of ``save_checkpoint``, compiled as ``build_detector`` does, optimizer state restored."""
     model = load_detector_model(os.path.join(folder, "model.keras"), compile=False)
     compile_detector(model, config, steps_per_epoch=steps_per_epoch)

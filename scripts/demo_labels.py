@@ -30,14 +30,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: the project's packages
+    sys.path.insert(0, str(ROOT))
+
+from ml.core.vocab import CLASSES, iou  # noqa: E402 - after the path above
+
 LABELERS = ("labeler1", "labeler2")
-CLASSES = ("normal", "fn_displaced", "fn_nondisplaced", "intertrochanteric", "orif", "arthroplasty")
-
-
-def _iou(a: list[float], b: list[float]) -> float:
-    from annotate.agreement import iou
-
-    return iou(tuple(a), tuple(b))  # type: ignore[arg-type]
 
 
 def _shifted(bbox: list[float], width: int, height: int) -> list[float] | None:
@@ -99,7 +97,7 @@ def plant_disagreements(document: dict[str, Any], *, disagreements: int, seed: i
             hip["category_id"] = next(cid for cid, name in categories.items() if name == new)
             notes.append(f"{image['file_name']}: {side} hip {old} -> {new}")
         else:
-            overlap = _iou(hip["bbox"], moved)
+            overlap = iou(hip["bbox"], moved)
             hip["bbox"], hip["area"] = moved, moved[2] * moved[3]
             notes.append(f"{image['file_name']}: {side} hip box shifted (IoU {overlap:.2f})")
     planted["annotations"] = [a for a in planted["annotations"] if all(a is not d for d in dropped)]

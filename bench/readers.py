@@ -102,12 +102,11 @@ def setup_study(readers: int, cases: int, out: Path) -> None:
     from django.core.management import call_command
 
     from accounts.tokens import token_create
+    from devtools.dicom import make_dicom
+    from devtools.sample_data import tiny_model_version, truth_dataset, write_tiny_bundle
     from ml.models import DatasetHip, ModelVersion, Split
     from readerstudy import services
     from readerstudy.models import TRAININGS, Group
-    from tests.conftest import make_dicom
-    from tests.ml.helpers import truth_dataset
-    from tests.ml.test_model_pages import tiny_model_version, write_tiny_bundle
 
     start = time.perf_counter()
     call_command("migrate", verbosity=0)

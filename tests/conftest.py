@@ -1,4 +1,6 @@
-"""Shared fixtures: one named user per role, and DICOM files built in memory.
+"""Shared fixtures: one named user per role, DICOM files built in memory, a stored radiograph,
+four radiographs labelled by two labellers, the tiny classifier's bundle and the tiny detector
+(both made once a session), a prepared reader study, and the Celery broker out of reach.
 
 Who may see what (the rules the role tests hold the pages to):
 - alice, researcher: imports data and sees every radiograph.
@@ -11,30 +13,29 @@ Who may see what (the rules the role tests hold the pages to):
 
 from __future__ import annotations
 
-import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from tests.factories import UserFactory
+from annotate import services
+from annotate.labelling import HipInput
+from annotate.labels import Adjudication
+from annotate.models import Radiograph
+from common import health
+from devtools.dicom import make_dicom
+from devtools.processes import free_port
+from devtools.sample_data import write_tiny_bundle
+from readerstudy.models import ReaderStudy
+from tests.accounts.factories import UserFactory
+from tests.annotate.helpers import labeller, submit
+from tests.readerstudy.helpers import study_with_model
+from tests.support import ROLE_USERS
 
 pytest_plugins = ["tests.celery_worker", "tests.pacs"]
-
-ROLE_USERS = {
-    "researcher": ("alice", ["researcher"], False),
-    "adjudicator": ("adam", ["adjudicator"], False),
-    "labeler": ("lena", ["labeler"], False),
-    "reader": ("rita", ["reader"], False),
-    "norole": ("nora", [], False),
-    "staff": ("sam", [], True),
-}
 
 
 @pytest.fixture(autouse=True)
@@ -68,64 +69,114 @@ def client_as(users: dict[str, Any]) -> Callable[[str | None], Client]:
     return make
 
 
-CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
-
-
-def make_dicom(
-    *,
-    rows: int = 256,
-    columns: int = 240,
-    bits_stored: int = 12,
-    photometric: str = "MONOCHROME2",
-    patient_id: str = "MRN0012345",
-    patient_name: str = "TESTPERSON^VERYSPECIFIC",
-    accession: str = "ACC99887766",
-    seed: int = 0,
-    pixels: np.ndarray | None = None,
-    **overrides: Any,
-) -> bytes:
-    """A small, valid single-frame grayscale CR image as DICOM bytes."""
-    rng = np.random.default_rng(seed)
-    if pixels is None:
-        pixels = rng.integers(0, 2**bits_stored, size=(rows, columns), dtype=np.uint16)
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = CR_IMAGE_STORAGE
-    sop_uid = generate_uid(entropy_srcs=[f"sop-{seed}-{patient_id}-{accession}"])
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
-    ds.SOPClassUID = CR_IMAGE_STORAGE
-    ds.SOPInstanceUID = sop_uid
-    ds.StudyInstanceUID = generate_uid(entropy_srcs=[f"study-{patient_id}-{accession}"])
-    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[f"series-{patient_id}-{accession}"])
-    ds.PatientName = patient_name
-    ds.PatientID = patient_id
-    ds.PatientBirthDate = "19410203"
-    ds.PatientSex = "F"
-    ds.AccessionNumber = accession
-    ds.StudyDate = "20190315"
-    ds.Modality = "CR"
-    ds.ViewPosition = "AP"
-    ds.Manufacturer = "Testvendor"
-    ds.InstitutionName = "Saint Specific Hospital"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = 16
-    ds.BitsStored = bits_stored
-    ds.HighBit = bits_stored - 1
-    ds.PixelRepresentation = 0
-    ds.PixelSpacing = [0.15, 0.15]
-    ds.WindowCenter = 2**bits_stored // 2
-    ds.WindowWidth = 2**bits_stored
-    for key, value in overrides.items():
-        setattr(ds, key, value)
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
 @pytest.fixture
 def dicom_bytes() -> Callable[..., bytes]:
     return make_dicom
+
+
+# --------------------------------------------------------------------------- radiographs and labels
+
+
+@pytest.fixture
+def radiograph(dicom_bytes: Callable[..., bytes]) -> Radiograph:
+    outcome = services.radiograph_ingest(data=dicom_bytes(), name="x.dcm", source="cli")
+    return Radiograph.objects.get(id=outcome.radiograph_id)
+
+
+@pytest.fixture
+def radiographs(dicom_bytes: Callable[..., bytes]) -> list[Radiograph]:
+    """Four small (240 x 256) radiographs of two patients."""
+    ids = [
+        services.radiograph_ingest(
+            data=dicom_bytes(seed=s, patient_id=f"MRN00{s % 2}", accession=f"ACC9988{s}"), name=f"{s}.dcm",
+            source="cli",
+        ).radiograph_id
+        for s in range(4)
+    ]  # fmt: skip
+    return list(Radiograph.objects.filter(id__in=ids).order_by("id"))
+
+
+@pytest.fixture
+def lena(db: Any) -> Any:
+    return labeller("lena")
+
+
+@pytest.fixture
+def luke(db: Any) -> Any:
+    return labeller("luke")
+
+
+THIRD = 1 / 3
+
+
+@pytest.fixture
+def labelled(radiographs: list[Radiograph], lena: Any, luke: Any) -> list[Radiograph]:
+    """0: agreed (boxes differ a little, classes equal), 1: disagree on a class, 2: both excluded,
+    3: labelled by lena only."""
+    r0, r1, r2, r3 = radiographs
+    submit(lena, r0, [HipInput("right", "fn_displaced", 10 + THIRD, 20.1, 100.7, 90 + THIRD),
+                      HipInput("left", "normal", 130.25, 21.5, 99.125, 88.0)])  # fmt: skip
+    submit(luke, r0, [HipInput("right", "fn_displaced", 12.2, 20.3, 101.1, 91.7),
+                      HipInput("left", "normal", 131.0, 22.0, 98.0, 89.0)])  # fmt: skip
+    submit(lena, r1, [HipInput("right", "orif", 5, 5, 80, 80)])
+    submit(luke, r1, [HipInput("right", "normal", 5, 5, 80, 80)])
+    submit(lena, r2, [], excluded="cross_table_lateral")
+    submit(luke, r2, [], excluded="cross_table_lateral")
+    submit(lena, r3, [HipInput("left", "arthroplasty", 100.5, 30.5, 120.0, 150.0)])
+    assert Adjudication.objects.filter(status="agreed").count() == 2
+    return radiographs
+
+
+# --------------------------------------------------------------------------- models and reader studies
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The untrained tiny classifier as a bundle (path, config), written once a session."""
+    pytest.importorskip("ml.core.serving")
+    return write_tiny_bundle(tmp_path_factory.mktemp("bundle"))
+
+
+@pytest.fixture(scope="session")
+def trained_tiny() -> Any:
+    """The tiny detector trained 18 epochs on 12 films (about 40 s on 2 CPU cores; once per
+    session: tests/ml_core/test_detector.py tests it, tests/ml reads radiographs with it)."""
+    import keras  # the detector's tests only: keras loads when this runs
+
+    from ml.core import detector as D
+    from ml.core.nets import recalibrate_batch_norm
+    from tests.ml_core.helpers import records
+
+    keras.utils.set_random_seed(0)
+    config = D.get_detector_config("tiny")
+    train = records(12)
+    steps = D.steps_per_epoch(train, config)
+    model = D.build_detector(config, steps_per_epoch=steps)
+    model.fit(D.make_detector_dataset(train, config, seed=0), epochs=18, steps_per_epoch=steps, verbose=0)
+    recalibrate_batch_norm(model, [x for x, _ in D.epoch_batches(train, config, augment=False, seed=0, epoch=0)])
+    return model, config
+
+
+@pytest.fixture
+def study(dicom_bytes: Callable[..., bytes], tiny_bundle: Any, data_dir: Any) -> ReaderStudy:
+    """A prepared reader study of 6 cases read by the tiny classifier (no readers yet)."""
+    return study_with_model(dicom_bytes, tiny_bundle, data_dir, cases=6)
+
+
+# --------------------------------------------------------------------------- the broker away
+
+
+@pytest.fixture
+def broker_away(settings: Any) -> Iterator[str]:
+    """This process's Celery app pointed at a loopback port where nothing listens."""
+    from config.celery import app
+    from tests.celery_worker import _point_sender_at, _restore_sender  # a plugin: imported once pytest has it
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    settings.CELERY_BROKER_URL = url
+    saved = _point_sender_at(app, url)
+    app.conf.broker_transport_options = dict(settings.CELERY_BROKER_TRANSPORT_OPTIONS)
+    health._workers_cache.clear()
+    yield url
+    _restore_sender(app, saved)
+    health._workers_cache.clear()

@@ -18,20 +18,11 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from accounts.tokens import token_create
-from annotate import services
 from annotate.audit import AccessLog
-from annotate.models import Radiograph
 from common.audit import audited_urls
-from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
 from tests.readerstudy.helpers import study_with_model
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def radiograph(dicom_bytes) -> Radiograph:
-    outcome = services.radiograph_ingest(data=dicom_bytes(), name="x.dcm", source="cli")
-    return Radiograph.objects.get(id=outcome.radiograph_id)
 
 
 def test_a_researcher_viewing_a_radiograph_leaves_one_row_per_request(client_as, users, radiograph):
@@ -91,7 +82,7 @@ def test_anonymous_requests_are_not_logged_and_refusals_are(client_as, radiograp
     ]  # fmt: skip
 
 
-def test_a_reader_fetching_a_case_leaves_a_reader_case_row(dicom_bytes, tiny_bundle, data_dir, users, client_as):  # noqa: F811
+def test_a_reader_fetching_a_case_leaves_a_reader_case_row(dicom_bytes, tiny_bundle, data_dir, users, client_as):
     from readerstudy import services as study_services
 
     study = study_with_model(dicom_bytes, tiny_bundle, data_dir, cases=2, radiographs=24, patients=18)

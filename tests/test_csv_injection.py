@@ -28,11 +28,7 @@ from ml.core.report import _write_tables, evaluation_report
 from readerstudy import services as study_services
 from readerstudy.analysis import readers
 from readerstudy.models import Reader
-from tests.annotate.test_exchange import labelled, lena, luke, radiographs  # noqa: F401
-from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
 from tests.readerstudy.helpers import invite
-from tests.readerstudy.test_commands import study  # noqa: F401
-from tests.test_audit import radiograph  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,7 +101,7 @@ def test_no_module_writes_csv_without_the_one_writer() -> None:
 
 
 @pytest.mark.django_db
-def test_audit_export_neutralises_logged_queries_and_user_agents(client_as, radiograph, tmp_path):  # noqa: F811
+def test_audit_export_neutralises_logged_queries_and_user_agents(client_as, radiograph, tmp_path):
     url = f"/radiographs/{radiograph.pk}/"
     # Answered (a researcher may see it) and refused (a labeller may not; the attempt is logged too).
     sent = [
@@ -137,7 +133,7 @@ def test_audit_export_neutralises_logged_queries_and_user_agents(client_as, radi
 
 
 @pytest.mark.django_db
-def test_labels_export_neutralises_a_username(labelled):  # noqa: F811
+def test_labels_export_neutralises_a_username(labelled):
     get_user_model().objects.filter(username="lena").update(username=HOSTILE[0])
     text = exchange.annotations_export(fmt="csv", ground_truth=False).data.decode()
     rows = list(csv.DictReader(io.StringIO(text, newline="")))
@@ -157,7 +153,7 @@ def test_labels_export_keeps_negative_numbers() -> None:
 
 
 @pytest.mark.django_db
-def test_study_export_neutralises_and_keeps_probabilities(study, tmp_path):  # noqa: F811
+def test_study_export_neutralises_and_keeps_probabilities(study, tmp_path):
     reader = invite(study, "ortho1")
     call_command("simulate_readers", "--study", study.name, stdout=io.StringIO())
     # A training stored before the rule (or written past it) still cannot reach a spreadsheet as a formula.

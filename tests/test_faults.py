@@ -45,7 +45,6 @@ from pydicom import dcmread
 
 from devtools.processes import free_port
 from tests.celery_worker import CeleryWorker, _point_sender_at, _restore_sender, site_env, skip_or_fail
-from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
 from tests.support import wait_for
 
 pytestmark = pytest.mark.faults
@@ -524,10 +523,10 @@ def test_worker_killed_mid_training_resumes(quick_heartbeat, celery_worker, dico
     """A training run on a real worker of the ml queue, queued from the page's code path; its
     worker is SIGKILLed after the first epoch; the next worker resumes from the checkpoint and
     finishes it with one model version."""
+    from devtools.sample_data import truth_dataset
     from ml import training
     from ml.models import ModelVersion, TrainingRun
-    from tests.ml.helpers import truth_dataset
-    from tests.test_worker import wait_for as wait_for_worker
+    from tests.support import wait_for_worker
 
     task = "ml.tasks.train_model"
 

@@ -26,7 +26,7 @@ from annotate import services
 from annotate.models import ImportJob
 from config.parsers import json_depth
 from ml.hips import BadBoxes, parse_boxes
-from tests.factories import PASSWORD
+from tests.accounts.factories import PASSWORD
 
 HUGE = "9" * 30  # beyond 64 bits
 MAX_ID = str(2**63 - 1)

@@ -24,7 +24,7 @@ import pytest
 from django.core.cache import caches
 from django.db import connection
 
-from tests.factories import PASSWORD
+from tests.accounts.factories import PASSWORD
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.django_db

@@ -27,9 +27,12 @@ from django.test import Client, override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
-from tests.conftest import ROLE_USERS, make_dicom
-from tests.factories import UserFactory
-from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
+from devtools.dicom import make_dicom
+from tests.accounts.factories import UserFactory
+from tests.annotate.factories import ImportJobFactory
+from tests.ml.factories import HipPredictionFactory, TrainingRunFactory
+from tests.readerstudy.factories import StudyReportFactory
+from tests.support import ROLE_USERS
 
 ROLES = ("anonymous", *ROLE_USERS)  # anonymous, researcher, adjudicator, labeler, reader, norole, staff
 LOGGED_IN = tuple(ROLE_USERS)
@@ -199,14 +202,12 @@ ENTRIES = url_entries()
 
 
 @pytest.fixture(scope="module")
-def world(django_db_setup, django_db_blocker, tiny_bundle, tmp_path_factory):  # noqa: F811
+def world(django_db_setup, django_db_blocker, tiny_bundle, tmp_path_factory):
     """One of everything, made once for the module and committed (each test then runs in its
     own transaction, rolled back); the database is flushed at the end."""
     from annotate.labels import Adjudication, Assignment
-    from annotate.models import ImportJob
     from ml.models import DatasetVersion, HipPrediction, ModelVersion, TrainingRun
     from readerstudy import services as study_services
-    from readerstudy.models import StudyReport
     from tests.readerstudy.helpers import study_with_model
 
     data = tmp_path_factory.mktemp("permissions-data")
@@ -229,17 +230,14 @@ def world(django_db_setup, django_db_blocker, tiny_bundle, tmp_path_factory):  #
                 labeler=users["labeler"], status=Assignment.Status.IN_PROGRESS, taken_at=timezone.now()
             )
             radiograph = assignment.radiograph
-            prediction = HipPrediction.objects.filter(radiograph=radiograph).first() or HipPrediction.objects.create(
-                model_version=model_version, radiograph=radiograph, side="right", box=[20, 30, 90, 90],
-                probabilities=[1 / 6] * 6, fracture_probability=0.5, predicted_class="normal",
-                top2=["normal", "orif"], heatmap="heatmaps/none.png", heatmap_rect=[0, 0, 10, 10],
-            )  # fmt: skip
-            run = TrainingRun.objects.create(
-                config_name="tiny", config={}, dataset=dataset, identity="permissions",
-                status=TrainingRun.Status.FAILED, created_by=users["researcher"],
-            )  # fmt: skip
-            report = StudyReport.objects.create(study=study, created_by=users["researcher"])
-            job = ImportJob.objects.create(created_by=users["researcher"], source="cli", folder="imports/none")
+            prediction = HipPrediction.objects.filter(radiograph=radiograph).first() or HipPredictionFactory(
+                model_version=model_version, radiograph=radiograph
+            )
+            run = TrainingRunFactory(
+                config_name="tiny", dataset=dataset, status=TrainingRun.Status.FAILED, created_by=users["researcher"]
+            )
+            report = StudyReportFactory(study=study, created_by=users["researcher"])
+            job = ImportJobFactory(created_by=users["researcher"], folder="imports/none")
             objects = {
                 "radiograph": radiograph.pk, "assignment": assignment.pk,
                 "adjudication": Adjudication.objects.order_by("id").first().pk, "dataset": dataset.pk,

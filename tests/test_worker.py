@@ -23,7 +23,7 @@ from annotate import services
 from annotate.models import ImportItem, ImportJob, Radiograph
 from annotate.tasks import import_job_run
 from tests import support
-from tests.factories import UserFactory
+from tests.accounts.factories import UserFactory
 
 pytestmark = pytest.mark.worker
 

@@ -10,7 +10,7 @@ from annotate import labelling, services
 from annotate.labelling import HipInput
 from annotate.labels import HipClass
 from annotate.templatetags.hip_classes import class_words, classes_in_words
-from tests.factories import UserFactory
+from tests.accounts.factories import UserFactory
 
 
 def test_class_words_are_the_labelling_pages_words():

@@ -32,43 +32,12 @@ from annotate import exchange, services
 from annotate.archive.dicomnet import DicomListener
 from annotate.archive.pseudonyms import pacs_link_open, uid_pseudonym
 from annotate.models import ImportJob, Radiograph
-from tests.conftest import make_dicom
+from tests.annotate.helpers import IDENTIFIERS, PRIVATE_VALUE, identifying_dicom, uids_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FILE_NAME = "SMITH_JOHN_MRN4242"
-IDENTIFIERS = {
-    "PatientName": "ZYXWVUTS^QWERTYPO",
-    "PatientID": "MRN4242XQ",
-    "AccessionNumber": "ACC9876ZZ",
-    "InstitutionName": "GRIMSBYMOOR INFIRMARY",
-    "ReferringPhysicianName": "PLONKINGTON^HORATIA",
-    "PerformingPhysicianName": "FROBISHERWICK^ALGERNON",
-    "PatientAddress": "12 ZORBLAX LANE",
-    "OtherPatientIDs": "OTHERID5551",
-}
-PRIVATE_VALUE = "PRIVATESECRET77"
 AE_TITLE = "HIPSTUDY"
-
-
-def identifying_dicom(seed: int, **overrides: Any) -> bytes:
-    """A radiograph of the one patient, every identifier filled in, a private tag too."""
-    data = make_dicom(
-        seed=seed,
-        patient_id=IDENTIFIERS["PatientID"],
-        patient_name=IDENTIFIERS["PatientName"],
-        accession=IDENTIFIERS["AccessionNumber"],
-        **overrides,
-    )
-    ds = pydicom.dcmread(io.BytesIO(data))
-    for keyword, value in IDENTIFIERS.items():
-        setattr(ds, keyword, value)
-    ds.StudyDescription = f"HIP AP {IDENTIFIERS['PatientName']}"
-    block = ds.private_block(0x0011, "HOSPITAL PRIVATE", create=True)
-    block.add_new(0x01, "LO", PRIVATE_VALUE)
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
 
 
 def unreadable_rle(seed: int) -> bytes:
@@ -80,11 +49,6 @@ def unreadable_rle(seed: int) -> bytes:
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
-
-
-def uids_of(data: bytes) -> list[str]:
-    ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-    return [str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)]
 
 
 @pytest.fixture

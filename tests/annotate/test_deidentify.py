@@ -19,8 +19,9 @@ from annotate import services
 from annotate.archive import cleanup
 from annotate.archive.pseudonyms import pacs_link_open
 from annotate.deidentify import Policy, date_shift_days, deidentify, pseudonymous_uid
-from annotate.models import ImportJob, Radiograph
-from tests.conftest import make_dicom
+from annotate.models import Radiograph
+from devtools.dicom import make_dicom
+from tests.annotate.factories import ImportJobFactory
 
 
 def dataset(**overrides: object) -> pydicom.Dataset:
@@ -88,8 +89,8 @@ def test_orphans_are_removed_waiting_jobs_adopted_old_rejects_purged(settings, r
     for folder in (waiting, done, orphan, fresh):
         folder.mkdir(parents=True)
         (folder / "upload").write_bytes(b"identifying bytes")
-    ImportJob.objects.create(created_by=researcher_user, source="upload", folder=waiting.name)
-    ImportJob.objects.create(created_by=researcher_user, source="upload", folder=done.name, status="done")
+    ImportJobFactory(created_by=researcher_user, source="upload", folder=waiting.name)
+    ImportJobFactory(created_by=researcher_user, source="upload", folder=done.name, status="done")
     old = time.time() - 2 * settings.UPLOAD_ORPHAN_SECONDS
     for path in (waiting, done, orphan):
         os.utime(path, (old, old))

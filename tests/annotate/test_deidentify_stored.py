@@ -17,7 +17,7 @@ from django.core.management import call_command
 from annotate import services
 from annotate.archive.pseudonyms import pacs_link_open, uid_pseudonym
 from annotate.models import Radiograph, Study
-from tests.annotate.test_data_protection import IDENTIFIERS, PRIVATE_VALUE, identifying_dicom, uids_of
+from tests.annotate.helpers import IDENTIFIERS, PRIVATE_VALUE, identifying_dicom, uids_of
 
 pytestmark = pytest.mark.django_db
 

@@ -24,8 +24,8 @@ from annotate.archive import dicomweb
 from annotate.archive.pseudonyms import uid_pseudonym
 from annotate.ingest import pseudonym
 from annotate.models import Patient, Radiograph, Study
+from devtools.dicom import make_dicom
 from devtools.processes import free_port
-from tests.conftest import make_dicom
 from tests.support import as_ct
 
 pytestmark = [pytest.mark.pacs, pytest.mark.django_db]

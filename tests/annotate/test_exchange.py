@@ -9,24 +9,23 @@ import json
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
 from pycocotools.coco import COCO
 
-from annotate import exchange, labelling, services
+from annotate import exchange, labelling
 from annotate.archive.pseudonyms import uid_pseudonym
 from annotate.formats import FormatError
 from annotate.labelling import HipInput
 from annotate.labels import Adjudication, Assignment, GroundTruthHip, HipLabel
 from annotate.models import Radiograph
 from devtools.phantoms import generate_phantoms
-from tests.factories import UserFactory
+from tests.annotate.helpers import labeller, submit
 
 pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parents[2]
+THIRD = 1 / 3  # as in the labelled fixture (tests/conftest.py)
 IDENTIFIERS = ("MRN00", "TESTPERSON", "VERYSPECIFIC", "ACC9988", "19410203", "Saint Specific")
-THIRD = 1 / 3
 
 
 @pytest.fixture(scope="module")
@@ -35,60 +34,6 @@ def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("phantoms")
     generate_phantoms(out, studies=3, seed=9)
     return out
-
-
-def _labeller(username: str):
-    user = UserFactory(username=username)
-    user.groups.add(Group.objects.get(name="labeler"))
-    return user
-
-
-@pytest.fixture
-def lena(db):
-    return _labeller("lena")
-
-
-@pytest.fixture
-def luke(db):
-    return _labeller("luke")
-
-
-@pytest.fixture
-def radiographs(dicom_bytes) -> list[Radiograph]:
-    """Four small (240 x 256) radiographs of two patients."""
-    ids = [
-        services.radiograph_ingest(
-            data=dicom_bytes(seed=s, patient_id=f"MRN00{s % 2}", accession=f"ACC9988{s}"), name=f"{s}.dcm",
-            source="cli",
-        ).radiograph_id
-        for s in range(4)
-    ]  # fmt: skip
-    return list(Radiograph.objects.filter(id__in=ids).order_by("id"))
-
-
-def _submit(user, radiograph, hips, excluded=""):
-    assignment = Assignment.objects.filter(radiograph=radiograph, labeler__isnull=True).order_by("slot").first()
-    assignment.labeler, assignment.status = user, Assignment.Status.IN_PROGRESS
-    assignment.save()
-    labelling.assignment_submit(assignment_id=assignment.id, user=user, hips=hips, excluded=excluded)
-
-
-@pytest.fixture
-def labelled(radiographs, lena, luke) -> list[Radiograph]:
-    """0: agreed (boxes differ a little, classes equal), 1: disagree on a class, 2: both excluded,
-    3: labelled by lena only."""
-    r0, r1, r2, r3 = radiographs
-    _submit(lena, r0, [HipInput("right", "fn_displaced", 10 + THIRD, 20.1, 100.7, 90 + THIRD),
-                       HipInput("left", "normal", 130.25, 21.5, 99.125, 88.0)])  # fmt: skip
-    _submit(luke, r0, [HipInput("right", "fn_displaced", 12.2, 20.3, 101.1, 91.7),
-                       HipInput("left", "normal", 131.0, 22.0, 98.0, 89.0)])  # fmt: skip
-    _submit(lena, r1, [HipInput("right", "orif", 5, 5, 80, 80)])
-    _submit(luke, r1, [HipInput("right", "normal", 5, 5, 80, 80)])
-    _submit(lena, r2, [], excluded="cross_table_lateral")
-    _submit(luke, r2, [], excluded="cross_table_lateral")
-    _submit(lena, r3, [HipInput("left", "arthroplasty", 100.5, 30.5, 120.0, 150.0)])
-    assert Adjudication.objects.filter(status="agreed").count() == 2
-    return radiographs
 
 
 def _forget_labels() -> None:
@@ -335,9 +280,9 @@ def test_import_matches_by_uid_then_file_name_and_lists_the_rest(radiographs, le
 
 def test_import_takes_a_free_slot_replaces_a_draft_and_skips_full_radiographs(radiographs, lena, luke) -> None:
     r0, r1, *_ = radiographs
-    other = _labeller("otto")
-    _submit(luke, r0, [HipInput("right", "normal", 10, 10, 50, 60)])
-    _submit(other, r0, [HipInput("right", "normal", 10, 10, 50, 60)])  # r0: both slots taken
+    other = labeller("otto")
+    submit(luke, r0, [HipInput("right", "normal", 10, 10, 50, 60)])
+    submit(other, r0, [HipInput("right", "normal", 10, 10, 50, 60)])  # r0: both slots taken
     draft = Assignment.objects.filter(radiograph=r1).first()
     draft.labeler, draft.status = lena, "in_progress"
     draft.save()

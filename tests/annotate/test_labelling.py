@@ -12,7 +12,7 @@ from annotate import labelling, services
 from annotate.labelling import HipInput
 from annotate.labels import Adjudication, Assignment, GroundTruthHip, HipLabel
 from annotate.models import Radiograph
-from tests.factories import UserFactory
+from tests.accounts.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 

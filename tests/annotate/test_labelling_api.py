@@ -14,7 +14,7 @@ from annotate.labelling import HipInput
 from annotate.labels import Adjudication
 from annotate.models import Radiograph
 from annotate.pixels import radiograph_pixels
-from tests.factories import UserFactory
+from tests.accounts.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 ALL = ["researcher", "adjudicator", "labeler", "reader", "norole", "staff"]

@@ -17,7 +17,7 @@ from django.test import Client
 from annotate import labelling, services
 from annotate.labelling import HipInput
 from annotate.labels import Assignment, HipLabel
-from tests.factories import UserFactory
+from tests.accounts.factories import UserFactory
 
 pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
 

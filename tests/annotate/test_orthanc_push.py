@@ -17,7 +17,7 @@ from annotate.archive.dicomnet import DicomListener
 from annotate.archive.pseudonyms import uid_pseudonym
 from annotate.ingest import pseudonym
 from annotate.models import Patient, Radiograph
-from tests.conftest import make_dicom
+from devtools.dicom import make_dicom
 from tests.pacs import OrthancError
 from tests.support import as_ct
 

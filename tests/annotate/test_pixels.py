@@ -18,7 +18,7 @@ from annotate.models import Radiograph
 from annotate.pixels import array_cache, caches, gzip_body, mapped_stored, radiograph_pixels
 from common.storage import Buffers
 from devtools.phantoms import generate_phantoms
-from tests.annotate.test_dicom import EXPECTED, TEST_FILES
+from tests.annotate.helpers import EXPECTED, TEST_FILES
 
 pytestmark = pytest.mark.django_db
 

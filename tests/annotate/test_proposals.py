@@ -16,7 +16,7 @@ from annotate.labelling import HipInput, ProposalInput
 from annotate.labels import Adjudication, GroundTruthHip, HipLabel, HipProposal
 from annotate.models import Radiograph
 from ml import proposals as ml_proposals
-from tests.factories import UserFactory
+from tests.accounts.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -18,7 +18,7 @@ from annotate.labelling import HipInput, ProposalInput
 from annotate.labels import Adjudication, Assignment, GroundTruthHip, HipLabel
 from annotate.models import Radiograph
 from ml.core import deviations
-from tests.factories import UserFactory
+from tests.accounts.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -26,10 +26,10 @@ from accounts.tokens import token_create
 from annotate.archive.pseudonyms import uid_pseudonym
 from annotate.archive.stow import CANNOT_UNDERSTAND, OUT_OF_RESOURCES
 from annotate.models import Radiograph
+from devtools.dicom import make_dicom
 from devtools.processes import free_port
+from tests.accounts.factories import UserFactory
 from tests.celery_worker import site_env
-from tests.conftest import make_dicom
-from tests.factories import UserFactory
 from tests.pacs import OrthancError
 
 URL = "/api/dicomweb/studies"

@@ -76,7 +76,7 @@ def test_home_shows_each_role_its_next_step(client_as):
 
 
 def test_login_and_logout(client, users):
-    from tests.factories import PASSWORD
+    from tests.accounts.factories import PASSWORD
 
     response = client.post(reverse("login"), {"username": "alice", "password": PASSWORD})
     assert response.status_code == 302
@@ -88,7 +88,7 @@ def test_login_and_logout(client, users):
 
 
 def test_password_change(client, users):
-    from tests.factories import PASSWORD
+    from tests.accounts.factories import PASSWORD
 
     client.force_login(users["labeler"])
     response = client.post(
@@ -168,7 +168,7 @@ def test_api_upload_and_status(client_as, dicom_bytes, django_capture_on_commit_
 def test_api_token_authentication(users, client):
     from knox.models import AuthToken
 
-    from tests.factories import PASSWORD
+    from tests.accounts.factories import PASSWORD
 
     token = client.post("/api/token/", {"username": "alice", "password": PASSWORD}).json()["token"]
     assert AuthToken.objects.get(user=users["researcher"]).token_key == token[:15]  # a digest is kept, not the token

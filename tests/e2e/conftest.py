@@ -31,7 +31,7 @@ from playwright.sync_api import Error, sync_playwright
 # every test that runs after the first e2e test.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-from tests.factories import PASSWORD  # noqa: E402
+from tests.accounts.factories import PASSWORD  # noqa: E402
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -7,8 +7,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+from django.contrib.auth.models import Group
 from django.db import connection, transaction
 from playwright.sync_api import expect
+
+from annotate import labelling, services
+from annotate.models import Radiograph
+from tests.accounts.factories import UserFactory
 
 # What the dicom_bytes fixture writes into every file; none of it may reach a page or the API.
 IDENTIFIERS = ["TESTPERSON", "VERYSPECIFIC", "MRN0012345", "ACC99887766", "Saint Specific Hospital", "19410203"]
@@ -52,3 +57,38 @@ def table_locked(model: Any) -> Iterator[None]:
         with connection.cursor() as cursor:
             cursor.execute(f"LOCK TABLE {connection.ops.quote_name(model._meta.db_table)} IN ACCESS EXCLUSIVE MODE")
         yield
+
+
+def ingest_hips(dicom_bytes: Any, seed: int) -> Radiograph:
+    """The radiograph of ``hips(seed)``, ingested, with its two labelling slots."""
+    data = dicom_bytes(pixels=hips(seed), seed=seed, patient_id=f"MRN00{seed}", accession=f"ACC{seed}")
+    outcome = services.radiograph_ingest(data=data, name=f"hips{seed}.dcm", source="cli")
+    assert outcome.status == "imported", outcome
+    radiograph = Radiograph.objects.get(id=outcome.radiograph_id)
+    labelling.assignments_create(radiographs=[radiograph])  # idempotent: ingest makes the slots already
+    return radiograph
+
+
+def labeler(username: str) -> Any:
+    user = UserFactory(username=username)
+    user.groups.add(Group.objects.get(name="labeler"))
+    return user
+
+
+def wait_for_viewer(page: Any, app: str = "labelPage") -> None:
+    """The image is painted at full resolution and the saved state is in."""
+    page.wait_for_function(f"window.{app} && window.{app}.viewer.painted")
+    page.wait_for_function(f"!window.{app}.tool.disabled")
+
+
+def client_point(page: Any, x: float, y: float, app: str = "labelPage") -> tuple[float, float]:
+    """Where the image pixel (x, y) is on the page, whatever the zoom."""
+    point = page.evaluate(f"([x, y]) => window.{app}.viewer.imageToClient(x, y)", [x, y])
+    return point["x"], point["y"]
+
+
+def drag(page: Any, start: tuple[float, float], end: tuple[float, float], app: str = "labelPage") -> None:
+    page.mouse.move(*client_point(page, *start, app=app))
+    page.mouse.down()
+    page.mouse.move(*client_point(page, *end, app=app), steps=6)
+    page.mouse.up()

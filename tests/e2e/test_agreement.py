@@ -10,8 +10,8 @@ from playwright.sync_api import expect
 
 from annotate import labelling, services
 from annotate.labelling import HipInput
+from tests.accounts.factories import UserFactory
 from tests.e2e.helpers import hips
-from tests.factories import UserFactory
 
 pytestmark = pytest.mark.e2e
 

@@ -8,15 +8,12 @@ import re
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group
 from playwright.sync_api import expect
 
-from annotate import labelling, services
+from annotate import labelling
 from annotate.labelling import HipInput
 from annotate.labels import Adjudication, Assignment, GroundTruthHip, HipLabel
-from annotate.models import Radiograph
-from tests.e2e.helpers import hips
-from tests.factories import UserFactory
+from tests.e2e.helpers import drag, ingest_hips, labeler, wait_for_viewer
 
 pytestmark = pytest.mark.e2e
 
@@ -28,44 +25,10 @@ OTHER_HIPS = [
 ]
 
 
-def ingest(dicom_bytes: Any, seed: int) -> Radiograph:
-    data = dicom_bytes(pixels=hips(seed), seed=seed, patient_id=f"MRN00{seed}", accession=f"ACC{seed}")
-    outcome = services.radiograph_ingest(data=data, name=f"hips{seed}.dcm", source="cli")
-    assert outcome.status == "imported", outcome
-    radiograph = Radiograph.objects.get(id=outcome.radiograph_id)
-    labelling.assignments_create(radiographs=[radiograph])  # idempotent: ingest makes the slots already
-    return radiograph
-
-
-def labeler(username: str) -> Any:
-    user = UserFactory(username=username)
-    user.groups.add(Group.objects.get(name="labeler"))
-    return user
-
-
-def wait_for_viewer(page: Any, app: str = "labelPage") -> None:
-    """The image is painted at full resolution and the saved state is in."""
-    page.wait_for_function(f"window.{app} && window.{app}.viewer.painted")
-    page.wait_for_function(f"!window.{app}.tool.disabled")
-
-
-def client_point(page: Any, x: float, y: float, app: str = "labelPage") -> tuple[float, float]:
-    """Where the image pixel (x, y) is on the page, whatever the zoom."""
-    point = page.evaluate(f"([x, y]) => window.{app}.viewer.imageToClient(x, y)", [x, y])
-    return point["x"], point["y"]
-
-
-def drag(page: Any, start: tuple[float, float], end: tuple[float, float], app: str = "labelPage") -> None:
-    page.mouse.move(*client_point(page, *start, app=app))
-    page.mouse.down()
-    page.mouse.move(*client_point(page, *end, app=app), steps=6)
-    page.mouse.up()
-
-
 def test_labeller_draws_two_hips_reloads_submits_and_never_sees_another_labellers_work(
     page, login, users, dicom_bytes, shot
 ):
-    first, second = ingest(dicom_bytes, 1), ingest(dicom_bytes, 2)
+    first, second = ingest_hips(dicom_bytes, 1), ingest_hips(dicom_bytes, 2)
     olga = labeler("olga")
     theirs = labelling.assignment_next(user=olga)
     assert theirs.radiograph_id == first.id
@@ -149,7 +112,7 @@ def test_labeller_draws_two_hips_reloads_submits_and_never_sees_another_labeller
 
 
 def test_adjudicator_takes_one_labellers_hip_and_resolves_with_ct(page, login, users, dicom_bytes, shot):
-    radiograph = ingest(dicom_bytes, 3)
+    radiograph = ingest_hips(dicom_bytes, 3)
     box_right, box_left = (20.0, 50.0, 90.0, 95.0), (132.0, 52.0, 88.0, 96.0)
     for username, left_class in (("ann", "fn_displaced"), ("ben", "intertrochanteric")):
         user = labeler(username)
@@ -196,7 +159,7 @@ def test_adjudicator_takes_one_labellers_hip_and_resolves_with_ct(page, login, u
 
 
 def test_refused_and_failed_saves_keep_the_work_and_it_reaches_the_server_later(page, login, users, dicom_bytes):
-    ingest(dicom_bytes, 4)
+    ingest_hips(dicom_bytes, 4)
     network = {"mode": "up"}
 
     def flaky(route: Any) -> None:

@@ -4,8 +4,6 @@ cancelling a queued run."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
@@ -13,7 +11,8 @@ from playwright.sync_api import expect
 from annotate.labels import HipClass
 from ml import services as ml_services
 from ml.models import ModelVersion, TrainingRun
-from tests.ml.test_datasets import ingest, write_truth
+from tests.ml.factories import ModelVersionFactory
+from tests.ml.helpers import ingest, write_truth
 
 pytestmark = pytest.mark.e2e
 
@@ -87,10 +86,9 @@ def test_train_from_the_form_and_follow_the_run_live(page, login, shot, dataset,
     expect(page.locator('#run-score-chart circle.point[data-series="val_accuracy"]')).to_have_count(2)
 
     TrainingRun.objects.filter(pk=run.pk).update(status="succeeded", epoch=2, finished_at=timezone.now())
-    version = ModelVersion.objects.create(
-        config_name="tiny", config=run.config, dataset=dataset, training_run=run, identity=uuid.uuid4().hex,
-        bundle="models/x.hipmodel", bundle_sha256="0" * 64,
-    )  # fmt: skip
+    version = ModelVersionFactory(
+        config_name="tiny", config=run.config, dataset=dataset, training_run=run, bundle="models/x.hipmodel"
+    )
     expect(page.locator("#run-status")).to_have_text("succeeded")
     link = page.locator("#run-model-link")
     expect(link).to_have_attribute("href", f"/models/versions/{version.pk}/")
@@ -149,9 +147,9 @@ def test_other_roles_do_not_see_models(page, login):
 
 def test_predictions_page_overlays_the_heatmaps(page, login, shot, dataset, data_dir, tmp_path):
     pytest.importorskip("ml.core.serving")
+    from devtools.sample_data import tiny_model_version, write_tiny_bundle
     from ml import scoring
     from tests.e2e.helpers import wait_for_images
-    from tests.ml.test_model_pages import tiny_model_version, write_tiny_bundle
 
     version = tiny_model_version(write_tiny_bundle(tmp_path), dataset, data_dir)
     scoring.activate(version, score=False)

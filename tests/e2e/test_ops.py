@@ -10,8 +10,8 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from ml.models import RadiographReading
-from tests.ml.test_datasets import ingest
+from tests.ml.factories import RadiographReadingFactory
+from tests.ml.helpers import ingest
 
 pytestmark = pytest.mark.e2e
 
@@ -20,7 +20,7 @@ def test_a_new_reading_appears_without_a_reload(page, login, shot, dicom_bytes, 
     settings.OPS_POLL_SECONDS = 1
     first, second = ingest(dicom_bytes, 1), ingest(dicom_bytes, 2)
     now = timezone.now()
-    RadiographReading.objects.create(radiograph=first, scored_at=now, seconds=4.0)
+    RadiographReadingFactory(radiograph=first, scored_at=now, seconds=4.0)
     login(page, "researcher")
     page.goto("/ops/")
     expect(page.get_by_role("heading", level=1)).to_have_text("Operations")
@@ -33,7 +33,7 @@ def test_a_new_reading_appears_without_a_reload(page, login, shot, dicom_bytes, 
     expect(points.first).to_have_attribute("data-key", str(first.pk))
     expect(points.first).to_have_attribute("data-y", "4")
 
-    RadiographReading.objects.create(radiograph=second, scored_at=now + datetime.timedelta(seconds=1), seconds=10.0)
+    RadiographReadingFactory(radiograph=second, scored_at=now + datetime.timedelta(seconds=1), seconds=10.0)
     expect(page.locator("#ops-scored")).to_have_text("2")  # the next poll, no reload
     expect(page.locator("#ops-median")).to_have_text("7.0")
     expect(page.locator("#ops-recent tbody tr")).to_have_count(2)

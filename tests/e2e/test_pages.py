@@ -10,8 +10,8 @@ from playwright.sync_api import expect
 
 from annotate import services
 from annotate.models import Radiograph
+from tests.accounts.factories import PASSWORD
 from tests.e2e.helpers import assert_no_identifiers, hips, wait_for_images
-from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.e2e
 

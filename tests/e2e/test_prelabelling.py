@@ -18,7 +18,7 @@ from annotate import labelling
 from annotate.labelling import HipInput
 from annotate.labels import Adjudication, Assignment, GroundTruthHip, HipLabel
 from ml.proposals import proposals_store
-from tests.e2e.test_labelling import drag, ingest, labeler, wait_for_viewer
+from tests.e2e.helpers import drag, ingest_hips, labeler, wait_for_viewer
 
 pytestmark = pytest.mark.e2e
 
@@ -63,7 +63,7 @@ def test_labeller_accepts_a_proposal_with_one_key_and_it_is_stored_as_a_model_pr
     page, login, users, dicom_bytes, shot
 ):
     """The default: proposals are boxes; the classifier's class never reaches the page."""
-    radiograph = ingest(dicom_bytes, 5)
+    radiograph = ingest_hips(dicom_bytes, 5)
     # Another labeller has already read the image by hand: agreement still makes the truth.
     olga = labeler("olga")
     theirs = labelling.assignment_next(user=olga)
@@ -143,7 +143,7 @@ def test_labeller_accepts_a_proposal_with_one_key_and_it_is_stored_as_a_model_pr
 
 
 def test_accept_all_adjust_and_undo(page, login, users, dicom_bytes):
-    radiograph = ingest(dicom_bytes, 6)
+    radiograph = ingest_hips(dicom_bytes, 6)
     proposals_store(
         radiograph_id=radiograph.id,
         detections=[Detection("right", RIGHT_BOX, 0.8), Detection("left", LEFT_BOX, 0.7)],
@@ -185,7 +185,7 @@ def test_accept_all_adjust_and_undo(page, login, users, dicom_bytes):
 
 def test_a_site_that_shows_the_class_records_kept_and_changed(page, login, users, dicom_bytes, settings):
     settings.PROPOSALS_SHOW_CLASS = True
-    radiograph = ingest(dicom_bytes, 7)
+    radiograph = ingest_hips(dicom_bytes, 7)
     proposals_store(
         radiograph_id=radiograph.id,
         detections=[Detection("right", RIGHT_BOX, 0.96), Detection("left", LEFT_BOX, 0.91)],

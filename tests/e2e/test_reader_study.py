@@ -19,7 +19,6 @@ from playwright.sync_api import expect
 
 from readerstudy import services
 from readerstudy.models import Case, Phase, Response
-from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
 from tests.readerstudy.helpers import study_with_model
 
 pytestmark = pytest.mark.e2e

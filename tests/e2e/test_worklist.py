@@ -8,8 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.helpers import assert_no_identifiers, hips, wait_for_images
-from tests.ml.test_datasets import ingest
-from tests.ml.test_worklist import FRACTURE, NORMAL, empty_dataset, make_classifier, predict, probabilities
+from tests.ml.helpers import FRACTURE, NORMAL, empty_dataset, ingest, make_classifier, predict, probabilities
 
 pytestmark = pytest.mark.e2e
 

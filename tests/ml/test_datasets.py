@@ -14,16 +14,16 @@ from django.core.management import CommandError, call_command
 from django.urls import include, path
 from scipy.stats import chi2_contingency
 
-from annotate import labelling, services
+from annotate import labelling
 from annotate.labelling import HipInput
-from annotate.labels import Adjudication, GroundTruthHip
-from annotate.models import Radiograph
+from annotate.labels import GroundTruthHip
 from config import urls as config_urls
 from ml import services as ml_services
 from ml.core.vocab import FRACTURE_CLASSES
 from ml.models import DatasetHip, DatasetVersion
 from ml.urls import api_urlpatterns
-from tests.factories import UserFactory
+from tests.accounts.factories import UserFactory
+from tests.ml.helpers import CLASS_CYCLE, N_PATIENTS, ingest, write_truth
 
 # The pages and API as config/urls.py includes them (ours first, so this
 # works whether or not config/urls.py already includes them).
@@ -36,29 +36,6 @@ urlpatterns = [
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.ml.test_datasets")]
 
 N_RADIOGRAPHS = 14
-N_PATIENTS = 9
-CLASS_CYCLE = ["normal", "fn_displaced", "intertrochanteric", "normal", "fn_nondisplaced", "orif", "arthroplasty"]
-
-
-def ingest(dicom_bytes, i: int, **overrides) -> Radiograph:
-    outcome = services.radiograph_ingest(
-        data=dicom_bytes(seed=i, patient_id=f"MRN{i % N_PATIENTS}", accession=f"ACC{i}", **overrides),
-        name=f"{i}.dcm",
-        source="cli",
-    )
-    return Radiograph.objects.get(id=outcome.radiograph_id)
-
-
-def write_truth(radiograph: Radiograph, hips: list[tuple[str, str]], excluded: str = "") -> None:
-    adjudication = Adjudication.objects.create(
-        radiograph=radiograph, status=Adjudication.Status.AGREED, truth_source="agreement", excluded=excluded
-    )
-    for side, hip_class in hips:
-        x = 10.0 if side == "right" else 130.0
-        GroundTruthHip.objects.create(
-            radiograph=radiograph, adjudication=adjudication, side=side, hip_class=hip_class,
-            x=x, y=20.0, width=100.0, height=100.0,
-        )  # fmt: skip
 
 
 @pytest.fixture

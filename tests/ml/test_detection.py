@@ -1,62 +1,22 @@
 """The detector in the site: end-to-end reading, scoring on arrival, proposals, evaluation,
 ``predict`` and the API without boxes, with a real tiny RetinaNet trained on films whose hips
-lie where tests/ml/helpers.py's films have theirs."""
+lie where devtools/sample_data.py's films have theirs."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 
 import pytest
 from django.core.management import call_command
 
-from annotate import services as annotate_services
 from annotate.labels import HipProposal
-from annotate.models import Radiograph
+from devtools.sample_data import film
 from ml import detection
-from ml.models import HipPrediction, Kind, ModelVersion
+from ml.models import HipPrediction, ModelVersion
 from ml.tasks import read_radiographs
-from tests.ml.helpers import film, truth_dataset
-from tests.ml.test_model_pages import tiny_bundle, tiny_model_version  # noqa: F401
-from tests.ml_core.test_detector import trained_tiny  # noqa: F401
+from tests.ml.helpers import new_radiograph
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(scope="session")
-def detector_bundle(tmp_path_factory, trained_tiny):  # noqa: F811
-    from ml.core.modelfile import write_bundle
-
-    model, config = trained_tiny
-    path = tmp_path_factory.mktemp("detector") / "detector.hipmodel"
-    write_bundle(path, model=model, config=config, dataset_hash="test-dataset", kind="detector")
-    return path, config
-
-
-@pytest.fixture
-def models(dicom_bytes, tiny_bundle, detector_bundle, data_dir):  # noqa: F811
-    from ml.core.modelfile import sha256_file
-
-    dataset = truth_dataset(dicom_bytes, radiographs=20, patients=16)
-    classifier = tiny_model_version(tiny_bundle, dataset, data_dir)
-    path, config = detector_bundle
-    shutil.copy(path, data_dir / "models" / "detector.hipmodel")
-    detector = ModelVersion.objects.create(
-        kind=Kind.DETECTOR, config_name="tiny", config=config.as_dict(), dataset=dataset, identity=uuid.uuid4().hex,
-        bundle="models/detector.hipmodel", bundle_sha256=sha256_file(path),
-    )  # fmt: skip
-    ModelVersion.objects.filter(pk__in=[classifier.pk, detector.pk]).update(is_active=True)
-    return classifier, detector
-
-
-def new_radiograph(dicom_bytes, i=900):
-    outcome = annotate_services.radiograph_ingest(
-        data=dicom_bytes(seed=i, patient_id=f"MRN-NEW{i}", accession=f"ACC-NEW{i}", pixels=film(i)),
-        name=f"{i}.dcm",
-        source="cli",
-    )
-    return Radiograph.objects.get(pk=outcome.radiograph_id)
 
 
 def test_read_radiograph_detects_classifies_and_proposes(models, dicom_bytes):

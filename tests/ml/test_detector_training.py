@@ -10,11 +10,12 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from devtools.sample_data import BOX, film, truth_dataset
 from ml import scoring, training
 from ml.core import detector
 from ml.core.modelfile import load_bundle, verify_bundle
 from ml.models import ModelVersion, TrainingRun
-from tests.ml.helpers import BOX, film, truth_dataset
+from tests.ml.factories import ModelVersionFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -69,14 +70,10 @@ def test_a_detector_trains_publishes_and_activates_beside_the_classifier(dataset
 
     # Activated as the active detector; an active classifier stays active.
     assert version.is_active and scoring.active_model("detector") == version
-    classifier = ModelVersion.objects.create(
-        kind="classifier", config_name="x", config={}, dataset=dataset, identity="c" * 64, bundle="x", bundle_sha256=""
-    )
+    classifier = ModelVersionFactory(kind="classifier", config_name="x", dataset=dataset)
     scoring.activate(classifier, score=False)
     assert set(ModelVersion.objects.filter(is_active=True)) == {version, classifier}
-    other = ModelVersion.objects.create(
-        kind="detector", config_name="y", config={}, dataset=dataset, identity="d" * 64, bundle="y", bundle_sha256=""
-    )
+    other = ModelVersionFactory(kind="detector", config_name="y", dataset=dataset)
     scoring.activate(other, score=False)
     assert set(ModelVersion.objects.filter(is_active=True)) == {other, classifier}
 

@@ -9,7 +9,6 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from ml.models import ModelVersion
-from tests.ml.test_model_pages import dataset, tiny_bundle, tiny_version  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +19,7 @@ def deviation_keys(version_id: int) -> set[str]:
     return {row["key"] for row in json.loads(out.getvalue())}
 
 
-def test_a_version_lists_its_own_and_a_legacy_config_says_what_it_was(tiny_version):  # noqa: F811
+def test_a_version_lists_its_own_and_a_legacy_config_says_what_it_was(tiny_version):
     keys = deviation_keys(tiny_version.pk)
     assert {"random-init", "smaller-network"} <= keys
     assert "test-time-zoom-average" not in keys  # tiny reads the single crop, as the paper

@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -17,26 +15,13 @@ from PIL import Image
 
 from annotate.models import Radiograph
 from ml import scoring, training
-from ml import services as ml_services
 from ml.api import time_left_seconds
 from ml.evaluation import DOWNLOADS, HEADLINE
 from ml.models import HipPrediction, ModelVersion, TrainingRun
-from tests.ml.test_datasets import ingest, write_truth
+from tests.ml.factories import ModelVersionFactory, TrainingRunFactory
+from tests.ml.helpers import BOXES
 
 pytestmark = pytest.mark.django_db
-
-CLASS_CYCLE = ["normal", "fn_displaced", "intertrochanteric", "normal", "fn_nondisplaced", "orif", "arthroplasty"]
-BOXES = [{"side": "right", "box": [10, 20, 100, 100]}, {"side": "left", "box": [130, 20, 100, 100]}]
-
-
-@pytest.fixture
-def dataset(dicom_bytes):
-    """A dataset version with training, validation and test hips (10 radiographs of 9 patients)."""
-    for i in range(10):
-        radiograph = ingest(dicom_bytes, i)
-        write_truth(radiograph, [("right", CLASS_CYCLE[(2 * i) % 7]), ("left", CLASS_CYCLE[(2 * i + 1) % 7])])
-    version, _ = ml_services.dataset_freeze(seed=1)
-    return version
 
 
 def figure(mean, low, high):
@@ -60,16 +45,13 @@ def evaluation_dict():
 
 def make_version(dataset, *, evaluated=True, active=False, bundle="models/fake.hipmodel", config_name="cpu-small"):
     """A ModelVersion row with a bundle path that does not exist: the pages never load it."""
-    return ModelVersion.objects.create(
+    return ModelVersionFactory(
         config_name=config_name,
         config={"name": config_name, "input_size": 128},
         dataset=dataset,
-        identity=uuid.uuid4().hex,
         bundle=bundle,
-        bundle_sha256="0" * 64,
         is_active=active,
         evaluation=evaluation_dict() if evaluated else None,
-        evaluated_at=timezone.now() if evaluated else None,
     )
 
 
@@ -93,9 +75,7 @@ def fill_evaluation_dir(version):
 
 
 def make_run(dataset, **fields):
-    defaults = {"config_name": "cpu-small", "config": {"name": "cpu-small"}, "identity": uuid.uuid4().hex,
-                "epochs": 30}  # fmt: skip
-    return TrainingRun.objects.create(dataset=dataset, **{**defaults, **fields})
+    return TrainingRunFactory(dataset=dataset, **fields)
 
 
 # --------------------------------------------------------------------------- who may
@@ -461,47 +441,6 @@ def test_api_in_openapi_schema(client_as):
 
 
 # --------------------------------------------------------------------------- predictions (a real tiny model)
-
-
-def write_tiny_bundle(folder):
-    """A freshly initialised ``tiny`` classifier written as a bundle into ``folder``."""
-    from ml.core.configs import get_config
-    from ml.core.modelfile import write_bundle
-    from ml.core.nets import build_model
-
-    config = get_config("tiny")
-    path = folder / "tiny.hipmodel"
-    write_bundle(path, model=build_model(config), config=config, dataset_hash="test-dataset")
-    return path, config
-
-
-def tiny_model_version(bundle, dataset, data_dir):
-    """A ModelVersion of the bundle, copied to ``DATA_DIR/models/tiny.hipmodel``."""
-    from ml.core.modelfile import sha256_file
-
-    path, config = bundle
-    (data_dir / "models").mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, data_dir / "models" / "tiny.hipmodel")
-    return ModelVersion.objects.create(
-        config_name="tiny",
-        config=config.as_dict(),
-        dataset=dataset,
-        identity=uuid.uuid4().hex,
-        bundle="models/tiny.hipmodel",
-        bundle_sha256=sha256_file(path),
-        evaluation=None,
-    )
-
-
-@pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory):
-    pytest.importorskip("ml.core.serving")
-    return write_tiny_bundle(tmp_path_factory.mktemp("bundle"))
-
-
-@pytest.fixture
-def tiny_version(tiny_bundle, dataset, data_dir):
-    return tiny_model_version(tiny_bundle, dataset, data_dir)
 
 
 def test_predict_an_uploaded_dicom_without_storing_it(tiny_version, client_as, dicom_bytes):

@@ -13,13 +13,11 @@ from django.utils import timezone
 
 from annotate.models import ImportJob, Radiograph
 from common import health
-from devtools.processes import free_port
+from devtools.sample_data import truth_dataset
 from ml import detection, operations
 from ml.models import HipPrediction, ModelVersion, RadiographReading, TrainingRun
-from tests.ml.helpers import truth_dataset
-from tests.ml.test_detection import detector_bundle, models, new_radiograph  # noqa: F401
-from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
-from tests.ml_core.test_detector import trained_tiny  # noqa: F401
+from tests.ml.factories import HipPredictionFactory, RadiographReadingFactory
+from tests.ml.helpers import new_radiograph
 from triage import operations as triage_operations
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +34,7 @@ def set_received(radiograph: Radiograph, seconds_ago: float) -> Radiograph:
 # --------------------------------------------------------------------------- arrival-to-score
 
 
-def test_reading_a_radiograph_records_its_arrival_to_score_once(models, dicom_bytes):  # noqa: F811
+def test_reading_a_radiograph_records_its_arrival_to_score_once(models, dicom_bytes):
     classifier, detector = models
     radiograph = set_received(new_radiograph(dicom_bytes, 910), 30)
     assert triage_operations.arrival_stats()["backlog"] == 1  # the others have ground truth
@@ -57,22 +55,18 @@ def test_reading_a_radiograph_records_its_arrival_to_score_once(models, dicom_by
     assert stats["median_seconds"] == stats["p95_seconds"] == pytest.approx(reading.seconds)
 
 
-def test_arrival_stats_median_p95_backlog_and_oldest(models, dicom_bytes):  # noqa: F811
+def test_arrival_stats_median_p95_backlog_and_oldest(models, dicom_bytes):
     classifier, detector = models
     now = timezone.now()
     seconds = [5.0, 7.0, 9.0, 11.0, 200.0]
     read = [set_received(new_radiograph(dicom_bytes, 920 + i), s + 1) for i, s in enumerate(seconds)]
     for radiograph, s in zip(read, seconds, strict=True):
-        RadiographReading.objects.create(
+        RadiographReadingFactory(
             radiograph=radiograph, detector_version=detector, classifier_version=classifier,
             scored_at=now - datetime.timedelta(hours=30 if s == 200.0 else 1), seconds=s,
         )  # fmt: skip
         # Read by the active classifier, so no longer waiting.
-        HipPrediction.objects.create(
-            model_version=classifier, radiograph=radiograph, side="right", box=[0, 0, 1, 1],
-            probabilities=[1, 0, 0, 0, 0, 0], fracture_probability=0.0, predicted_class="normal", top2=[],
-            heatmap="x.png", heatmap_rect=[0, 0, 1, 1],
-        )  # fmt: skip
+        HipPredictionFactory(model_version=classifier, radiograph=radiograph)
     waiting = [set_received(new_radiograph(dicom_bytes, 930 + i), ago) for i, ago in enumerate((50, 400))]
 
     everything = triage_operations.arrival_stats(now=now)
@@ -91,16 +85,13 @@ def test_arrival_stats_median_p95_backlog_and_oldest(models, dicom_bytes):  # no
     assert triage_operations.arrival_stats()["backlog"] == 0
 
 
-def test_a_film_read_with_no_hip_found_leaves_the_backlog_and_is_not_read_again(models, dicom_bytes):  # noqa: F811
+def test_a_film_read_with_no_hip_found_leaves_the_backlog_and_is_not_read_again(models, dicom_bytes):
     # A knee pushed by mistake: the detector finds no hip, so no prediction is stored, only
     # the reading's record. It must not wait in the backlog, nor be read on every re-queue.
     classifier, detector = models
     radiograph = new_radiograph(dicom_bytes, 940)
     assert operations.waiting_ids() == [radiograph.pk]
-    RadiographReading.objects.create(
-        radiograph=radiograph, detector_version=detector, classifier_version=classifier,
-        scored_at=timezone.now(), seconds=1.0,
-    )  # fmt: skip
+    RadiographReadingFactory(radiograph=radiograph, detector_version=detector, classifier_version=classifier)
     assert not HipPrediction.objects.filter(radiograph=radiograph).exists()
     assert operations.waiting_ids() == [] and detection.radiographs_to_read(classifier) == []
     assert detection.read_new_radiographs(radiograph_ids=[radiograph.pk]) == 0
@@ -143,7 +134,7 @@ def test_ops_anonymous_is_sent_to_login(client):
     assert client.get("/api/ops/").status_code in (401, 403)
 
 
-def test_ops_api_shows_readings_sources_and_the_broker(models, dicom_bytes, client_as):  # noqa: F811
+def test_ops_api_shows_readings_sources_and_the_broker(models, dicom_bytes, client_as):
     radiograph = set_received(new_radiograph(dicom_bytes, 940), 12)
     Radiograph.objects.filter(pk=radiograph.pk).update(source=Radiograph.Source.DICOM_STORE)
     detection.read_new_radiographs(radiograph_ids=[radiograph.pk])
@@ -166,22 +157,6 @@ def test_ops_api_shows_readings_sources_and_the_broker(models, dicom_bytes, clie
 
 
 # --------------------------------------------------------------------------- the broker away
-
-
-@pytest.fixture
-def broker_away(settings):
-    """This process's Celery app pointed at a loopback port where nothing listens."""
-    from config.celery import app
-    from tests.celery_worker import _point_sender_at, _restore_sender
-
-    url = f"redis://127.0.0.1:{free_port()}/0"
-    settings.CELERY_BROKER_URL = url
-    saved = _point_sender_at(app, url)
-    app.conf.broker_transport_options = dict(settings.CELERY_BROKER_TRANSPORT_OPTIONS)
-    health._workers_cache.clear()
-    yield url
-    _restore_sender(app, saved)
-    health._workers_cache.clear()
 
 
 def test_health_with_the_broker_unreachable(broker_away, client):
@@ -211,7 +186,7 @@ def test_training_refused_clearly_while_the_broker_is_away(broker_away, client_a
     assert TrainingRun.objects.count() == 0  # nothing waits for a task that was never sent
 
 
-def test_activation_refused_clearly_while_the_broker_is_away(broker_away, models, client_as):  # noqa: F811
+def test_activation_refused_clearly_while_the_broker_is_away(broker_away, models, client_as):
     classifier, _detector = models
     ModelVersion.objects.filter(pk=classifier.pk).update(is_active=False)
     api = client_as("researcher").post(f"/api/models/{classifier.pk}/activate/")

@@ -20,7 +20,7 @@ from annotate.dicom import decode_dicom
 from annotate.models import Radiograph
 from ml import scoring
 from ml.models import ModelVersion
-from tests.ml.test_model_pages import BOXES, dataset, tiny_bundle  # noqa: F401
+from tests.ml.helpers import BOXES
 
 keras = pytest.importorskip("keras")
 

@@ -57,7 +57,7 @@ def test_unknown_dataset_is_an_error(db, tmp_path):
 
 def test_uses_the_newest_dataset_version(db, tmp_path, dicom_bytes):
     from ml import services as ml_services
-    from tests.ml.test_datasets import CLASS_CYCLE, N_PATIENTS, ingest, write_truth
+    from tests.ml.helpers import CLASS_CYCLE, N_PATIENTS, ingest, write_truth
 
     for i in range(N_PATIENTS + 3):
         radiograph = ingest(dicom_bytes, i)

@@ -11,10 +11,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from devtools.sample_data import truth_dataset
 from ml import scoring, training
 from ml.core.modelfile import verify_bundle
 from ml.models import DatasetHip, HipPrediction, ModelVersion, Split, TrainingRun
-from tests.ml.helpers import truth_dataset
+from tests.ml.factories import ModelVersionFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -196,9 +197,7 @@ def test_activate_when_done_and_scoring(dataset):
     assert row.heatmap.storage.exists(row.heatmap.name)
 
     # Only one active classifier at a time.
-    other = ModelVersion.objects.create(
-        kind="classifier", config_name="x", config={}, dataset=dataset, identity="f" * 64, bundle="x", bundle_sha256=""
-    )
+    other = ModelVersionFactory(kind="classifier", config_name="x", dataset=dataset)
     scoring.activate(other, score=False)
     assert list(ModelVersion.objects.filter(is_active=True)) == [other]
 
@@ -216,7 +215,7 @@ def test_activate_when_done_and_scoring(dataset):
 
 
 def test_predict_command_prints_json_per_hip(dataset, dicom_bytes, tmp_path, capsys):
-    from tests.ml.helpers import film
+    from devtools.sample_data import film
 
     run = start(dataset, activate=True)
     training.run_training(run.pk, holder="w")

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
+from devtools.sample_data import truth_dataset
 from ml import training
 from ml.core.configs import CONFIGS, get_config
 from ml.core.crops import CropSpec, hip_crop, to_model_input
 from ml.models import ModelVersion, Split, TrainingRun
-from tests.ml.helpers import truth_dataset
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -4,91 +4,29 @@ of the active classifier only, pages of 50, and ``after`` for the live updates."
 
 from __future__ import annotations
 
-import io
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.utils import timezone
-from PIL import Image
 
 from annotate.models import Radiograph
-from ml.core.vocab import CLASSES, FRACTURE_CLASSES
-from ml.models import DatasetVersion, HipPrediction, Kind, ModelVersion
-from tests.ml.test_datasets import ingest
+from ml.core.vocab import CLASSES
+from ml.models import Kind, ModelVersion
+from tests.ml.helpers import FRACTURE, NORMAL, THRESHOLD, empty_dataset, ingest, make_classifier, predict, probabilities
 from triage import worklist
 
 pytestmark = pytest.mark.django_db
 
 PAGE = "/models/worklist/"
 API = "/api/worklist/"
-THRESHOLD = 0.3
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-# --------------------------------------------------------------------------- builders (shared with tests/e2e)
-
-
-def probabilities(**given: float) -> list[float]:
-    """Six class probabilities in CLASSES order: the given ones, the rest sharing what is left."""
-    rest = [key for key in CLASSES if key not in given]
-    share = (1.0 - sum(given.values())) / len(rest) if rest else 0.0
-    return [given.get(key, share) for key in CLASSES]
-
-
-def tiny_png() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGBA", (8, 8), (255, 0, 0, 128)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def empty_dataset() -> DatasetVersion:
-    return DatasetVersion.objects.create(seed=0, fractions=[0.6, 0.25, 0.15], content_hash=uuid.uuid4().hex)
-
-
-def make_classifier(dataset: DatasetVersion, *, threshold: float | None = THRESHOLD, active: bool = True,
-                    evaluated: bool = True, kind: str = Kind.CLASSIFIER) -> ModelVersion:  # fmt: skip
-    """A model version row (no bundle: the worklist never loads it) whose evaluation holds
-    the ideal threshold of fn_nondisplaced (``None``: undefined on its test split)."""
-    thresholds = {key: {"threshold": 0.5, "sensitivity": 0.9, "specificity": 0.9} for key in CLASSES}
-    thresholds["fn_nondisplaced"] = {"threshold": threshold, "sensitivity": 0.8, "specificity": 0.85}
-    return ModelVersion.objects.create(
-        kind=kind, config_name="cpu-small", config={"name": "cpu-small"}, dataset=dataset,
-        identity=uuid.uuid4().hex, bundle="models/fake.hipmodel", bundle_sha256="0" * 64, is_active=active,
-        evaluation={"thresholds": thresholds} if evaluated else None,
-        evaluated_at=timezone.now() if evaluated else None,
-    )  # fmt: skip
-
-
-def predict(version: ModelVersion, radiograph: Radiograph, side: str, probs: list[float], *,
-            scored_at: datetime | None = None, box_source: str = "ground_truth") -> HipPrediction:  # fmt: skip
-    """A stored prediction as ml.scoring would write it, with a tiny heatmap PNG."""
-    ranked = sorted(range(len(CLASSES)), key=lambda i: (-probs[i], i))
-    name = default_storage.save(f"heatmaps/{version.pk}/{radiograph.pk}-{side}.png", ContentFile(tiny_png()))
-    x = 10.0 if side == "right" else 130.0
-    row = HipPrediction.objects.create(
-        model_version=version, radiograph=radiograph, side=side, box=[x, 20.0, 100.0, 100.0], box_source=box_source,
-        probabilities=probs, fracture_probability=sum(probs[CLASSES.index(k)] for k in FRACTURE_CLASSES),
-        predicted_class=CLASSES[ranked[0]], top2=[CLASSES[i] for i in ranked[:2]], heatmap=name,
-        heatmap_rect=[x - 10, 10.0, x + 110, 130.0],
-    )  # fmt: skip
-    if scored_at is not None:
-        HipPrediction.objects.filter(pk=row.pk).update(created_at=scored_at)
-        row.refresh_from_db()
-    return row
 
 
 def arrived(radiograph: Radiograph, when: datetime) -> Radiograph:
     Radiograph.objects.filter(pk=radiograph.pk).update(imported_at=when)
     radiograph.refresh_from_db()
     return radiograph
-
-
-NORMAL = probabilities(normal=0.9, fn_nondisplaced=0.02)
-FRACTURE = probabilities(fn_displaced=0.8, fn_nondisplaced=0.05)
 
 
 @pytest.fixture

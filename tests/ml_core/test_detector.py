@@ -11,41 +11,7 @@ import pytest
 
 from ml.core import detector as D
 from ml.core import modelfile
-
-BOX = {"right": (20.0, 30.0, 90.0, 90.0), "left": (130.0, 30.0, 90.0, 90.0)}
-WINDOW = (1000.0, 2000.0)
-
-
-def film(i: int) -> np.ndarray:
-    """160 x 240 noise with two bright hips at BOX (brightness varying with i)."""
-    rng = np.random.default_rng(i)
-    pixels = rng.integers(0, 400, size=(160, 240)).astype(np.uint16)
-    for side, (x, y, w, h) in BOX.items():
-        pixels[int(y) : int(y + h), int(x) : int(x + w)] += np.uint16(500 + 300 * ((i + len(side)) % 5))
-    return pixels
-
-
-def records(n: int, start: int = 0) -> list[D.DetectorRecord]:
-    return [D.DetectorRecord(pixels=film(start + i), window=WINDOW, hips=tuple(BOX.items())) for i in range(n)]
-
-
-@pytest.fixture(scope="session")
-def trained_tiny():
-    """The tiny detector trained 18 epochs on 12 films (about 40 s on 2 CPU cores; once per
-    session: tests/ml/test_detection.py reads radiographs with it too)."""
-    import keras
-
-    from ml.core.nets import recalibrate_batch_norm
-
-    keras.utils.set_random_seed(0)
-    config = D.get_detector_config("tiny")
-    train = records(12)
-    steps = D.steps_per_epoch(train, config)
-    model = D.build_detector(config, steps_per_epoch=steps)
-    model.fit(D.make_detector_dataset(train, config, seed=0), epochs=18, steps_per_epoch=steps, verbose=0)
-    recalibrate_batch_norm(model, [x for x, _ in D.epoch_batches(train, config, augment=False, seed=0, epoch=0)])
-    return model, config
-
+from tests.ml_core.helpers import BOX, WINDOW, film, records
 
 # --------------------------------------------------------------------------- configuration
 

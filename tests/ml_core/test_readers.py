@@ -36,8 +36,7 @@ from readerstudy.analysis.readers import (
     verdict,
     write_csvs,
 )
-
-Rows = list[dict[str, str]]
+from tests.ml_core.helpers import Rows, band_study
 
 
 def _write(path: Path, rows: Rows, columns: tuple[str, ...] | list[str]) -> Path:
@@ -399,50 +398,6 @@ def test_no_pairs_needs_a_margin() -> None:
 )
 def test_verdict_thresholds(ci_low: float | None, margin: float, expected: str) -> None:
     assert verdict(ci_low, margin) == expected  # type: ignore[arg-type]
-
-
-def band_study() -> tuple[Rows, Rows]:
-    """100 cases, 50 normal and 50 displaced FN fractures, each its own patient. The model ranks every
-    fracture above every normal hip (P(fracture) 0.6, or 0.45 for the last five; normal hips 0.1), so
-    its ROC curve and the lower edge of its band are at sensitivity 1 for any false-positive rate,
-    but at 0.5 it misses five fractures (binary κ 0.9). The experts find every fracture and call 15
-    or 16 normal hips fractures (κ ≈ 0.7; point (0.31, 1): on the band's edge, not below it). The
-    residents miss ten fractures and over-call five normal hips (κ 0.7; point (0.1, 0.8): below it)."""
-    truth = ["normal" if i < 50 else "fn_displaced" for i in range(100)]
-    predictions = []
-    for i, t in enumerate(truth):
-        p_fracture = 0.1 if t == "normal" else (0.45 if i >= 95 else 0.6)
-        probs = {f"p_{k}": "0.0" for k in CLASS_KEYS}
-        probs["p_normal"], probs["p_fn_displaced"] = repr(1 - p_fracture), repr(p_fracture)
-        predictions.append({"case": f"c{i:03d}", "patient": f"p{i:03d}", "truth": t, **probs})
-    readers: dict[str, tuple[str, str, range, range]] = {
-        "e1": ("expert", "orthopedics", range(0, 15), range(0)),
-        "e2": ("expert", "orthopedics", range(3, 19), range(0)),
-        "r1": ("resident", "orthopedics", range(0, 5), range(50, 60)),
-        "r2": ("resident", "orthopedics", range(2, 7), range(55, 65)),
-    }
-
-    def answer(i: int, t: str, over: range, missed: range) -> str:
-        if t == "normal":
-            return "fn_displaced" if i in over else "normal"
-        return "normal" if i in missed else "fn_displaced"
-
-    responses = [
-        {
-            "reader": reader,
-            "group": group,
-            "training": training,
-            "condition": condition,
-            "case": f"c{i:03d}",
-            "patient": f"p{i:03d}",
-            "truth": t,
-            "answer": answer(i, t, over, missed),
-        }
-        for reader, (group, training, over, missed) in readers.items()
-        for condition in CONDITIONS
-        for i, t in enumerate(truth)
-    ]
-    return responses, predictions
 
 
 def test_binary_superior_needs_the_group_point_below_the_band(tmp_path: Path) -> None:

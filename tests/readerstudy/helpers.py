@@ -6,12 +6,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from devtools.sample_data import tiny_model_version, truth_dataset
 from ml.models import DatasetHip, ModelVersion, Split
 from readerstudy import services
 from readerstudy.models import Phase, ReaderStudy
-from tests.factories import UserFactory
-from tests.ml.helpers import truth_dataset
-from tests.ml.test_model_pages import tiny_model_version
+from tests.accounts.factories import UserFactory
 
 CONDITIONS = ("model_quality", "full_quality", "model_aided")
 

@@ -15,8 +15,7 @@ from django.test import Client
 
 from readerstudy import services
 from readerstudy.models import Case, Response
-from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
-from tests.readerstudy.helpers import answer_phase, invite, study_with_model
+from tests.readerstudy.helpers import answer_phase, invite
 
 pytestmark = pytest.mark.django_db
 
@@ -28,11 +27,6 @@ CASE_KEYS = {
                      "window_width", "side", "box"},
 }  # fmt: skip
 CASE_KEYS["model_aided"] = CASE_KEYS["full_quality"] | {"own_answer", "heatmap_url", "heatmap_rect", "top2"}
-
-
-@pytest.fixture
-def study(dicom_bytes, tiny_bundle, data_dir):  # noqa: F811
-    return study_with_model(dicom_bytes, tiny_bundle, data_dir, cases=6)
 
 
 @pytest.fixture

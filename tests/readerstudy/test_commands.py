@@ -18,7 +18,6 @@ from django.utils import timezone
 from ml.models import DatasetHip, ModelVersion, Split
 from readerstudy import services
 from readerstudy.models import Phase, Reader, ReaderStudy, Response
-from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
 from tests.readerstudy.helpers import CONDITIONS, answer_phase, invite, study_with_model
 
 pytestmark = pytest.mark.django_db
@@ -50,11 +49,6 @@ def refused(name: str, *args: str) -> str:
     with pytest.raises(CommandError) as info:
         run(name, *args)
     return str(info.value)
-
-
-@pytest.fixture
-def study(dicom_bytes, tiny_bundle, data_dir):  # noqa: F811
-    return study_with_model(dicom_bytes, tiny_bundle, data_dir, cases=6)
 
 
 def answers_of(study: ReaderStudy) -> dict[tuple[str, str, int], str]:
@@ -272,7 +266,7 @@ def test_export_of_a_partly_answered_study_and_complete_only(study, tmp_path):
     assert len((tmp_path / "done" / "responses.csv").read_text().splitlines()) == 1 + 18
 
 
-def test_reader_report_runs_on_a_simulated_study(dicom_bytes, tiny_bundle, data_dir, tmp_path: Path):  # noqa: F811
+def test_reader_report_runs_on_a_simulated_study(dicom_bytes, tiny_bundle, data_dir, tmp_path: Path):
     study = study_with_model(dicom_bytes, tiny_bundle, data_dir, cases=8, radiographs=40, patients=32)
     for name, group, training in PANEL:
         run("add_reader", "--study", study.name, "--user", name, "--group", group, "--training", training, "--create")
@@ -332,7 +326,7 @@ def test_demo_study_is_made_once_with_simulated_readers_and_one_for_a_person(stu
 
 
 def test_admin_edits_settings_only_and_keeps_answers(study, client):
-    from tests.factories import UserFactory
+    from tests.accounts.factories import UserFactory
 
     client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
     reader = invite(study, "ortho1")

@@ -10,14 +10,13 @@ from django.urls import reverse
 
 from readerstudy import services
 from readerstudy.models import Condition, Response
-from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
 from tests.readerstudy.helpers import answer_phase, invite, study_with_model
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def study(dicom_bytes, tiny_bundle, data_dir):  # noqa: F811
+def study(dicom_bytes, tiny_bundle, data_dir):
     return study_with_model(dicom_bytes, tiny_bundle, data_dir, cases=8)
 
 

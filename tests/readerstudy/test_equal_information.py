@@ -19,7 +19,6 @@ from PIL import Image
 from ml.models import ModelVersion
 from readerstudy import services
 from readerstudy.models import ReaderStudy
-from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
 from tests.readerstudy.helpers import invite, study_with_model
 
 keras = pytest.importorskip("keras")

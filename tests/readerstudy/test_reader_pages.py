@@ -20,15 +20,14 @@ from django.urls import reverse
 
 from readerstudy import services
 from readerstudy.models import Case
-from tests.factories import UserFactory
-from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
+from tests.accounts.factories import UserFactory
 from tests.readerstudy.helpers import answer_phase, study_with_model
 
 CLASS_KEYS = ("normal", "fn_displaced", "fn_nondisplaced", "intertrochanteric", "orif", "arthroplasty")
 
 
 @pytest.fixture
-def study(db: None, dicom_bytes: Any, tiny_bundle: Any, data_dir: Any) -> Any:  # noqa: F811
+def study(db: None, dicom_bytes: Any, tiny_bundle: Any, data_dir: Any) -> Any:
     return study_with_model(dicom_bytes, tiny_bundle, data_dir, cases=4, washout=dt.timedelta(days=7))
 
 

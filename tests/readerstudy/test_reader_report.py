@@ -29,7 +29,7 @@ from django.core.management import CommandError, call_command
 from readerstudy.analysis import readers
 from readerstudy.report.reader_report import FIGURES, REPORT_FILES, build_report, forest_rows, pdf_sections
 from readerstudy.report.reader_tables import html_page
-from tests.ml_core.test_readers import band_study
+from tests.ml_core.helpers import band_study
 
 HOSTILE = "<b>r&1</b>"
 ITERATIONS = "200"

@@ -13,15 +13,9 @@ from django.utils import timezone
 from ml.models import DatasetHip, ModelVersion, Split
 from readerstudy import services
 from readerstudy.models import Case, Phase, Response
-from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
-from tests.readerstudy.helpers import answer_phase, invite, study_with_model
+from tests.readerstudy.helpers import answer_phase, invite
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def study(dicom_bytes, tiny_bundle, data_dir):  # noqa: F811
-    return study_with_model(dicom_bytes, tiny_bundle, data_dir, cases=6)
 
 
 def test_cases_come_from_the_test_split_and_are_frozen(study):

@@ -22,15 +22,14 @@ from readerstudy import services
 from readerstudy.models import Phase, ReaderStudy, StudyReport
 from readerstudy.report import reports
 from readerstudy.tasks import prepare_study
-from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
-from tests.ml.test_operations import broker_away  # noqa: F401
+from tests.readerstudy.factories import StudyReportFactory
 from tests.readerstudy.helpers import answer_phase, invite, study_with_model
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def study(dicom_bytes, tiny_bundle, data_dir):  # noqa: F811
+def study(dicom_bytes, tiny_bundle, data_dir):
     return study_with_model(dicom_bytes, tiny_bundle, data_dir, cases=8)
 
 
@@ -50,7 +49,7 @@ def _urls(study, report):
 
 def test_role_matrix(study, users, client_as):
     services.reader_add(study=study, user=users["reader"], group="expert", training="orthopedics_attending")
-    report = StudyReport.objects.create(study=study, folder="reader-reports/x", iterations=10)
+    report = StudyReportFactory(study=study, folder="reader-reports/x", iterations=10)
     (reports.report_folder(report) / "inputs").mkdir(parents=True)
     (reports.report_folder(report) / "inputs" / "responses.csv").write_text("reader\n")
     pages, posts, api = _urls(study, report)

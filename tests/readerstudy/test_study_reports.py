@@ -17,7 +17,6 @@ from readerstudy.models import StudyReport
 from readerstudy.report import reports
 from readerstudy.report.reader_report import REPORT_FILES
 from readerstudy.tasks import build_study_report
-from tests.ml.test_model_pages import tiny_bundle  # noqa: F401
 from tests.readerstudy.helpers import answer_phase, invite, study_with_model
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +25,7 @@ ITERATIONS = 50
 
 
 @pytest.fixture
-def study(dicom_bytes, tiny_bundle, data_dir):  # noqa: F811
+def study(dicom_bytes, tiny_bundle, data_dir):
     return study_with_model(dicom_bytes, tiny_bundle, data_dir, cases=8)
 
 

@@ -1,3 +1,5 @@
+"""factory_boy factories of the accounts app: users (with a known password)."""
+
 import factory
 from django.contrib.auth import get_user_model
 

@@ -8,8 +8,7 @@ import { BoxLayer, hipPayload } from "./boxes/drawing.js";
 import { HipPanel, renderHelp } from "./boxes/hip-panel.js";
 import { BoxTool } from "./boxes/tool.js";
 import { CLASS_BY_VALUE, EXCLUSION_BY_VALUE, SIDES, humaniseClasses } from "./boxes/vocabulary.js";
-import { Viewer } from "./viewer.js";
-import { bindHelpOverlay, bindViewerControls } from "./viewer-controls.js";
+import { bindHelpOverlay, bindViewerControls, openViewer } from "./viewer-controls.js";
 
 export const SLOT_COLORS = { 1: "#3d8bff", 2: "#ff4fd8", 3: "#9be15d", 4: "#ffffff" };
 const TRUTH_SOURCES = {
@@ -47,14 +46,7 @@ const ui = {
 };
 const toggleHelp = bindHelpOverlay(ui.help);
 
-const viewer = new Viewer(ui.canvas, {
-  pixelsUrl: data.pixelsUrl,
-  rows: data.rows,
-  columns: data.columns,
-  windowCenter: data.windowCenter,
-  windowWidth: data.windowWidth,
-});
-viewer.load().catch((error) => showError(`The image could not be loaded: ${error.message}. Reload the page to try again.`));
+const viewer = openViewer(ui.canvas, data, showError);
 
 const tool = new BoxTool(viewer, {
   onChange: () => renderPanel(),

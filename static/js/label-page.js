@@ -15,8 +15,7 @@ import { PROPOSAL_COLOR, hipPayload } from "./boxes/drawing.js";
 import { HipPanel, renderClassLegend, renderHelp } from "./boxes/hip-panel.js";
 import { BoxTool } from "./boxes/tool.js";
 import { CLASS_BY_VALUE, LABEL_KEYS, SIDES } from "./boxes/vocabulary.js";
-import { Viewer } from "./viewer.js";
-import { bindHelpOverlay, bindViewerControls } from "./viewer-controls.js";
+import { bindHelpOverlay, bindViewerControls, openViewer } from "./viewer-controls.js";
 
 const SAVE_DELAY_MS = 800;
 const app = document.getElementById("label-app");
@@ -53,14 +52,7 @@ const readOnly = data.status === "submitted";
 
 // --- the viewer starts fetching the pixels at once --------------------------------
 
-const viewer = new Viewer(ui.canvas, {
-  pixelsUrl: data.pixelsUrl,
-  rows: data.rows,
-  columns: data.columns,
-  windowCenter: data.windowCenter,
-  windowWidth: data.windowWidth,
-});
-viewer.load().catch((error) => showError(`The image could not be loaded: ${error.message}. Reload the page to try again.`));
+const viewer = openViewer(ui.canvas, data, showError);
 
 const tool = new BoxTool(viewer, {
   editable: !readOnly,

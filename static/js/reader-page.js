@@ -18,7 +18,7 @@ import { CLASSES, CLASS_BY_VALUE } from "./boxes/vocabulary.js";
 import { el } from "./lib/dom.js";
 import { api } from "./lib/http.js";
 import { PRESET_KEYS, Viewer, isTyping } from "./viewer.js";
-import { bindHelpOverlay } from "./viewer-controls.js";
+import { VIEWER_KEYS, bindHelpOverlay } from "./viewer-controls.js";
 
 const app = document.getElementById("reading-app");
 const $ = (id) => document.getElementById(id);
@@ -66,13 +66,7 @@ const HELP_KEYS = [
   ["1 – 6", "answer: " + CLASSES.map((c) => `${c.key} ${c.short}`).join(", ")],
   ["H", "show / hide the model's heatmap (phase 3)"],
   ["?", "this help"],
-  ["Right drag", "window / level (across: width, up and down: level)"],
-  ["Wheel", "zoom around the cursor"],
-  ["Middle drag / Space + drag", "pan"],
-  ["F / double click", "fit to the window"],
-  ["I", "invert"],
-  ["D / B / T / A", "window: default / bone / soft tissue / full range"],
-  ["+ / −", "zoom in / out"],
+  ...VIEWER_KEYS,
 ];
 const BOX_COLOR = "#4fc3f7";
 const OVERLAY_MAX_SIDE = 2048; // the heatmap layer's resolution; the viewer stretches it over the image

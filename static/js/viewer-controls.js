@@ -1,6 +1,33 @@
 // The controls around a Viewer on the viewer pages (labelling, adjudication,
 // reading): the toolbar and readout, and the keys overlay.
 
+import { Viewer } from "./viewer.js";
+
+// The viewer's own keys and mouse actions, for the help overlays of every page that has a viewer.
+export const VIEWER_KEYS = [
+  ["Right drag", "window / level (across: width, up and down: level)"],
+  ["Wheel", "zoom around the cursor"],
+  ["Middle drag / Space + drag", "pan"],
+  ["F / double click", "fit to the window"],
+  ["I", "invert"],
+  ["D / B / T / A", "window: default / bone / soft tissue / full range"],
+  ["+ / −", "zoom in / out"],
+];
+
+// A viewer on a page's canvas for the radiograph a page's data describes (pixelsUrl, rows,
+// columns, windowCenter, windowWidth), its pixels fetched at once; a failure is shown by onError.
+export function openViewer(canvas, data, onError) {
+  const viewer = new Viewer(canvas, {
+    pixelsUrl: data.pixelsUrl,
+    rows: data.rows,
+    columns: data.columns,
+    windowCenter: data.windowCenter,
+    windowWidth: data.windowWidth,
+  });
+  viewer.load().catch((error) => onError(`The image could not be loaded: ${error.message}. Reload the page to try again.`));
+  return viewer;
+}
+
 // Wire a toolbar (buttons with data-action="fit|invert|help" and
 // data-preset="default|bone|soft|full") and a readout element to a viewer.
 export function bindViewerControls(viewer, root, { readout = null, onHelp = null } = {}) {

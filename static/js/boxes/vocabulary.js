@@ -3,6 +3,8 @@
 // page that names a class in words takes them from here (the server's
 // annotate.labels.HipClass has the same words); data and the API keep the keys.
 
+import { VIEWER_KEYS } from "../viewer-controls.js";
+
 export const CLASSES = [
   { key: "1", value: "normal", label: "Normal", short: "Normal", color: "#3ddc84" },
   { key: "2", value: "fn_displaced", label: "Displaced femoral neck fracture", short: "FN displaced", color: "#ff4d4f" },
@@ -53,13 +55,7 @@ export const KEYS = [
   ["Ctrl+Shift+Z / Ctrl+Y", "redo"],
   ["Enter", "submit"],
   ["?", "this help"],
-  ["Right drag", "window / level (across: width, up and down: level)"],
-  ["Wheel", "zoom around the cursor"],
-  ["Middle drag / Space + drag", "pan"],
-  ["F / double click", "fit to the window"],
-  ["I", "invert"],
-  ["D / B / T / A", "window: default / bone / soft tissue / full range"],
-  ["+ / −", "zoom in / out"],
+  ...VIEWER_KEYS,
 ];
 
 // The labelling page's keys: KEYS and the model proposals' (the adjudication

@@ -30,7 +30,7 @@ class RadiographAdmin(admin.ModelAdmin):
 class ImportItemInline(admin.TabularInline):
     model = ImportItem
     extra = 0
-    readonly_fields = ["label", "status", "reason", "radiograph"]
+    readonly_fields = ("label", "status", "reason", "radiograph")
     fields = readonly_fields
     can_delete = False
 
@@ -52,7 +52,7 @@ class NoDeleteHistoryAdmin(SimpleHistoryAdmin):
     """Labels and truth are never deleted outright, not even from the admin:
     hips are marked removed, and the history keeps every version."""
 
-    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
 
@@ -90,10 +90,10 @@ class HipProposalAdmin(admin.ModelAdmin):
     list_display = ("radiograph", "side", "score", "hip_class", "model", "created_at")
     list_filter = ("side", "model")
 
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request):
         return False
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request, obj=None):
         return False
 
 

@@ -97,6 +97,8 @@ def _imported_before_crash(job: ImportJob, radiograph_id: int | None) -> bool:
     """A job resumed after its worker died finds the radiographs it had stored
     itself just before the crash, with no item recorded: those count as
     imported. A second copy of a file within one upload stays "present"."""
+    if radiograph_id is None:  # no radiograph has a null id: what the query below would find
+        return False
     return (
         Radiograph.objects.filter(id=radiograph_id, import_job=job).exists()
         and not job.items.filter(radiograph_id=radiograph_id).exists()

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_http_methods
 from annotate import services
 from annotate.labelling_api import may_see_pixels
 from annotate.models import ImportItem, ImportJob, Radiograph
+from common.http import AuthenticatedHttpRequest
 from common.roles import ADJUDICATOR, RESEARCHER, role_required
 
 
@@ -32,7 +33,8 @@ class MultipleFileField(forms.FileField):
 
 
 class UploadForm(forms.Form):
-    files = MultipleFileField(
+    # A field named like BaseForm.files: the form metaclass moves declared fields into base_fields.
+    files = MultipleFileField(  # type: ignore[assignment]
         help_text="DICOM files or .zip archives; many at once.",
         widget=MultipleFileInput(attrs={"accept": ".dcm,.zip,application/dicom,application/zip"}),
     )
@@ -75,7 +77,7 @@ def radiograph_preview(request: HttpRequest, pk: int) -> FileResponse:
 
 @role_required(RESEARCHER)
 @require_http_methods(["GET", "POST"])
-def import_list(request: HttpRequest) -> HttpResponse:
+def import_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = UploadForm()
     upload_error = ""
     if request.method == "POST":
@@ -96,7 +98,7 @@ def import_list(request: HttpRequest) -> HttpResponse:
 
 
 @role_required(RESEARCHER)
-def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def import_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     jobs = ImportJob.objects.all() if request.user.is_staff else ImportJob.objects.filter(created_by=request.user)
     job = get_object_or_404(jobs, pk=pk)
     rejected = job.items.filter(status=ImportItem.Status.REJECTED)

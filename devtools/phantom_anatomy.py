@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -132,7 +133,7 @@ def _draw_pelvis(cv: Canvas, anat: Anatomy, pose) -> None:
     for cy in (-162, -204):  # L5 and L4: body, pedicles, transverse and spinous processes
         body = _chaikin([pose(q) for q in ((-25, cy - 15), (25, cy - 15), (28, cy + 15), (-28, cy + 15))], 3)
         draw_plate(cv, cv.bone, body, thick=24 * dens, ramp=5.0, rim=7.0 * anat.cortex)
-        parts = [Blob(pose((0, cy + 4)), 5 * s, 10 * s, 0.0, 1.5)]
+        parts: list[Blob | Tube] = [Blob(pose((0, cy + 4)), 5 * s, 10 * s, 0.0, 1.5)]
         for m in (1, -1):
             parts.append(Tube(pose((m * 20, cy - 8)), pose((m * 48, cy - 14)), 5 * s, 3.5 * s, 1.5, 1.5))
             parts.append(Blob(pose((m * 15, cy - 6)), 5 * s, 7 * s, 0.0, 1.6))
@@ -161,7 +162,9 @@ def _draw_soft(cv: Canvas, anat: Anatomy, center: Pt, hip_y: float, thighs, rng:
     ImageDraw.Draw(img).polygon([(x / (cv.px * k) - 0.5, y / (cv.px * k) - 0.5) for x, y in outline], fill=1)
     depth = ndimage.distance_transform_edt(np.asarray(img)).astype(F32) * F32(cv.px * k)
     u = np.minimum(ndimage.gaussian_filter(depth, 3.0) / (0.5 * anat.body_a), 1.0)  # no staircase from the polygon
-    body = Image.fromarray(anat.body_d * np.sqrt(u * (2 - u)), mode="F").resize((cols * k, rows * k), Image.BICUBIC)
+    body = Image.fromarray(anat.body_d * np.sqrt(u * (2 - u)), mode="F").resize(
+        (cols * k, rows * k), Image.Resampling.BICUBIC
+    )
     cv.soft += MU_SOFT * np.asarray(body)[: cv.rows, : cv.cols]
     if rng.uniform() < 0.35:  # a skin fold: a long soft edge across the hips that mimics a fracture line
         c, ang = (center[0] + rng.uniform(-150, 150) * s, hip_y + rng.uniform(-20, 90) * s), rng.uniform(0, math.pi)
@@ -200,7 +203,7 @@ def render_attenuation(rng: np.random.Generator, anat: Anatomy, hips: dict[str, 
     the hip classes: the same rng state gives the same pose whatever the classes."""
     width, height = cols * px, rows * px
     # fmt: off
-    v = {"cx": rng.normal(0, 12), "hy": rng.uniform(0.48, 0.56), "rot": rng.normal(0, 0.035),
+    v: dict[str, Any] = {"cx": rng.normal(0, 12), "hy": rng.uniform(0.48, 0.56), "rot": rng.normal(0, 0.035),
          "ext": rng.uniform(-5, 10, 2), "abd": rng.uniform(35, 55, 2), "fext": rng.uniform(35, 60, 2),
          "margin": rng.uniform(1.5, 5, 4), "marker": rng.uniform(0.05, 0.2, 2), "xt": rng.uniform(-0.35, -0.1),
          "xt_side": rng.uniform(), "xt_pos": rng.uniform(0.25, 0.4, 2)}

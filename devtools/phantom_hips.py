@@ -228,8 +228,8 @@ def draw_hip(cv: Canvas, spec: HipSpec, fem_kw: dict, mu_t: float) -> list[Pt]:
         if p["ltfrag"]:  # lesser trochanter pulled off medially
             frags.append(Fragment((dist.lt.moved(Xf(0.3, dist.lt.c, _at((0, 0), (dist.lat, -6.0)))),), (), (), mu_t))
     elif cls == "arthroplasty":  # neck osteotomy that spares the greater trochanter
-        c = _at(fem.base, (fem.neck, -0.2 * math.dist(fem.head, fem.base)))
-        frags.append(Fragment(parts[2:], (Cut(c, fem.neck, 0.0, 0.4, p["phase"], 1.15 * fem.r),), (), mu_t))
+        osteotomy = _at(fem.base, (fem.neck, -0.2 * math.dist(fem.head, fem.base)))
+        frags.append(Fragment(parts[2:], (Cut(osteotomy, fem.neck, 0.0, 0.4, p["phase"], 1.15 * fem.r),), (), mu_t))
     for frag in frags:
         draw_fragment(cv, frag)
     if cls == "orif":

@@ -72,7 +72,7 @@ class Canvas:
         self.ref = np.ones((rows, cols), bool)
         # Smooth noise fixed to the image (~1 mm grain) stands in for trabecular texture.
         n = rng.standard_normal((rows // 2 + 2, cols // 2 + 2), dtype=F32)
-        g = np.asarray(Image.fromarray(n, mode="F").resize((n.shape[1] * 2, n.shape[0] * 2), Image.BICUBIC))
+        g = np.asarray(Image.fromarray(n, mode="F").resize((n.shape[1] * 2, n.shape[0] * 2), Image.Resampling.BICUBIC))
         self.tex = np.clip(1.0 + 0.15 * g[:rows, :cols], 0.3, 1.7).astype(F32)
 
     def window(self, box: Box):

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, RLELossless
+from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless
 from scipy import ndimage, special
 
 from devtools.phantom_anatomy import CLASSES, Anatomy, HipSpec, render_attenuation, sample_anatomy, sample_hip_spec
@@ -121,7 +121,7 @@ def _lowpass(a: np.ndarray, sigma_px: float) -> np.ndarray:
     hp, wp = -(-h // k) * k, -(-w // k) * k
     small = np.pad(a, ((0, hp - h), (0, wp - w)), mode="edge").reshape(hp // k, k, wp // k, k).mean((1, 3))
     small = ndimage.gaussian_filter(small, sigma_px / k, mode="nearest")
-    big = np.asarray(Image.fromarray(small.astype(np.float32), mode="F").resize((wp, hp), Image.BILINEAR))
+    big = np.asarray(Image.fromarray(small.astype(np.float32), mode="F").resize((wp, hp), Image.Resampling.BILINEAR))
     return big[:h, :w]
 
 
@@ -184,7 +184,7 @@ def render_radiograph(rng: np.random.Generator, scanner: Scanner, hips: dict[str
         sv = maxval - sv
         centre = maxval - centre
     sv = sv.astype(np.float32)
-    full = np.asarray(Image.fromarray(sv, mode="F").resize((lc * f, lr * f), Image.BICUBIC))[:rows, :cols]
+    full = np.asarray(Image.fromarray(sv, mode="F").resize((lc * f, lr * f), Image.Resampling.BICUBIC))[:rows, :cols]
     amp_full = np.repeat(np.repeat(amp.astype(np.float32), f, 0), f, 1)[:rows, :cols]
     noise = _NOISE_LUT[noise_rng.integers(0, 256, size=(rows, cols), dtype=np.uint8)]
     noise *= amp_full
@@ -281,7 +281,7 @@ def make_dataset(pixels: np.ndarray, *, transfer_syntax: str = ExplicitVRLittleE
     meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", DX_PRESENTATION)
     meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", derived_uid(digest))
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = derived_uid("devtools.phantoms")
+    meta.ImplementationClassUID = UID(derived_uid("devtools.phantoms"))
     meta.ImplementationVersionName = "HIPPHANTOM_1"
     ds.file_meta = meta
     ds.PixelData = pixels.tobytes()

@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from django.conf import settings
@@ -31,6 +31,7 @@ from ml.core.detector import detect as run
 from ml.core.detector import detect_many
 from ml.core.modelfile import load_bundle
 from ml.core.serving import Hip
+from ml.core.vocab import Box
 from ml.evaluation import store_evaluation, training_facts
 from ml.models import DatasetHip, HipPrediction, Kind, ModelVersion, RadiographReading, Split
 from ml.proposals import proposals_store
@@ -63,7 +64,7 @@ def detect(version: ModelVersion, pixels: np.ndarray, window: tuple[float, float
 
 
 def hips_of(detections: Iterable[Any]) -> list[Any]:
-    return [Hip(side=d.side, box=tuple(float(v) for v in d.box)) for d in detections]
+    return [Hip(side=d.side, box=cast(Box, tuple(float(v) for v in d.box))) for d in detections]  # four numbers
 
 
 def read_radiograph(

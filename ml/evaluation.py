@@ -110,7 +110,7 @@ def test_predictions(version: ModelVersion, *, progress: Callable[[int], None] |
 
     groups = list(by_radiograph.values())
     work = [(group[0].radiograph, [Hip(side=h.side, box=h.box) for h in group]) for group in groups]
-    rows = []
+    rows: list[tuple[Any, Any]] = []  # (DatasetHip, its prediction)
     for group, (_radiograph, predictions) in zip(
         groups, scoring.read_and_store(version, work, box_source="ground_truth"), strict=True
     ):

@@ -95,9 +95,10 @@ def activate_queued(version: Any) -> tuple[Any, str]:
     queueing, the activation stands and the workers queue the scoring when they reconnect."""
 
     require_broker()
+    unavailable: tuple[type[BaseException], ...] = (QueueUnavailable, *broker_errors())
     try:
         return scoring.activate(version), ""
-    except (QueueUnavailable, *broker_errors()) as error:
+    except unavailable as error:
         logger.warning("model version %s activated, its scoring not queued: %s", version.pk, error)
         version.refresh_from_db()
         return version, (

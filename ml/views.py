@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import messages
@@ -47,7 +47,8 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
             return redirect("dataset_detail", pk=version.pk)
     versions = list(DatasetVersion.objects.select_related("created_by"))
     for version in versions:
-        version.sizes = [sum(version.counts.get(split, {}).values()) for split in services.SPLITS]
+        sizes = [sum(version.counts.get(split, {}).values()) for split in services.SPLITS]
+        version.sizes = sizes  # type: ignore[attr-defined]  # for the template
     return render(request, "ml/dataset_list.html", {"versions": versions, "form": form})
 
 
@@ -97,9 +98,12 @@ class TrainForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         names = sorted(set(available_configs("classifier")) | set(available_configs("detector")))
-        self.fields["config"].choices = [(name, name) for name in names]
+        cast(forms.ChoiceField, self.fields["config"]).choices = [(name, name) for name in names]
         self.fields["config"].initial = "cpu-small" if "cpu-small" in names else (names[0] if names else None)
-        self.fields["dataset"].label_from_instance = lambda v: f"{v.pk}{f' {v.name}' if v.name else ''} (seed {v.seed})"
+        # A ModelChoiceField (fields[] is typed Field); Django lets an instance override label_from_instance.
+        self.fields["dataset"].label_from_instance = (  # type: ignore[attr-defined]
+            lambda v: f"{v.pk}{f' {v.name}' if v.name else ''} (seed {v.seed})"
+        )
 
 
 def fmt_ci(figure: Any) -> str:
@@ -150,10 +154,10 @@ def model_list(request: HttpRequest) -> HttpResponse:
             return redirect("run_detail", pk=run.pk)
     runs = list(TrainingRun.objects.select_related("dataset", "model_version", "created_by")[:100])
     for run in runs:
-        run.best_val = best_val_accuracy(run)
+        run.best_val = best_val_accuracy(run)  # type: ignore[attr-defined]  # for the template
     versions = list(ModelVersion.objects.select_related("dataset"))
     for version in versions:
-        version.figures = _version_figures(version)
+        version.figures = _version_figures(version)  # type: ignore[attr-defined]  # for the template
     return render(request, "ml/model_list.html", {"form": form, "runs": runs, "versions": versions})
 
 

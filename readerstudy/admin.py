@@ -49,13 +49,13 @@ class ReadOnlyInline(admin.TabularInline):
 
 class ReaderInline(ReadOnlyInline):
     model = Reader
-    fields = ["code", "user", "group", "training", "added_at"]
+    fields = ("code", "user", "group", "training", "added_at")
     readonly_fields = fields
 
 
 class CaseInline(ReadOnlyInline):
     model = Case
-    fields = ["number", "dataset_hip", "predicted_class", "fracture_probability", "model_version"]
+    fields = ("number", "dataset_hip", "predicted_class", "fracture_probability", "model_version")
     readonly_fields = fields
 
 

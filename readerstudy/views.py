@@ -56,7 +56,10 @@ class StudyForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["dataset"].label_from_instance = lambda v: f"{v.pk}{f' {v.name}' if v.name else ''} (seed {v.seed})"
+        # A ModelChoiceField (fields[] is typed Field); Django lets an instance override label_from_instance.
+        self.fields["dataset"].label_from_instance = (  # type: ignore[attr-defined]
+            lambda v: f"{v.pk}{f' {v.name}' if v.name else ''} (seed {v.seed})"
+        )
 
 
 class ReaderForm(forms.Form):
@@ -299,7 +302,7 @@ def study_report_detail(request: HttpRequest, pk: int, report_pk: int) -> HttpRe
 
 
 @role_required(RESEARCHER)
-def study_report_file(request: HttpRequest, pk: int, report_pk: int, name: str) -> HttpResponse:
+def study_report_file(request: HttpRequest, pk: int, report_pk: int, name: str) -> FileResponse:
     """One file of a report's folder, by its plain name; anything else is not found."""
     report = get_object_or_404(StudyReport, pk=report_pk, study_id=pk)
     path = reports.report_file_path(report, name)

@@ -121,7 +121,7 @@ def render_grid(rows: list[tuple[str, list[tuple[str, np.ndarray]]]]) -> Image.I
         for c, (_, crop) in enumerate(tiles):
             tile = Image.fromarray(np.round(np.clip(crop, 0, 1) * 255).astype(np.uint8), mode="L")
             if tile.size != (TILE, TILE):
-                tile = tile.resize((TILE, TILE), Image.BILINEAR)
+                tile = tile.resize((TILE, TILE), Image.Resampling.BILINEAR)
             grid.paste(tile, (GAP + c * (TILE + GAP), top + CAPTION))
     return grid
 

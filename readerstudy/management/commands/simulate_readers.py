@@ -47,6 +47,7 @@ def simulate_reader(reader: Reader, *, seed: int, now: dt.datetime) -> Counter[s
                     raise SimulationError(f"reader {code} stopped at {step.condition or '-'}: {step.status}")
                 break
             condition = step.condition
+            assert condition is not None  # a case shown belongs to a phase
             answer = simulation.simulated_answer(
                 truth=case.truth,
                 group=group,
@@ -99,12 +100,12 @@ class Command(BaseCommand):
             if unknown:
                 raise CommandError(f"not readers of {study.name}: {', '.join(unknown)}")
             readers = readers.filter(user__username__in=options["user"])
-        readers = list(readers.order_by("code"))
-        if not readers:
+        waiting = list(readers.order_by("code"))
+        if not waiting:
             self.stdout.write(f"No reader of {study.name} is waiting to start: nothing to simulate.")
             return
         now = timezone.now()
-        for reader in readers:
+        for reader in waiting:
             try:
                 counts = simulate_reader(reader, seed=options["seed"], now=now)
             except (SimulationError, services.StudyError) as error:
@@ -114,4 +115,4 @@ class Command(BaseCommand):
             if Condition.MODEL_AIDED in study.phases:
                 carried = f" ({counts['carried_over']} carried over from phase 2)"
             self.stdout.write(f"{reader.code} {reader.group} {reader.training} ({reader.user}): {given}{carried}")
-        self.stdout.write(f"Simulated {len(readers)} reader(s) of {study.name} with seed {options['seed']}.")
+        self.stdout.write(f"Simulated {len(waiting)} reader(s) of {study.name} with seed {options['seed']}.")

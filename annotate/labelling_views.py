@@ -8,11 +8,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from annotate import labelling
 from annotate.labels import Adjudication, Assignment, Exclusion
+from common.http import AuthenticatedHttpRequest
 from common.roles import ADJUDICATOR, LABELER, RESEARCHER, role_required
 
 
 @role_required(LABELER)
-def label_start(request: HttpRequest) -> HttpResponse:
+def label_start(request: AuthenticatedHttpRequest) -> HttpResponse:
     """ "Start labelling": the labeller's current image or the next one."""
     assignment = labelling.assignment_next(user=request.user)
     if assignment is None:

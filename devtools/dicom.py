@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
-CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
+CR_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.1")
 
 
 def make_dicom(

@@ -47,6 +47,7 @@ def truth_dataset(dicom_bytes: Callable[..., bytes], *, radiographs: int = 24, p
             name=f"{i}.dcm",
             source="cli",
         )
+        assert outcome.radiograph_id is not None, outcome  # a fresh synthetic file is imported
         radiograph = Radiograph.objects.get(id=outcome.radiograph_id)
         adjudication = Adjudication.objects.create(
             radiograph=radiograph, status=Adjudication.Status.AGREED, truth_source="agreement"

@@ -51,6 +51,7 @@ class Command(BaseCommand):
                 path = media / getattr(radiograph, kind).name
                 if not path.is_file():
                     problems.append(f"radiograph {radiograph.pk}: {kind} {path} is missing")
+            assert radiograph.original.name is not None  # every radiograph has its original
             original = media / radiograph.original.name
             if original.is_file():
                 if original.stat().st_size != radiograph.file_size:

@@ -28,7 +28,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devtools.processes import free_port, wait_for_line  # noqa: E402 - the repository root is on the path from here
+from devtools.processes import free_port, stop, wait_for_line  # noqa: E402 - the repository root is on the path from here
 
 PYTHON = sys.executable
 AE_TITLE = "HIPSTUDY"
@@ -191,8 +190,7 @@ def main() -> None:
         time.sleep(1.0)  # storescp prints nothing when ready; its socket answers within this
         dcmtk = send(port, files, work / "storescu-storescp.txt")
         stored = len(list(received.iterdir()))
-        storescp.terminate()
-        storescp.wait(30)
+        stop(storescp, timeout=30)
         shutil.rmtree(received)
         if stored != len(files):
             raise SystemExit(f"storescp wrote {stored} of {len(files)} files")
@@ -249,19 +247,9 @@ def main() -> None:
             )
         else:
             print("arrival to score: not measured (no active models; run with --score)")
-        listener.send_signal(signal.SIGTERM)
-        listener.wait(60)
+        stop(listener, timeout=60)  # SIGTERM: the listener finishes what it received
     finally:
-        for process in processes:
-            if process.poll() is None:
-                if process.args[:3] == [PYTHON, "-m", "celery"]:
-                    os.killpg(process.pid, signal.SIGTERM)
-                else:
-                    process.terminate()
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        stop(*processes, timeout=30)  # the worker leads its own group: its pool goes with it
         if args.keep:
             print(f"kept {work}")
         else:

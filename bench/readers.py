@@ -47,14 +47,12 @@ import os
 import random
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -62,7 +60,7 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devtools.processes import free_port  # noqa: E402
+from devtools.processes import free_port, stop, wait_for_url  # noqa: E402
 from ml.core.vocab import CLASSES  # noqa: E402 - the repository root is on the path from here
 
 AIM_MS = 100.0
@@ -146,26 +144,8 @@ def start_gunicorn(env: dict[str, str], port: int, workers: int, threads: int, l
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
     )
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live/", timeout=2):
-                return process
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                stop_server(process)
-                raise SystemExit(f"gunicorn did not start:\n{log.read_text(errors='replace')}") from None
-            time.sleep(0.2)
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+    wait_for_url(f"http://127.0.0.1:{port}/health/live/", process, log, timeout=120)
+    return process
 
 
 # --------------------------------------------------------------------------- clients
@@ -472,7 +452,7 @@ def main() -> int:
         return 0
     finally:
         if server is not None:
-            stop_server(server)
+            stop(server)
         if args.keep:
             print(f"kept: DATA_DIR={data_dir} DATABASE_URL={args.database_url}")
         else:

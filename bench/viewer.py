@@ -30,19 +30,17 @@ import argparse
 import io
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devtools.processes import free_port  # noqa: E402 - the repository root is on the path from here
+from devtools.processes import free_port, stop, wait_for_url  # noqa: E402 - the repository root is on the path from here
 
 USERNAME, PASSWORD = "bench-labeller", "bench-password-123"
 CHROMIUM_ARGS = [
@@ -130,26 +128,8 @@ def start_server(kind: str, env: dict[str, str], port: int, log: Path) -> subpro
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
     )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/", timeout=2):
-                return process
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                stop_server(process)
-                raise SystemExit(f"the server did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.2)
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+    wait_for_url(f"http://127.0.0.1:{port}/health/", process, log, timeout=60)
+    return process
 
 
 def log_in(context, base: str) -> None:
@@ -312,7 +292,7 @@ def main() -> None:
                 pass
     finally:
         if server is not None:
-            stop_server(server)
+            stop(server, timeout=10)
         shutil.rmtree(work, ignore_errors=True)
 
 

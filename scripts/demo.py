@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +36,9 @@ from dotenv import dotenv_values, load_dotenv
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 ENV_FILE = ROOT / ".env"
+sys.path.insert(0, str(ROOT))
+
+from devtools.processes import stop  # noqa: E402 - the repository root is on the path from here
 
 
 class DemoStop(Exception):
@@ -219,20 +221,7 @@ def run_demo(*, setup_only: bool = False) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        for process in background:
-            process.terminate()
-        for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-        for process in background:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(*background, *workers, timeout=20)  # SIGTERM to all: the workers finish their task
     return 0
 
 

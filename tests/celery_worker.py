@@ -46,6 +46,8 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import pytest
 
+from devtools.processes import stop
+
 # Redis databases for worker tests, tried in order: each test claims the first
 # one no other test (of this or another pytest run) holds, so that two runs at
 # once on one Redis do not empty each other's queues.
@@ -278,12 +280,7 @@ class CeleryWorker:
         # Only while the main process is not yet reaped: its pid, which is
         # the group's id, cannot have been given to another process.
         assert self.process is not None
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.process.wait(10)
+        stop(self.process, first=signal.SIGKILL, timeout=10)
 
     # --- pool processes ---------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterable, Iterator
@@ -36,7 +37,7 @@ from typing import Any
 import pytest
 import requests
 
-from devtools.processes import free_port
+from devtools.processes import free_port, stop
 
 ORTHANC = Path("/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
@@ -123,10 +124,8 @@ class Orthanc:
 
     def stop(self) -> None:
         """Kill it: its storage is the test's and thrown away, and a clean shutdown takes 3 s."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.kill()
-        self.process.wait(timeout=STOP_TIMEOUT)
+        if self.process is not None:
+            stop(self.process, first=signal.SIGKILL, timeout=STOP_TIMEOUT)
 
     def log(self) -> str:
         try:

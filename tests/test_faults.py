@@ -43,7 +43,7 @@ from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from pydicom import dcmread
 
-from devtools.processes import free_port
+from devtools.processes import free_port, stop
 from tests.celery_worker import CeleryWorker, _point_sender_at, _restore_sender, site_env, skip_or_fail
 from tests.support import wait_for
 
@@ -89,9 +89,8 @@ class PrivateRedis:
 
     def stop(self) -> None:
         """SIGKILL: Redis goes away at once, with what it held."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+        if self.process is not None:
+            stop(self.process, first=signal.SIGKILL, timeout=10)
 
 
 @pytest.fixture
@@ -357,13 +356,7 @@ def gunicorn(env: dict[str, str], log: Path) -> Iterator[tuple[subprocess.Popen[
         wait_for(lambda: _status(f"{base}/health/live/") == 200, what="gunicorn", timeout=60, output=log.read_text)
         yield process, base
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
+        stop(process, timeout=30)
 
 
 def _status(url: str, opener: Any = None) -> int | None:

@@ -14,6 +14,7 @@ import io
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ from pydicom.data import get_testdata_file
 from annotate import services
 from annotate.dicom import DecodeLimits, DicomRejected, check_inflated_size, decode_dicom, read_meta
 from annotate.models import ImportJob, Radiograph
+from devtools.processes import stop
 from tests.bombs import deflate_bomb
 from tests.celery_worker import site_env, skip_or_fail
 
@@ -276,9 +278,7 @@ class Listener:
         return self.log.read_text(errors="replace")
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+        stop(self.process, first=signal.SIGKILL, timeout=10)
 
 
 @pytest.fixture

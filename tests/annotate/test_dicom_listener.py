@@ -31,7 +31,7 @@ from annotate.archive.dicomnet import DicomListener, received_at_of
 from annotate.archive.pseudonyms import uid_pseudonym
 from annotate.models import Radiograph
 from devtools.phantoms import generate_phantoms
-from devtools.processes import free_port
+from devtools.processes import free_port, stop
 from tests.celery_worker import database_url, site_env, skip_or_fail
 from tests.support import CT_IMAGE_STORAGE
 
@@ -351,9 +351,7 @@ class ListenerProcess:
             time.sleep(0.1)
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+        stop(self.process, first=signal.SIGKILL, timeout=10)
 
 
 @pytest.fixture

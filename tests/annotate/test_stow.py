@@ -27,7 +27,7 @@ from annotate.archive.pseudonyms import uid_pseudonym
 from annotate.archive.stow import CANNOT_UNDERSTAND, OUT_OF_RESOURCES
 from annotate.models import Radiograph
 from devtools.dicom import make_dicom
-from devtools.processes import free_port
+from devtools.processes import free_port, stop
 from tests.accounts.factories import UserFactory
 from tests.celery_worker import site_env
 from tests.pacs import OrthancError
@@ -282,19 +282,14 @@ def gunicorn(transactional_db: Any, settings: Any, tmp_path: Path) -> Iterator[s
             try:
                 if requests.get(f"{url}/accounts/login/", timeout=5).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow to answer under load
                 pass
             if time.monotonic() > deadline:
                 pytest.fail(f"gunicorn did not answer within 60 s:\n{log_path.read_text()}")
             time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+        stop(process, timeout=30)
 
 
 def test_dicomweb_client_posts_a_chunked_body_through_gunicorn(gunicorn, users):

@@ -118,7 +118,8 @@ class RecordingSession(requests.Session):
         self.hooks["response"].append(lambda response, *args, **kwargs: self.paths.append(response.request.path_url))
 
 
-def test_pulls_exactly_the_hip_and_pelvis_radiographs_since_the_date(orthanc, pacs):
+def test_pulls_exactly_the_hip_and_pelvis_radiographs_since_the_date(orthanc, pacs, settings):
+    settings.STORE_DECOMPRESSED_PERCENT = 0  # store as received, to see what the PACS sent
     lines = pull(orthanc.dicomweb_url, since=SINCE)
 
     wanted = uids(pacs["hip"], pacs["pelvis"], pacs["no_body_part"])

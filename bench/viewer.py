@@ -128,7 +128,7 @@ def start_server(kind: str, env: dict[str, str], port: int, log: Path) -> subpro
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
     )
-    wait_for_url(f"http://127.0.0.1:{port}/health/", process, log, timeout=60)
+    wait_for_url(f"http://127.0.0.1:{port}/health/live/", process, log, timeout=60)  # no workers here
     return process
 
 

@@ -1,39 +1,9 @@
 """The DICOM C-STORE receiver: store-and-forward, as a PACS router does it.
 
-A modality or PACS pushes radiographs to ``DicomListener`` (a pynetdicom AE that
-also answers C-ECHO). Each received file takes two steps:
-
-1. While it arrives, pynetdicom writes the data set to a temporary file in the
-   spool's ``incoming/`` folder (``STORE_RECV_CHUNKED_DATASET``): the listener
-   never holds a whole data set in memory, whatever a sender sends. Then, in the
-   association's thread (``_on_store``): a header check (a radiograph SOP class,
-   the file's size against MAX_DICOM_BYTES before anything is read, then a
-   header-only read from the file: object kind and pixel data present, the
-   declared decoded size and, for a deflated data set, a capped inflate:
-   ``annotate.dicom.read_meta_file``; no pixel is decoded and a refused file is
-   never spooled), then the file as sent (the received bytes copied in pieces:
-   no decode, no re-encode) is written to the spool atomically (temporary name,
-   fsync, rename, fsync of the folder). The temporary file is removed in every
-   case, and an association that ends mid-transfer takes its partial file with it.
-   Only then does the sender get Success (0x0000): what a modality was told is
-   stored survives a crash or a power cut. A full disk or a write error answers
-   0xA700 (out of resources) and leaves no partial file; a file that fails the
-   header check answers 0x0122 (SOP class not supported: CT, MR, reports ...)
-   or 0xC000 (cannot understand), with the reason.
-2. Drain threads ingest spooled files in order of arrival through
-   ``annotate.ingest.radiograph_ingest`` (pseudonymisation, dedupe, rejection
-   with reasons), log each outcome, and delete a file only once its row is
-   committed. A file the ingest rejects is kept in ``rejected/`` only
-   de-identified (or, when it cannot be read, not at all), with a
-   ``.reason.txt`` beside it, for ``REJECTED_RETENTION_DAYS``. On start the
-   drain picks up what an earlier process left in the spool.
-
-The spool (mode 0700; ``incoming/`` too) holds received files before they are de-identified, for
-the seconds until they are ingested. Spool file names sort in arrival order and
-carry the receipt time (the radiograph's ``received_at``):
-``20260101T120000.123456Z-<keyed hash of the SOP Instance UID>.dcm``. The
-calling AE title travels in the file's meta information (Sending Application
-Entity Title, 0002,0017). Log lines name instances by their pseudonymous UID.
+``DicomListener`` (a pynetdicom AE, C-ECHO too) checks each received file's header, spools it
+atomically before answering Success, and drain threads ingest the spool in arrival order through
+``annotate.ingest.radiograph_ingest``; rejected files are kept de-identified in ``rejected/``.
+Design: docs/architecture/design-dicom.md
 """
 
 from __future__ import annotations
@@ -43,7 +13,6 @@ import datetime
 import heapq
 import logging
 import os
-import re
 import shutil
 import threading
 import time
@@ -63,11 +32,12 @@ from pydicom.uid import (
     DigitalXRayImageStorageForProcessing,
     SecondaryCaptureImageStorage,
 )
-from pynetdicom import AE, AllStoragePresentationContexts, _config, dimse_messages, evt
+from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.dsutils import encode_file_meta, split_dataset
 from pynetdicom.sop_class import Verification
 
 from annotate.archive.cleanup import rejected_purge
+from annotate.archive.dicomnet_io import _pseudonymise_pynetdicom_logs, _receive_to_files
 from annotate.archive.pseudonyms import short_pseudonym, uid_pseudonym
 from annotate.dicom import DicomRejected, read_meta_file
 from annotate.ingest import (
@@ -106,30 +76,6 @@ _TIME_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 RETRY_SECONDS = 5.0  # a drain thread waits this long after an ingest failed for want of the database
 
 
-_UID_IN_LOG = re.compile(r"(Instance UID\s*:?\s*)([0-9]+(?:\.[0-9]+)+)")
-
-
-class PseudonymiseUIDs(logging.Filter):
-    """pynetdicom's DEBUG summaries of each C-STORE name the sender's Study/Series/SOP Instance
-    UIDs: those lines are logged with the pseudonymous UIDs instead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "Instance UID" in message:
-            record.msg, record.args = _UID_IN_LOG.sub(lambda m: m.group(1) + uid_pseudonym(m.group(2)), message), ()
-        return True
-
-
-def _pseudonymise_pynetdicom_logs() -> None:
-    import pynetdicom  # noqa: F401 - its loggers exist once it is imported
-
-    names = [name for name in logging.root.manager.loggerDict if name.startswith("pynetdicom")]
-    for name in ["pynetdicom", *names]:
-        logger_ = logging.getLogger(name)
-        if not any(isinstance(f, PseudonymiseUIDs) for f in logger_.filters):
-            logger_.addFilter(PseudonymiseUIDs())
-
-
 def transfer_syntaxes() -> list[str]:
     """Every transfer syntax whose pixel data pydicom can decode here (native
     ones, and JPEG, JPEG-LS, JPEG 2000, HTJ2K and RLE through pylibjpeg):
@@ -165,72 +111,6 @@ def _status(code: int, comment: str) -> Dataset:
     status.Status = code
     status.ErrorComment = comment[:64]  # LO: 64 characters at most
     return status
-
-
-_NamedTemporaryFile = dimse_messages.NamedTemporaryFile
-
-
-class _IncomingFile:
-    """pynetdicom's temporary file for a data set being received, whose write errors (a full
-    disk) are kept for the C-STORE handler to answer 0xA700, instead of being raised in the
-    association's reactor thread (which would end the association without an answer). After an
-    error the file is emptied (the space it took is given back) and the rest is dropped."""
-
-    def __init__(self, handle: Any) -> None:
-        self._handle = handle
-        self.name = handle.name
-        self.file = self  # pynetdicom flushes ``.file``
-        self.error: OSError | None = None
-
-    def write(self, data: bytes) -> int:
-        self._guarded(self._handle.write, data)
-        return len(data)
-
-    def flush(self) -> None:
-        self._guarded(self._handle.flush)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._handle.close()
-
-    def _guarded(self, call: Any, *args: Any) -> None:
-        if self.error is not None:
-            return
-        try:
-            call(*args)
-        except OSError as exc:
-            self.error = exc
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._handle.fileno(), 0)
-
-
-def _incoming_temporary_file(*args: Any, **kwargs: Any) -> Any:
-    """pynetdicom's ``NamedTemporaryFile`` for a received data set, made in the receiving
-    listener's ``incoming/`` folder instead of the system's temporary folder (/tmp): the data
-    is identifiable until the ingest has pseudonymised it, so it stays in the spool, under
-    DATA_DIR. pynetdicom creates the file in the association's DUL thread, which leads to the AE
-    (``_incoming_dir`` is set on the listener's AE only); other AEs keep pynetdicom's default."""
-    assoc = getattr(threading.current_thread(), "assoc", None)
-    folder = getattr(getattr(assoc, "ae", None), "_incoming_dir", None)
-    if folder is None:
-        return _NamedTemporaryFile(*args, **kwargs)
-    return _IncomingFile(_NamedTemporaryFile(*args, **{**kwargs, "dir": folder}))
-
-
-def _receive_to_files() -> None:
-    """Received C-STORE data sets go to temporary files (``event.dataset_path``), not memory.
-
-    Both settings are pynetdicom's, process-wide: chunked receipt, and the patched temporary
-    file (the module attribute ``pynetdicom.dimse_messages.NamedTemporaryFile``). Should a
-    pynetdicom release rename either, the listener refuses to start rather than receive into
-    memory or into /tmp."""
-    if not hasattr(_config, "STORE_RECV_CHUNKED_DATASET") or dimse_messages.NamedTemporaryFile not in (
-        _NamedTemporaryFile,
-        _incoming_temporary_file,
-    ):
-        raise RuntimeError("this pynetdicom does not receive data sets into files as annotate.archive.dicomnet expects")
-    _config.STORE_RECV_CHUNKED_DATASET = True
-    dimse_messages.NamedTemporaryFile = _incoming_temporary_file
 
 
 def _fsync_dir(path: Path) -> None:

@@ -11,6 +11,8 @@ import re
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from knox.auth import TokenAuthentication as KnoxTokenAuthentication
@@ -23,27 +25,27 @@ from rest_framework.request import Request
 _TOKEN = re.compile(r"[0-9a-f]+")
 
 
-def token_create(*, user: Any) -> tuple[AuthToken, str]:
+def token_create(*, user: User) -> tuple[AuthToken, str]:
     """A new API token of ``user``: its row (digest, created, expiry) and the token itself,
     which is shown once and never stored. Valid for ``TOKEN_TTL_DAYS``."""
     return AuthToken.objects.create(user=user)
 
 
-def tokens_of(*, user: Any) -> QuerySet[AuthToken]:
+def tokens_of(*, user: User) -> QuerySet[AuthToken]:
     """The user's tokens that have not expired, newest first (one without an expiry, made by
     hand, is listed too, so that it can be revoked)."""
     live = Q(expiry__isnull=True) | Q(expiry__gt=timezone.now())
     return AuthToken.objects.filter(live, user=user).order_by("-created")
 
 
-def token_revoke(*, user: Any, key: str) -> bool:
+def token_revoke(*, user: User, key: str) -> bool:
     """Revoke the user's token whose first characters (``token_key``, shown on the tokens page)
     are ``key``. Another user's token is never touched. True when one was revoked."""
     deleted, _ = AuthToken.objects.filter(user=user, token_key=key).delete()
     return deleted > 0
 
 
-def user_locked_out(request: Request, user: Any) -> bool:
+def user_locked_out(request: Request, user: AbstractBaseUser) -> bool:
     """Whether django-axes refuses this user from this request's address, as it would refuse a
     login with the right password (AXES_LOCKOUT_PARAMETERS decides what a lockout covers)."""
     if not settings.AXES_ENABLED:

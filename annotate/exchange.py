@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -106,12 +107,15 @@ def _labeller_images() -> list[formats.Image]:
         .order_by("assignment__radiograph_id", "assignment__slot", "side")
     )
     for row in rows:
-        hips[row.assignment.radiograph_id].append(_hip(row, row.assignment.labeler.username))
+        labeler = row.assignment.labeler
+        assert labeler is not None  # a submitted labelling has its labeller
+        hips[row.assignment.radiograph_id].append(_hip(row, labeler.username))
     radiographs: dict[int, Radiograph] = {}
     excluded_by: dict[int, dict[str, str]] = defaultdict(dict)
     for assignment in submitted:
         radiographs.setdefault(assignment.radiograph_id, assignment.radiograph)
         if assignment.excluded:
+            assert assignment.labeler is not None  # a submitted labelling has its labeller
             excluded_by[assignment.radiograph_id][assignment.labeler.username] = assignment.excluded
     return [
         _image(radiograph, excluded_by=excluded_by[radiograph_id], hips=tuple(hips[radiograph_id]))
@@ -284,7 +288,7 @@ def annotations_import(*, fmt: str, data: bytes, username: str, labeler: str | N
     return report
 
 
-def _submit(plan: _Planned, user: Any, report: ImportReport) -> None:
+def _submit(plan: _Planned, user: User, report: ImportReport) -> None:
     radiograph = plan.radiograph
     mine = Assignment.objects.select_for_update().filter(radiograph=radiograph, labeler=user).first()
     if mine is not None and mine.status == Assignment.Status.SUBMITTED:

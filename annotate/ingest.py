@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -210,7 +211,7 @@ def _commit(
     *,
     name: str,
     source: str,
-    user: Any,
+    user: User | None,
     job: ImportJob | None,
     received_at: datetime.datetime | None = None,
 ) -> IngestOutcome:
@@ -308,7 +309,7 @@ def radiograph_ingest(
     data: bytes,
     name: str,
     source: str,
-    user: Any = None,
+    user: User | None = None,
     job: ImportJob | None = None,
     received_at: datetime.datetime | None = None,
 ) -> IngestOutcome:
@@ -326,7 +327,7 @@ def ingest_items(
     items: Iterable[SourceItem],
     *,
     source: str,
-    user: Any = None,
+    user: User | None = None,
     job: ImportJob | None = None,
     workers: int | None = None,
 ) -> Iterator[tuple[SourceItem, IngestOutcome]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
@@ -125,7 +126,7 @@ def assignments_release_expired(*, now: Any = None) -> int:
     return released
 
 
-def assignment_next(*, user: Any) -> Assignment | None:
+def assignment_next(*, user: User) -> Assignment | None:
     """The labeller's current image, or the next one from the pool.
 
     A labeller holds one image at a time. Their requests take a row lock on
@@ -166,7 +167,7 @@ def assignment_next(*, user: Any) -> Assignment | None:
     return None
 
 
-def _own_open_assignment(assignment_id: int, user: Any) -> Assignment:
+def _own_open_assignment(assignment_id: int, user: User) -> Assignment:
     assignment = Assignment.objects.select_for_update().select_related("radiograph").get(id=assignment_id)
     if assignment.labeler_id != user.id:
         raise PermissionDenied("this image is not assigned to you")
@@ -222,7 +223,7 @@ def _replace_hips(assignment: Assignment, hips: Sequence[HipInput], now: Any) ->
 def assignment_save(
     *,
     assignment_id: int,
-    user: Any,
+    user: User,
     hips: Sequence[HipInput],
     excluded: str = "",
     note: str = "",
@@ -252,7 +253,7 @@ def assignment_save(
 def assignment_submit(
     *,
     assignment_id: int,
-    user: Any,
+    user: User,
     hips: Sequence[HipInput],
     excluded: str = "",
     note: str = "",
@@ -405,7 +406,7 @@ def _write_truth(adjudication: Adjudication, hips: Sequence[HipInput]) -> None:
 def adjudication_resolve(
     *,
     adjudication_id: int,
-    user: Any,
+    user: User,
     hips: Sequence[HipInput],
     truth_source: str,
     note: str = "",
@@ -451,6 +452,7 @@ def labelling_progress() -> dict[str, Any]:
     assignments = Assignment.objects.filter(labeler__isnull=False).select_related("labeler")
     by_user: dict[str, list[Assignment]] = {}
     for assignment in assignments:
+        assert assignment.labeler is not None  # labeler__isnull=False
         by_user.setdefault(assignment.labeler.get_username(), []).append(assignment)
     for username, items in sorted(by_user.items()):
         done = [a for a in items if a.status == Assignment.Status.SUBMITTED]
@@ -461,7 +463,7 @@ def labelling_progress() -> dict[str, Any]:
                 "submitted": len(done),
                 "in_progress": sum(a.status == Assignment.Status.IN_PROGRESS for a in items),
                 "median_seconds_per_image": median(seconds) if seconds else None,
-                "last_submitted_at": max((a.submitted_at for a in done), default=None),
+                "last_submitted_at": max((a.submitted_at for a in done if a.submitted_at is not None), default=None),
             }
         )
     totals = {

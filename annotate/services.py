@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -35,7 +36,7 @@ def find_sources(paths: Iterable[Path | str], *, relative_to: Path | None = None
 
 
 def ingest_sources(
-    paths: Iterable[Path | str], *, source: str, user: Any = None, relative_to: Path | None = None
+    paths: Iterable[Path | str], *, source: str, user: User | None = None, relative_to: Path | None = None
 ) -> Iterator[IngestOutcome]:
     """Ingest every DICOM found under ``paths`` (files, folders, .zip), one outcome per file."""
     for _, outcome in ingest_items(find_sources(paths, relative_to=relative_to), source=source, user=user):
@@ -49,7 +50,7 @@ def incoming_dir() -> Path:
     return cleanup.incoming_dir()
 
 
-def import_job_create(*, user: Any, files: Iterable[Any], source: str) -> ImportJob:
+def import_job_create(*, user: User, files: Iterable[Any], source: str) -> ImportJob:
     """Keep the uploaded files in a folder of their own and queue their import.
 
     ``common.queueing.QueueUnavailable`` when the broker is away: asked before the files are

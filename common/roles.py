@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseBase
@@ -26,10 +26,11 @@ READER = "reader"
 RESEARCHER = "researcher"
 ROLES = (LABELER, ADJUDICATOR, READER, RESEARCHER)
 
-User = AbstractBaseUser | AnonymousUser
+#: request.user: a signed-in user or an anonymous one.
+AnyUser = User | AnonymousUser
 
 
-def user_roles(user: Any) -> frozenset[str]:
+def user_roles(user: AnyUser) -> frozenset[str]:
     """The roles a user holds; staff hold every role."""
     if not user.is_authenticated or not user.is_active:
         return frozenset()
@@ -38,11 +39,11 @@ def user_roles(user: Any) -> frozenset[str]:
     cached = getattr(user, "_role_cache", None)
     if cached is None:
         cached = frozenset(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
-        user._role_cache = cached
+        user._role_cache = cached  # type: ignore[attr-defined]  # a cache on this request's user object
     return cached
 
 
-def has_role(user: Any, *roles: str) -> bool:
+def has_role(user: AnyUser, *roles: str) -> bool:
     return bool(user_roles(user) & set(roles))
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from annotate import labelling, provenance
@@ -52,7 +53,7 @@ def content_hash(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def dataset_freeze(
-    *, seed: int, name: str = "", user: Any = None, fractions: Sequence[float] = DEFAULT_FRACTIONS
+    *, seed: int, name: str = "", user: User | None = None, fractions: Sequence[float] = DEFAULT_FRACTIONS
 ) -> tuple[DatasetVersion, bool]:
     """Freeze the current ground truth (radiographs excluded at adjudication are
     left out) into a dataset version split by patient and stratified by class.

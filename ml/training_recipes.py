@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from annotate.labels import CLASSES
 from annotate.pixels import pixel_source
@@ -19,6 +19,7 @@ from ml.core import detector
 from ml.core.augment import AugmentConfig
 from ml.core.detector import DetectorRecord
 from ml.core.serving import protocol_zooms
+from ml.core.vocab import Box
 from ml.models import DatasetHip, DatasetVersion, Kind, ModelVersion, TrainingRun
 from ml.training_state import Checkpoint, Progress, append_log
 
@@ -65,7 +66,7 @@ def detector_records(dataset: DatasetVersion, split: str) -> list[Any]:
             DetectorRecord(
                 pixels=pixel_source(radiograph),
                 window=(radiograph.window_center, radiograph.window_width),
-                hips=tuple((hip.side, tuple(float(v) for v in hip.box)) for hip in rows),
+                hips=tuple((hip.side, cast(Box, tuple(float(v) for v in hip.box))) for hip in rows),  # four numbers
                 radiograph=str(radiograph_id),
             )
         )

@@ -13,6 +13,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from annotate.models import Radiograph
+from common.http import AuthenticatedHttpRequest
 from common.queueing import QueueUnavailable
 from common.roles import RESEARCHER, role_required
 from ml import operations, scoring, services, training
@@ -28,7 +29,7 @@ class FreezeForm(forms.Form):
 
 
 @role_required(RESEARCHER)
-def dataset_list(request: HttpRequest) -> HttpResponse:
+def dataset_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = FreezeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from common.http import AuthenticatedHttpRequest
 from common.roles import READER, role_required
 from readerstudy import services
 from readerstudy.models import PHASES, Condition, Reader
@@ -60,14 +62,14 @@ def step_summary(reader: Reader) -> dict[str, Any]:
     return summary
 
 
-def reader_studies(user: Any) -> list[dict[str, Any]]:
+def reader_studies(user: User) -> list[dict[str, Any]]:
     """The user's reader studies, newest first, each with its next step."""
     readers = Reader.objects.filter(user=user).select_related("study").order_by("-study__created_at")
     return [step_summary(reader) for reader in readers]
 
 
 @role_required(READER)
-def reader_home(request: HttpRequest) -> HttpResponse:
+def reader_home(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The studies the reader is invited to, with their next step in each."""
     studies = reader_studies(request.user)
     if not studies:  # a reader invited to no study yet: a page that says so, not a 404

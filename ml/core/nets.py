@@ -149,7 +149,7 @@ class WeightedSparseCategoricalCrossentropy(keras.losses.Loss):  # type: ignore[
         return {**super().get_config(), "class_weights": self.class_weights}
 
 
-def balanced_class_weights(labels: Sequence[int], num_classes: int, *, power: float = 1.0) -> list[float]:
+def balanced_class_weights(labels: Sequence[int] | np.ndarray, num_classes: int, *, power: float = 1.0) -> list[float]:
     """(n_samples / (num_classes * count)) ** power per class; absent classes get 1.
 
     power 1 is sklearn's "balanced": every class weighs as much as any other in the loss.
@@ -159,7 +159,7 @@ def balanced_class_weights(labels: Sequence[int], num_classes: int, *, power: fl
     return [float((total / (num_classes * c)) ** power) if c else 1.0 for c in counts]
 
 
-def class_weights_for(config: NetConfig, labels: Sequence[int]) -> list[float]:
+def class_weights_for(config: NetConfig, labels: Sequence[int] | np.ndarray) -> list[float]:
     """The weighted cross-entropy's class weights from the training labels, by ``config.class_weighting``."""
     power = {"balanced": 1.0, "sqrt": 0.5}[config.class_weighting]
     return balanced_class_weights(labels, config.num_classes, power=power)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -76,7 +77,7 @@ def report_file_path(report: StudyReport, name: str) -> Path | None:
 def report_start(
     *,
     study: ReaderStudy,
-    user: Any,
+    user: User | None,
     iterations: int = 2000,
     seed: int = 0,
     margin: float | None = None,

@@ -8,6 +8,7 @@ Design: docs/architecture/design-dicom.md
 
 from __future__ import annotations
 
+import datetime
 import io
 import logging
 import mmap
@@ -18,10 +19,11 @@ from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import HTTP
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import pydicom
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.http import parse_header_parameters
@@ -219,7 +221,7 @@ def _identify(data: bytes) -> tuple[str, str]:
     return tuple(str(uid) if uid and UID(str(uid)).is_valid else "" for uid in found)  # type: ignore[return-value]
 
 
-def store_part(part: Part, data: bytes, *, index: int, user: Any, received_at: Any) -> StoreResult:
+def store_part(part: Part, data: bytes, *, index: int, user: User, received_at: datetime.datetime) -> StoreResult:
     name = f"STOW part {index}"
     if part.content_type != DICOM:
         return StoreResult("", "", CANNOT_UNDERSTAND, f"part of media type {part.content_type}, not {DICOM}")
@@ -294,6 +296,7 @@ def response_status(results: list[StoreResult]) -> int:
 @parser_classes([])  # the body is read as a stream below, never by DRF
 def stow_studies(request: Request) -> HttpResponse:
     http_request = request._request
+    user = cast(User, request.user)  # HasRole admits only signed-in users
     boundary = boundary_of(request.META.get("CONTENT_TYPE", ""))
     with spool_body(http_request, settings.DICOMWEB_STOW_MAX_BYTES) as body:
         received_at = timezone.now()
@@ -305,7 +308,7 @@ def stow_studies(request: Request) -> HttpResponse:
             try:
                 for index, part in enumerate(parts, start=1):
                     data = view[part.start : part.end]
-                    results.append(store_part(part, data, index=index, user=request.user, received_at=received_at))
+                    results.append(store_part(part, data, index=index, user=user, received_at=received_at))
                     del data
             except ParseError as exc:
                 if not results:

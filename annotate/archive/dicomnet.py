@@ -17,7 +17,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
@@ -33,8 +33,10 @@ from pydicom.uid import (
     SecondaryCaptureImageStorage,
 )
 from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode_file_meta, split_dataset
-from pynetdicom.sop_class import Verification
+from pynetdicom.events import EventHandlerType
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import
 
 from annotate.archive.cleanup import rejected_purge
 from annotate.archive.dicomnet_io import _pseudonymise_pynetdicom_logs, _receive_to_files
@@ -186,7 +188,7 @@ class DicomListener:
             self._enqueue(name)
 
         ae = AE(ae_title=self.ae_title)
-        ae._incoming_dir = str(self.incoming_dir)  # type: ignore[attr-defined] - see _incoming_temporary_file
+        ae._incoming_dir = str(self.incoming_dir)  # type: ignore[attr-defined]  # see _incoming_temporary_file
         ae.maximum_associations = self.max_associations
         ae.maximum_pdu_size = settings.DICOM_MAX_PDU
         ae.acse_timeout = settings.DICOM_ACSE_TIMEOUT
@@ -198,8 +200,9 @@ class DicomListener:
         ae.add_supported_context(Verification)
         syntaxes = transfer_syntaxes()
         for context in AllStoragePresentationContexts:
+            assert context.abstract_syntax is not None  # pynetdicom's storage contexts all name theirs
             ae.add_supported_context(context.abstract_syntax, syntaxes)
-        handlers = [
+        handlers: list[EventHandlerType] = [
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_ACCEPTED, self._on_accepted),
@@ -286,7 +289,7 @@ class DicomListener:
     def _on_store(self, event: evt.Event) -> int | Dataset:
         received_at = datetime.datetime.now(datetime.UTC)
         calling_ae = event.assoc.requestor.ae_title
-        sop_uid = str(event.request.AffectedSOPInstanceUID or "")
+        sop_uid = str(cast(C_STORE, event.request).AffectedSOPInstanceUID or "")  # a C-STORE event
         with self._lock:
             self._storing += 1
         try:

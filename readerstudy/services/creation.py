@@ -207,6 +207,7 @@ def study_prepare(*, study_id: int, progress: Callable[[int], None] | None = Non
 
     def read(batch: list[tuple[Case, bytes]]) -> None:
         """The model's reading of each case's phase-1 PNG, decoded: the very pixels readers get."""
+        assert version is not None  # only cases of a study with a model are read
         crops = np.stack([crop_pixels(png) for _, png in batch])
         hips = [Hip(side=case.dataset_hip.side, box=case.dataset_hip.box) for case, _ in batch]
         for (case, _), pred in zip(batch, predictor(version).predict_crops(crops, hips), strict=True):

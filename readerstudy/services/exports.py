@@ -58,13 +58,15 @@ def study_progress(study: ReaderStudy, *, now: dt.datetime | None = None) -> lis
             phase = phases.get(condition)
             total = len(phase.case_ids) if phase else (study.case_count if condition != Condition.MODEL_AIDED else None)
             own = answered.get((reader.pk, condition), 0)
-            carried = carried_over.get((reader.pk, condition), 0)
-            text = f"{own} of {'?' if total is None else total}" + (f", plus {carried} carried over" if carried else "")
+            carried_count = carried_over.get((reader.pk, condition), 0)
+            text = f"{own} of {'?' if total is None else total}" + (
+                f", plus {carried_count} carried over" if carried_count else ""
+            )
             per_phase.append(
                 {
                     "condition": condition,
                     "answered": own,
-                    "carried_over": carried,
+                    "carried_over": carried_count,
                     "text": text,
                     "shown": len(phase.case_ids) if phase else 0,
                     "total": total,
@@ -92,7 +94,7 @@ def study_progress(study: ReaderStudy, *, now: dt.datetime | None = None) -> lis
 def responses_rows(study: ReaderStudy, *, complete_only: bool = False) -> list[dict[str, Any]]:
     """``responses.csv``'s rows: one per reader, condition and case, in reader, condition, case order.
     ``complete_only`` keeps the readers who answered every case under every condition."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     query = Response.objects.filter(reader__study=study).select_related(
         "reader", "case__dataset_hip__patient", "case__dataset_hip"
     )

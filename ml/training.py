@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -146,7 +147,7 @@ def training_start(
     dataset: DatasetVersion,
     config_name: str,
     kind: str = Kind.CLASSIFIER,
-    user: Any = None,
+    user: User | None = None,
     seed: int = 0,
     activate: bool = False,
     epochs: int | None = None,

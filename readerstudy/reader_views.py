@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 
 from common.http import AuthenticatedHttpRequest
@@ -78,7 +78,7 @@ def reader_home(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 
 @role_required(READER)
-def reading_page(request: HttpRequest, pk: int) -> HttpResponse:
+def reading_page(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The reading page of one study; the script asks the API for the current case."""
     try:
         reader = services.reader_of(request.user, pk)

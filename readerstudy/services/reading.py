@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from django.contrib.auth.models import Group as AuthGroup
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -34,7 +34,7 @@ from readerstudy.services.errors import AnswerLocked, NotFound, NotOpen, StudyEr
 # --------------------------------------------------------------------------- readers
 
 
-def reader_add(*, study: ReaderStudy, user: Any, group: str, training: str) -> Reader:
+def reader_add(*, study: ReaderStudy, user: User, group: str, training: str) -> Reader:
     """Invite ``user`` into ``study`` as a reader (and give them the reader role)."""
     from django.core.exceptions import ValidationError
 
@@ -54,7 +54,7 @@ def reader_add(*, study: ReaderStudy, user: Any, group: str, training: str) -> R
     return reader
 
 
-def reader_of(user: Any, study_id: int) -> Reader:
+def reader_of(user: User, study_id: int) -> Reader:
     """The user's reader row in a study, or ``NotFound`` (the same answer for a study that
     does not exist and for one the user is not invited to)."""
     reader = Reader.objects.select_related("study").filter(study_id=study_id, user=user).first()

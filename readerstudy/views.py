@@ -25,6 +25,7 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from common.http import AuthenticatedHttpRequest
 from common.queueing import enqueue, require_broker
 from common.roles import RESEARCHER, HasRole, role_required
 from ml.models import DatasetVersion
@@ -272,7 +273,7 @@ def study_export_file(request: HttpRequest, pk: int, name: str) -> HttpResponse:
 
 @role_required(RESEARCHER)
 @require_POST
-def study_report_start(request: HttpRequest, pk: int) -> HttpResponse:
+def study_report_start(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The Report button: a new report of the study's own data, built by a task."""
     study = get_object_or_404(ReaderStudy.objects.select_related("dataset", "model_version"), pk=pk)
     form = ReportForm(request.POST)

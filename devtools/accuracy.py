@@ -131,7 +131,10 @@ def classifier_results(metrics: dict[str, Any], timings: dict[str, float]) -> tu
     """Print the classifier's test-split figures; whether its goal is met, and the goal."""
     for key in ("binary_accuracy", "binary_sensitivity", "binary_specificity", "binary_auc", "multiclass_accuracy"):
         f = metrics[key]
-        print(f"{key:>20}: {f['mean']:.3f} (95% CI {f['ci_low']:.3f}-{f['ci_high']:.3f})")
+        if f["mean"] is None:  # e.g. an AUC on a test split of one class (a small --studies)
+            print(f"{key:>20}: undefined on this test split")
+        else:
+            print(f"{key:>20}: {f['mean']:.3f} (95% CI {f['ci_low']:.3f}-{f['ci_high']:.3f})")
     print(f"{'test hips':>20}: {metrics['n_cases']} of {metrics['n_patients']} patients")
     for key in ("regime", "test_time", "lr_schedule", "pretraining"):
         print(f"{key:>20}: {metrics.get(key)}")

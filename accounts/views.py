@@ -18,7 +18,7 @@ from django.contrib.auth.signals import user_logged_in
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -28,6 +28,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import tokens
+from common.api_schema import ErrorSerializer
 from config.parsers import BoundedJSONParser
 
 
@@ -45,11 +46,16 @@ class TokenObtainView(APIView):
     parser_classes = [FormParser, MultiPartParser, BoundedJSONParser]
     serializer_class = AuthTokenSerializer
 
+    class NewTokenSerializer(serializers.Serializer):
+        """The answer: the token (shown once, never stored) and when it expires."""
+
+        token = serializers.CharField()
+        expiry = serializers.DateTimeField()
+
     @extend_schema(
         request=AuthTokenSerializer,
-        responses=inline_serializer(
-            "NewToken", {"token": serializers.CharField(), "expiry": serializers.DateTimeField()}
-        ),
+        # 400: wrong credentials; 403: locked out by django-axes.
+        responses={200: NewTokenSerializer, 400: ErrorSerializer, 403: ErrorSerializer},
     )
     def post(self, request: Request) -> Response:
         # authenticate() through the serializer: django-axes counts failures and locks out.
@@ -59,7 +65,7 @@ class TokenObtainView(APIView):
         row, token = tokens.token_create(user=user)
         # A successful login as far as axes is concerned: it resets the failure count.
         user_logged_in.send(sender=user.__class__, request=request._request, user=user)
-        return Response({"token": token, "expiry": row.expiry})
+        return Response(self.NewTokenSerializer({"token": token, "expiry": row.expiry}).data)
 
 
 @login_required

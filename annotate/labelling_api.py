@@ -15,7 +15,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.exceptions import PermissionDenied as ApiPermissionDenied
@@ -70,6 +71,184 @@ class ResolveInputSerializer(LabellingInputSerializer):
     hips = HipSerializer(many=True)  # ground truth has no source of its own to send
     truth_source = serializers.ChoiceField([c for c in TruthSource.choices if c[0] != TruthSource.AGREEMENT])
     active_seconds = None
+
+
+# --------------------------------------------------------------------------- output serializers
+# The exact shape of each answer (the *_json functions below build it; the schema documents it).
+
+
+class RadiographOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    rows = serializers.IntegerField()
+    columns = serializers.IntegerField()
+    window_center = serializers.FloatField(allow_null=True)
+    window_width = serializers.FloatField(allow_null=True)
+    pixel_spacing_row = serializers.FloatField(allow_null=True)
+    pixel_spacing_col = serializers.FloatField(allow_null=True)
+    modality = serializers.CharField()
+    view_position = serializers.CharField()
+    pixels_url = serializers.CharField()
+    preview_url = serializers.CharField()
+
+
+class HipOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    side = serializers.ChoiceField(Side.choices)
+    hip_class = serializers.ChoiceField(HipClass.choices)
+    x = serializers.FloatField()
+    y = serializers.FloatField()
+    width = serializers.FloatField()
+    height = serializers.FloatField()
+    source = serializers.CharField(  # type: ignore[assignment]  # a field named like Field.source
+        help_text='"manual", "model", or "truth" for a ground-truth hip'
+    )
+
+
+class ProposalOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    side = serializers.ChoiceField(Side.choices)
+    x = serializers.FloatField()
+    y = serializers.FloatField()
+    width = serializers.FloatField()
+    height = serializers.FloatField()
+    score = serializers.FloatField(allow_null=True)
+    model = serializers.CharField()
+    hip_class = serializers.ChoiceField(HipClass.choices, required=False, help_text="only with PROPOSALS_SHOW_CLASS")
+
+
+class AssignmentOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(Assignment.Status.choices)
+    radiograph = RadiographOutputSerializer()
+    hips = HipOutputSerializer(many=True)
+    proposals = ProposalOutputSerializer(many=True)
+    proposals_show_class = serializers.BooleanField()
+    excluded = serializers.CharField(allow_blank=True)
+    note = serializers.CharField(allow_blank=True)
+    active_seconds = serializers.FloatField()
+    taken_at = serializers.DateTimeField(allow_null=True)
+    last_saved_at = serializers.DateTimeField(allow_null=True)
+    submitted_at = serializers.DateTimeField(allow_null=True)
+    next_url = serializers.CharField()
+
+
+class LabellingOutputSerializer(serializers.Serializer):
+    slot = serializers.IntegerField()
+    labeler = serializers.CharField(allow_null=True)
+    excluded = serializers.CharField(allow_blank=True)
+    note = serializers.CharField(allow_blank=True)
+    hips = HipOutputSerializer(many=True)
+
+
+class TruthOutputSerializer(serializers.Serializer):
+    hips = HipOutputSerializer(many=True)
+    excluded = serializers.CharField(allow_blank=True)
+    truth_source = serializers.CharField(allow_blank=True)
+    note = serializers.CharField(allow_blank=True)
+    decided_by = serializers.CharField(allow_null=True)
+    decided_at = serializers.DateTimeField(allow_null=True)
+
+
+class AdjudicationOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(Adjudication.Status.choices)
+    disagreements = serializers.JSONField(help_text="why the labellers' work went to adjudication")
+    radiograph = RadiographOutputSerializer()
+    labellings = LabellingOutputSerializer(many=True)
+    truth = TruthOutputSerializer()
+    next_url = serializers.CharField()
+
+
+class AdjudicationRowSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(Adjudication.Status.choices)
+    radiograph = serializers.IntegerField()
+    disagreements = serializers.JSONField()
+    url = serializers.CharField()
+
+
+class GroundTruthHipSerializer(serializers.Serializer):
+    radiograph = serializers.IntegerField()
+    patient = serializers.CharField()
+    side = serializers.ChoiceField(Side.choices)
+    hip_class = serializers.ChoiceField(HipClass.choices)
+    x = serializers.FloatField()
+    y = serializers.FloatField()
+    width = serializers.FloatField()
+    height = serializers.FloatField()
+    truth_source = serializers.CharField()
+    decided_at = serializers.DateTimeField(allow_null=True)
+    provenance = serializers.JSONField()
+
+
+class LabellerProgressSerializer(serializers.Serializer):
+    labeler = serializers.CharField()
+    submitted = serializers.IntegerField()
+    in_progress = serializers.IntegerField()
+    median_seconds_per_image = serializers.FloatField(allow_null=True)
+    last_submitted_at = serializers.DateTimeField(allow_null=True)
+
+
+class ProgressTotalsSerializer(serializers.Serializer):
+    radiographs = serializers.IntegerField()
+    slots_open = serializers.IntegerField()
+    slots_in_progress = serializers.IntegerField()
+    slots_submitted = serializers.IntegerField()
+    agreed = serializers.IntegerField()
+    pending_adjudication = serializers.IntegerField()
+    resolved = serializers.IntegerField()
+
+
+class LabellingProgressSerializer(serializers.Serializer):
+    labelers = LabellerProgressSerializer(many=True)
+    totals = ProgressTotalsSerializer()
+
+
+class IouHistogramBinSerializer(serializers.Serializer):
+    # "from" is a Python keyword: the field is named in the serializer's fields below.
+    to = serializers.FloatField()
+    count = serializers.IntegerField()
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {"from": serializers.FloatField(), **super().get_fields()}
+
+
+class IouSerializer(serializers.Serializer):
+    mean = serializers.FloatField(allow_null=True)
+    median = serializers.FloatField(allow_null=True)
+    min = serializers.FloatField(allow_null=True)
+    histogram = IouHistogramBinSerializer(many=True)
+
+
+class AgreementSerializer(serializers.Serializer):
+    radiographs_double_read = serializers.IntegerField()
+    hips_compared = serializers.IntegerField()
+    kappa_six_class = serializers.FloatField(allow_null=True)
+    kappa_binary = serializers.FloatField(allow_null=True)
+    kappa_six_class_ci = serializers.ListField(child=serializers.FloatField(), allow_null=True)
+    kappa_binary_ci = serializers.ListField(child=serializers.FloatField(), allow_null=True)
+    iou = IouSerializer()
+    agreed = serializers.IntegerField()
+    adjudicated = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    disagreement_reasons = serializers.DictField(child=serializers.IntegerField())
+    provenance = serializers.JSONField()
+    proposals_show_class = serializers.BooleanField()
+
+
+class AnnotationImportReportSerializer(serializers.Serializer):
+    summary = serializers.CharField()
+    images = serializers.IntegerField()
+    matched = serializers.IntegerField()
+    submitted = serializers.IntegerField()
+    hips = serializers.IntegerField()
+    excluded = serializers.IntegerField()
+    already_submitted = serializers.IntegerField()
+    without_labels = serializers.IntegerField()
+    agreed = serializers.IntegerField()
+    to_adjudicate = serializers.IntegerField()
+    no_free_slot = serializers.ListField(child=serializers.CharField())
+    unmatched = serializers.ListField(child=serializers.CharField())
 
 
 def radiograph_json(radiograph: Radiograph) -> dict[str, Any]:
@@ -198,7 +377,7 @@ def _save_with(service: Any, request: Request, assignment: Assignment) -> Assign
     )  # fmt: skip
 
 
-@extend_schema(request=None, responses={200: dict, 204: None})
+@extend_schema(request=None, responses={200: AssignmentOutputSerializer, 204: None})
 @api_view(["POST"])
 @permission_classes([HasRole.of(LABELER)])
 def labelling_next(request: Request) -> Response:
@@ -209,7 +388,7 @@ def labelling_next(request: Request) -> Response:
     return Response(assignment_json(assignment))
 
 
-@extend_schema(request=LabellingInputSerializer, responses=dict)
+@extend_schema(request=LabellingInputSerializer, responses=AssignmentOutputSerializer)
 @api_view(["GET", "PUT"])
 @permission_classes([HasRole.of(LABELER)])
 def assignment_detail(request: Request, pk: int) -> Response:
@@ -220,7 +399,7 @@ def assignment_detail(request: Request, pk: int) -> Response:
     return Response(assignment_json(assignment))
 
 
-@extend_schema(request=LabellingInputSerializer, responses=dict)
+@extend_schema(request=LabellingInputSerializer, responses=AssignmentOutputSerializer)
 @api_view(["POST"])
 @permission_classes([HasRole.of(LABELER)])
 def assignment_submit(request: Request, pk: int) -> Response:
@@ -232,7 +411,7 @@ def assignment_submit(request: Request, pk: int) -> Response:
 @extend_schema(
     operation_id="adjudications_list",
     parameters=[OpenApiParameter("status", str, enum=list(Adjudication.Status.values))],
-    responses=dict,
+    responses=AdjudicationRowSerializer(many=True),
 )
 @api_view(["GET"])
 @permission_classes([HasRole.of(ADJUDICATOR)])
@@ -249,7 +428,7 @@ def adjudication_list(request: Request) -> Response:
     )  # fmt: skip
 
 
-@extend_schema(operation_id="adjudications_retrieve", responses=dict)
+@extend_schema(operation_id="adjudications_retrieve", responses=AdjudicationOutputSerializer)
 @api_view(["GET"])
 @permission_classes([HasRole.of(ADJUDICATOR)])
 def adjudication_detail(request: Request, pk: int) -> Response:
@@ -257,7 +436,7 @@ def adjudication_detail(request: Request, pk: int) -> Response:
     return Response(adjudication_json(adjudication))
 
 
-@extend_schema(request=ResolveInputSerializer, responses=dict)
+@extend_schema(request=ResolveInputSerializer, responses=AdjudicationOutputSerializer)
 @api_view(["POST"])
 @permission_classes([HasRole.of(ADJUDICATOR)])
 def adjudication_resolve(request: Request, pk: int) -> Response:
@@ -271,7 +450,7 @@ def adjudication_resolve(request: Request, pk: int) -> Response:
     return Response(adjudication_json(adjudication))
 
 
-@extend_schema(responses=dict)
+@extend_schema(responses=GroundTruthHipSerializer(many=True))
 @api_view(["GET"])
 @permission_classes([HasRole.of(RESEARCHER, ADJUDICATOR)])
 def ground_truth(request: Request) -> Response:
@@ -288,14 +467,14 @@ def ground_truth(request: Request) -> Response:
     )  # fmt: skip
 
 
-@extend_schema(responses=dict)
+@extend_schema(responses=LabellingProgressSerializer)
 @api_view(["GET"])
 @permission_classes([HasRole.of(RESEARCHER)])
 def labelling_progress(request: Request) -> Response:
     return Response(labelling.labelling_progress())
 
 
-@extend_schema(responses=dict)
+@extend_schema(responses=AgreementSerializer)
 @api_view(["GET"])
 @permission_classes([HasRole.of(RESEARCHER, ADJUDICATOR)])
 def labelling_agreement(request: Request) -> Response:
@@ -313,7 +492,7 @@ def pixels_gzip_name(radiograph: Radiograph) -> str:
     return radiograph.pixels.name.removesuffix(".npy") + ".u16.gz" if radiograph.pixels.name else ""
 
 
-def radiograph_pixels_response(user: Any, pk: int) -> HttpResponse:
+def radiograph_pixels_response(user: Any, pk: int) -> FileResponse:
     """The pixels of radiograph ``pk`` for ``user``, who must be allowed to see them."""
     if not user.is_authenticated:
         raise ApiPermissionDenied("log in first")
@@ -322,7 +501,7 @@ def radiograph_pixels_response(user: Any, pk: int) -> HttpResponse:
     return pixels_response(get_object_or_404(Radiograph, pk=pk))
 
 
-def pixels_response(radiograph: Radiograph) -> HttpResponse:
+def pixels_response(radiograph: Radiograph) -> FileResponse:
     """The decoded 16-bit pixels, raw little-endian, gzip-compressed; the browser inflates them
     itself. The body is made from the decoded DICOM and kept in a bounded in-process cache
     (``annotate.pixels``), not on disk; one an older version stored beside its .npy is served as
@@ -343,7 +522,7 @@ def pixels_response(radiograph: Radiograph) -> HttpResponse:
 
 @extend_schema(responses={(200, "application/octet-stream"): bytes})
 @api_view(["GET"])
-def radiograph_pixels(request: Request, pk: int) -> HttpResponse:
+def radiograph_pixels(request: Request, pk: int) -> FileResponse:
     return radiograph_pixels_response(request.user, pk)
 
 
@@ -358,7 +537,10 @@ class AnnotationImportSerializer(serializers.Serializer):
         OpenApiParameter("format", str, enum=["coco", "via", "csv"]),
         OpenApiParameter("ground_truth", bool, description="the ground truth only, not every labeller's labels"),
     ],
-    responses={(200, "application/octet-stream"): bytes},
+    responses={
+        (200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="COCO or VIA 2 JSON"),
+        (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV, one hip a row"),
+    },
 )
 @api_view(["GET"])
 @permission_classes([HasRole.of(RESEARCHER)])
@@ -380,7 +562,7 @@ def annotations_export(request: Request) -> HttpResponse:
 MAX_ANNOTATION_FILE_BYTES = 200 * 1024**2
 
 
-@extend_schema(request={"multipart/form-data": AnnotationImportSerializer}, responses=dict)
+@extend_schema(request={"multipart/form-data": AnnotationImportSerializer}, responses=AnnotationImportReportSerializer)
 @api_view(["POST"])
 @permission_classes([HasRole.of(RESEARCHER)])
 def annotations_import(request: Request) -> Response:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import math
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -22,6 +23,7 @@ from rest_framework.response import Response
 from annotate.dicom import DicomRejected, decode_dicom
 from annotate.ingest import decode_limits
 from annotate.models import Radiograph
+from common.api_schema import ErrorSerializer
 from common.queueing import QueueUnavailable
 from common.roles import RESEARCHER, HasRole
 from ml import detection, operations, scoring, services, training
@@ -34,6 +36,121 @@ from ml.models import DatasetVersion, HipPrediction, Kind, ModelVersion, Trainin
 class DatasetCreateSerializer(serializers.Serializer):
     seed = serializers.IntegerField(min_value=0, max_value=2**63 - 1)
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+
+
+# --------------------------------------------------------------------------- output serializers
+# The exact shape of each answer (built by the *_json functions); nested free-form data
+# (counts, Table 1, configs, history, evaluation) is documented as JSON.
+
+
+class DatasetOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField(allow_blank=True)
+    seed = serializers.IntegerField()
+    fractions = serializers.JSONField()
+    content_hash = serializers.CharField()
+    counts = serializers.JSONField()
+    created_by = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    url = serializers.CharField()
+    hips_csv_url = serializers.CharField()
+
+
+class DatasetDetailOutputSerializer(DatasetOutputSerializer):
+    table1 = serializers.JSONField(help_text="Table 1: the dataset's characteristics per split")
+
+
+class DatasetCreatedOutputSerializer(DatasetDetailOutputSerializer):
+    created = serializers.BooleanField(help_text="false: the ground truth had not changed, this is the existing one")
+
+
+class TrainingRunOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(TrainingRun.Status.choices)
+    config_name = serializers.CharField()
+    config = serializers.JSONField()
+    dataset = serializers.IntegerField()
+    seed = serializers.IntegerField()
+    activate_when_done = serializers.BooleanField()
+    epoch = serializers.IntegerField()
+    epochs = serializers.IntegerField()
+    steps = serializers.IntegerField()
+    steps_per_epoch = serializers.IntegerField()
+    history = serializers.ListField(child=serializers.DictField())
+    best_val_accuracy = serializers.FloatField(allow_null=True)
+    log = serializers.CharField(allow_blank=True)
+    error = serializers.CharField(allow_blank=True)
+    attempts = serializers.IntegerField()
+    cancel_requested = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    epoch_started_at = serializers.DateTimeField(allow_null=True)
+    time_left_seconds = serializers.FloatField(allow_null=True)
+    model_version = serializers.IntegerField(allow_null=True)
+    model_version_url = serializers.CharField(allow_null=True)
+    url = serializers.CharField()
+    page_url = serializers.CharField()
+
+
+class ModelVersionOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.ChoiceField(Kind.choices)
+    config_name = serializers.CharField()
+    config = serializers.JSONField()
+    dataset = serializers.IntegerField(allow_null=True)
+    training_run = serializers.IntegerField(allow_null=True)
+    identity = serializers.JSONField()
+    bundle_sha256 = serializers.CharField(allow_blank=True)
+    is_active = serializers.BooleanField()
+    evaluation = serializers.JSONField(allow_null=True)
+    evaluated_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    files = serializers.DictField(child=serializers.CharField(), help_text="evaluation file name -> URL")
+    url = serializers.CharField()
+    page_url = serializers.CharField()
+
+
+class ModelActivatedOutputSerializer(ModelVersionOutputSerializer):
+    warning = serializers.CharField(required=False, help_text="e.g. scoring could not be queued")
+
+
+class TestTimeFieldsSerializer(serializers.Serializer):
+    test_time = serializers.ChoiceField(["single", "zoom-average"])
+    test_time_zooms = serializers.ListField(child=serializers.FloatField())
+
+
+class PredictionOutputSerializer(TestTimeFieldsSerializer):
+    id = serializers.IntegerField()
+    radiograph = serializers.IntegerField()
+    model_version = serializers.IntegerField()
+    side = serializers.CharField()
+    box = serializers.ListField(child=serializers.FloatField())
+    box_source = serializers.CharField()
+    probabilities = serializers.DictField(child=serializers.FloatField())
+    top2 = serializers.ListField(child=serializers.CharField())
+    predicted_class = serializers.CharField()
+    fracture_probability = serializers.FloatField()
+    heatmap_url = serializers.CharField()
+    heatmap_rect = serializers.ListField(child=serializers.FloatField())
+
+
+class PredictedHipSerializer(serializers.Serializer):
+    side = serializers.CharField()
+    box = serializers.ListField(child=serializers.FloatField())
+    probabilities = serializers.DictField(child=serializers.FloatField())
+    top2 = serializers.ListField(child=serializers.CharField())
+    predicted_class = serializers.CharField()
+    fracture_probability = serializers.FloatField()
+    heatmap_rect = serializers.ListField(child=serializers.FloatField())
+    box_source = serializers.ChoiceField(["manual", "detector"])
+    heatmap_png_base64 = serializers.CharField()
+
+
+class PredictOutputSerializer(TestTimeFieldsSerializer):
+    model_version = serializers.IntegerField()
+    detector_version = serializers.IntegerField(allow_null=True)
+    hips = PredictedHipSerializer(many=True)
 
 
 def dataset_json(version: DatasetVersion, *, with_table: bool = False) -> dict[str, Any]:
@@ -54,9 +171,15 @@ def dataset_json(version: DatasetVersion, *, with_table: bool = False) -> dict[s
     return data
 
 
-@extend_schema(methods=["GET"], responses=dict, summary="List dataset versions", operation_id="datasets_list")
 @extend_schema(
-    methods=["POST"], request=DatasetCreateSerializer, responses={201: dict, 200: dict},
+    methods=["GET"],
+    responses=DatasetOutputSerializer(many=True),
+    summary="List dataset versions",
+    operation_id="datasets_list",
+)
+@extend_schema(
+    methods=["POST"], request=DatasetCreateSerializer,
+    responses={201: DatasetCreatedOutputSerializer, 200: DatasetCreatedOutputSerializer},
     summary="Freeze the ground truth into a dataset version (200 with the existing one if unchanged)",
     operation_id="datasets_create",
 )  # fmt: skip
@@ -79,7 +202,11 @@ def dataset_list(request: Request) -> Response:
     return Response(data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
-@extend_schema(responses=dict, summary="A dataset version with its Table 1", operation_id="datasets_retrieve")
+@extend_schema(
+    responses=DatasetDetailOutputSerializer,
+    summary="A dataset version with its Table 1",
+    operation_id="datasets_retrieve",
+)
 @api_view(["GET"])
 @permission_classes([HasRole.of(RESEARCHER)])
 def dataset_detail(request: Request, pk: int) -> Response:
@@ -219,9 +346,15 @@ def _queue_unavailable(error: QueueUnavailable) -> Response:
     return Response({"detail": str(error)}, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "30"})
 
 
-@extend_schema(methods=["GET"], responses=dict, summary="List training runs", operation_id="training_runs_list")
 @extend_schema(
-    methods=["POST"], request=TrainingRunCreateSerializer, responses={201: dict, 400: dict, 503: dict},
+    methods=["GET"],
+    responses=TrainingRunOutputSerializer(many=True),
+    summary="List training runs",
+    operation_id="training_runs_list",
+)
+@extend_schema(
+    methods=["POST"], request=TrainingRunCreateSerializer,
+    responses={201: TrainingRunOutputSerializer, 400: ErrorSerializer, 503: ErrorSerializer},
     summary="Start a training run (queued on the ml queue; 503 when the queue is unavailable)",
     operation_id="training_runs_create",
 )  # fmt: skip
@@ -255,7 +388,11 @@ def training_run_list(request: Request) -> Response:
     return Response(run_json(run), status=status.HTTP_201_CREATED)
 
 
-@extend_schema(responses=dict, summary="A training run with its progress", operation_id="training_runs_retrieve")
+@extend_schema(
+    responses=TrainingRunOutputSerializer,
+    summary="A training run with its progress",
+    operation_id="training_runs_retrieve",
+)
 @api_view(["GET"])
 @permission_classes([HasRole.of(RESEARCHER)])
 def training_run_detail(request: Request, pk: int) -> Response:
@@ -264,7 +401,7 @@ def training_run_detail(request: Request, pk: int) -> Response:
 
 
 @extend_schema(
-    request=None, responses={200: dict, 409: dict},
+    request=None, responses={200: TrainingRunOutputSerializer, 409: ErrorSerializer},
     summary="Cancel a training run (409 when it has ended)", operation_id="training_runs_cancel",
 )  # fmt: skip
 @api_view(["POST"])
@@ -278,14 +415,20 @@ def training_run_cancel(request: Request, pk: int) -> Response:
     return Response(run_json(run))
 
 
-@extend_schema(responses=dict, summary="List model versions", operation_id="models_list")
+@extend_schema(
+    responses=ModelVersionOutputSerializer(many=True), summary="List model versions", operation_id="models_list"
+)
 @api_view(["GET"])
 @permission_classes([HasRole.of(RESEARCHER)])
 def model_list(request: Request) -> Response:
     return Response([version_json(v) for v in ModelVersion.objects.all()])
 
 
-@extend_schema(responses=dict, summary="A model version with its evaluation", operation_id="models_retrieve")
+@extend_schema(
+    responses=ModelVersionOutputSerializer,
+    summary="A model version with its evaluation",
+    operation_id="models_retrieve",
+)
 @api_view(["GET"])
 @permission_classes([HasRole.of(RESEARCHER)])
 def model_detail(request: Request, pk: int) -> Response:
@@ -293,7 +436,8 @@ def model_detail(request: Request, pk: int) -> Response:
 
 
 @extend_schema(
-    request=None, responses=dict, summary="Make a model version the active one of its kind",
+    request=None, responses={200: ModelActivatedOutputSerializer, 503: ErrorSerializer},
+    summary="Make a model version the active one of its kind",
     operation_id="models_activate",
 )  # fmt: skip
 @api_view(["POST"])
@@ -348,7 +492,7 @@ def _chosen_version(value: Any) -> ModelVersion:
 
 
 @extend_schema(
-    responses={200: dict, 409: dict},
+    responses={200: PredictionOutputSerializer(many=True), 409: ErrorSerializer},
     summary="The stored hip predictions of a radiograph (?model=<version id>, default the active model)",
     operation_id="radiograph_predictions",
 )
@@ -373,40 +517,84 @@ def radiograph_predictions(request: Request, pk: int) -> Response:
 @permission_classes([HasRole.of(RESEARCHER)])
 def prediction_heatmap(request: Request, pk: int) -> FileResponse:
     row = get_object_or_404(HipPrediction, pk=pk)
-    if not row.heatmap or not row.heatmap.storage.exists(row.heatmap.name):
+    if not row.heatmap.name or not row.heatmap.storage.exists(row.heatmap.name):
         raise Http404("the heatmap file is missing")
     response = FileResponse(row.heatmap.open("rb"), content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     return response
 
 
+NO_FILE = "send the DICOM file as the multipart field 'file'"
+
+
+class ModelIdField(serializers.IntegerField):
+    """A model version id; blank means the active classifier (None)."""
+
+    def to_internal_value(self, data: Any) -> Any:  # an int, or None for blank
+        if data in (None, ""):
+            return None
+        try:
+            return int(data)
+        except (TypeError, ValueError):
+            raise serializers.ValidationError(f"model must be a model version id, got {data!r}") from None
+
+
+class DicomUploadField(serializers.FileField):
+    """An uploaded file, with or without a name (the name is never used)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not hasattr(data, "read") or not hasattr(data, "size"):
+            self.fail("invalid")
+        return data
+
+
 class PredictSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text="one DICOM file")
+    """The input of ``predict``; its errors are answered one at a time, in the order the view
+    checks them (the file, its size, the boxes, the file's content, the model)."""
+
+    file = DicomUploadField(help_text="one DICOM file", error_messages={"required": NO_FILE, "invalid": NO_FILE})
     boxes = serializers.CharField(
         required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        default="",
         help_text='JSON: [{"side": "right"|"left", "box": [x, y, w, h]}] in image pixels; without it the active '
         "detector finds the hips",
     )
-    model = serializers.IntegerField(required=False, help_text="model version id (default: the active classifier)")
+    model = ModelIdField(
+        required=False, allow_null=True, default=None, help_text="model version id (default: the active classifier)"
+    )
+
+
+def _first_error(errors: Any, field: str) -> str | None:
+    """The first message of ``field`` in a serializer's ``errors``, or None."""
+    messages = errors.get(field)
+    return str(messages[0]) if messages else None
 
 
 @extend_schema(
-    request={"multipart/form-data": PredictSerializer}, responses={200: dict, 400: dict, 409: dict, 413: dict},
+    request={"multipart/form-data": PredictSerializer},
+    responses={200: PredictOutputSerializer, 400: ErrorSerializer, 409: ErrorSerializer, 413: ErrorSerializer},
     summary="Read the hips of an uploaded DICOM file (nothing is stored)", operation_id="predict",
 )  # fmt: skip
 @api_view(["POST"])
 @permission_classes([HasRole.of(RESEARCHER)])
 @parser_classes([MultiPartParser, FormParser])
 def predict(request: Request) -> Response:
-    upload = request.FILES.get("file")
-    if upload is None:
-        return _bad_request("send the DICOM file as the multipart field 'file'")
-    if upload.size > settings.MAX_DICOM_BYTES:
+    form = PredictSerializer(data=request.data)
+    valid = form.is_valid()
+    if (message := _first_error(form.errors, "file")) is not None:
+        return _bad_request(message)
+    upload = cast(UploadedFile, request.FILES["file"])  # the field's value, checked above
+    raw: Any = request.data
+    if (upload.size or 0) > settings.MAX_DICOM_BYTES:
         return Response(
             {"detail": f"the file is larger than the limit of {settings.MAX_DICOM_BYTES} bytes"},
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
-    boxes = request.data.get("boxes")
+    if (message := _first_error(form.errors, "boxes")) is not None:
+        return _bad_request(message)
+    boxes = form.validated_data["boxes"] if valid else raw.get("boxes")
     detector = scoring.active_model(Kind.DETECTOR)
     if not boxes and detector is None:
         return _bad_request(
@@ -416,8 +604,10 @@ def predict(request: Request) -> Response:
         image = decode_dicom(upload.read(), limits=decode_limits())
     except DicomRejected as error:
         return _bad_request(str(error))
+    if (message := _first_error(form.errors, "model")) is not None:
+        return _bad_request(message)
     try:
-        version = _chosen_version(request.data.get("model"))
+        version = _chosen_version(form.validated_data["model"])
     except scoring.NoActiveModel as error:
         return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
     window = (image.window_center, image.window_width)
@@ -429,6 +619,7 @@ def predict(request: Request) -> Response:
             return _bad_request(str(error))
     else:
         box_source = "detector"
+        assert detector is not None  # refused above: no boxes and no active detector
         hips = detection.hips_of(detection.detect(detector, image.pixels, window))
     predictions = scoring.predictor(version).predict_hips(image.pixels, window, hips) if hips else []
     return Response(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.files.storage import default_storage
-from django.http import FileResponse, HttpResponse
+from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
@@ -23,6 +23,7 @@ from rest_framework.response import Response
 
 from annotate.labelling_api import pixels_response
 from annotate.labels import CLASSES, HipClass
+from common.api_schema import ErrorSerializer
 from readerstudy import services
 from readerstudy.models import PHASES, Case, Condition, Reader
 
@@ -42,6 +43,86 @@ def _reader(request: Request, study_id: int) -> Reader:
         return services.reader_of(request.user, study_id)
     except services.StudyError as exc:
         raise StudyRefused(exc) from None
+
+
+# --------------------------------------------------------------------------- output serializers
+# The exact shape of each answer (built by the *_json functions below).
+
+
+class StepOutputSerializer(serializers.Serializer):
+    condition = serializers.ChoiceField(Condition.choices, allow_null=True, help_text="null when done")
+    phase = serializers.IntegerField(allow_null=True, help_text="1, 2, 3 in the study's order; null when done")
+    status = serializers.ChoiceField(["open", "washout", "done", "preparing"])
+    opens_at = serializers.DateTimeField(allow_null=True, help_text="when the washout ends (washout only)")
+    answered = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+class MyStudySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    code = serializers.CharField()
+    step = StepOutputSerializer()
+
+
+class Top2Serializer(serializers.Serializer):
+    # "class" is a Python keyword: the field is added in get_fields.
+    probability = serializers.FloatField(allow_null=True)
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {"class": serializers.ChoiceField(HipClass.choices), **super().get_fields()}
+
+
+class CaseOutputSerializer(serializers.Serializer):
+    """The case on the reader's screen: what its phase shows, and nothing more."""
+
+    id = serializers.IntegerField()
+    condition = serializers.ChoiceField(Condition.choices)
+    position = serializers.IntegerField()
+    crop_url = serializers.CharField(required=False, help_text="model-quality phase only")
+    pixels_url = serializers.CharField(required=False, help_text="full-quality and aided phases")
+    rows = serializers.IntegerField(required=False)
+    columns = serializers.IntegerField(required=False)
+    window_center = serializers.FloatField(required=False, allow_null=True)
+    window_width = serializers.FloatField(required=False, allow_null=True)
+    side = serializers.CharField(required=False)
+    box = serializers.ListField(child=serializers.FloatField(), required=False, help_text="x, y, width, height")
+    own_answer = serializers.ChoiceField(HipClass.choices, required=False, help_text="aided phase only")
+    heatmap_url = serializers.CharField(required=False, help_text="aided phase only")
+    heatmap_rect = serializers.ListField(child=serializers.FloatField(), required=False, allow_null=True)
+    top2 = Top2Serializer(many=True, required=False, help_text="aided phase only")
+
+
+class StudyRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    phases = serializers.ListField(child=serializers.ChoiceField(Condition.choices))
+
+
+class ReaderRefSerializer(serializers.Serializer):
+    code = serializers.CharField()
+
+
+class StateOutputSerializer(serializers.Serializer):
+    study = StudyRefSerializer()
+    reader = ReaderRefSerializer()
+    step = StepOutputSerializer()
+    case = CaseOutputSerializer(allow_null=True)
+
+
+class StoredAnswerSerializer(serializers.Serializer):
+    case = serializers.IntegerField()
+    condition = serializers.ChoiceField(Condition.choices)
+    answer = serializers.ChoiceField(HipClass.choices)
+    displayed_at = serializers.DateTimeField()
+    submitted_at = serializers.DateTimeField()
+    carried_over = serializers.BooleanField()
+
+
+class AnswerOutputSerializer(serializers.Serializer):
+    answer = StoredAnswerSerializer()
+    created = serializers.BooleanField()
+    state = StateOutputSerializer()
 
 
 def step_json(step: services.Step) -> dict[str, Any]:
@@ -99,7 +180,7 @@ def state_json(reader: Reader) -> dict[str, Any]:
     }
 
 
-@extend_schema(responses=dict)
+@extend_schema(responses=MyStudySerializer(many=True))
 @api_view(["GET"])
 def my_studies(request: Request) -> Response:
     """The studies the user reads in, with their current step in each."""
@@ -114,7 +195,7 @@ def my_studies(request: Request) -> Response:
     )
 
 
-@extend_schema(responses=dict)
+@extend_schema(responses=StateOutputSerializer)
 @api_view(["GET"])
 def study_current(request: Request, pk: int) -> Response:
     """The reader's current step and the case to answer (its display time starts now)."""
@@ -127,7 +208,10 @@ class AnswerSerializer(serializers.Serializer):
     answer = serializers.ChoiceField(HipClass.choices)
 
 
-@extend_schema(request=AnswerSerializer, responses=dict)
+@extend_schema(
+    request=AnswerSerializer,
+    responses={201: AnswerOutputSerializer, 200: AnswerOutputSerializer, 409: ErrorSerializer},
+)
 @api_view(["POST"])
 def answer(request: Request, pk: int) -> Response:
     """Answer the case on the reader's screen. 201 when stored, 200 when this very answer was
@@ -171,20 +255,20 @@ def _png(name: str) -> FileResponse:
 
 @extend_schema(responses={(200, "image/png"): bytes})
 @api_view(["GET"])
-def case_crop(request: Request, pk: int) -> HttpResponse:
+def case_crop(request: Request, pk: int) -> FileResponse:
     """The hip as the model gets it (model-quality phase)."""
     return _png(_case_for(request, pk, "crop").crop.name)
 
 
 @extend_schema(responses={(200, "application/octet-stream"): bytes})
 @api_view(["GET"])
-def case_pixels(request: Request, pk: int) -> HttpResponse:
+def case_pixels(request: Request, pk: int) -> FileResponse:
     """The whole radiograph's 16-bit pixels (full-quality and aided phases)."""
     return pixels_response(_case_for(request, pk, "pixels").dataset_hip.radiograph)
 
 
 @extend_schema(responses={(200, "image/png"): bytes})
 @api_view(["GET"])
-def case_heatmap(request: Request, pk: int) -> HttpResponse:
+def case_heatmap(request: Request, pk: int) -> FileResponse:
     """The model's heatmap of the case (aided phase, disagreeing cases only)."""
     return _png(_case_for(request, pk, "heatmap").heatmap.name)

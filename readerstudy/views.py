@@ -33,6 +33,7 @@ from readerstudy import services
 from readerstudy.models import TRAININGS, Group, ReaderStudy, StudyReport
 from readerstudy.report import reports
 from readerstudy.report.reader_report import REPORT_FILES
+from readerstudy.serializers import StudyProgressSerializer, StudyReportSerializer
 from readerstudy.tasks import prepare_study
 
 EXPORT_FILES = ("responses.csv", "model_predictions.csv")
@@ -159,7 +160,7 @@ def _report_files(report: StudyReport) -> list[dict[str, str]]:
     ]
 
 
-@extend_schema(responses=dict)
+@extend_schema(responses=StudyProgressSerializer)
 @api_view(["GET"])
 @permission_classes([HasRole.of(RESEARCHER)])
 def study_progress_json(request: Request, pk: int) -> Response:
@@ -167,7 +168,7 @@ def study_progress_json(request: Request, pk: int) -> Response:
     return Response(progress_json(get_object_or_404(ReaderStudy, pk=pk)))
 
 
-@extend_schema(responses=dict)
+@extend_schema(responses=StudyReportSerializer)
 @api_view(["GET"])
 @permission_classes([HasRole.of(RESEARCHER)])
 def study_report_json(request: Request, pk: int, report_pk: int) -> Response:

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 
 from common.roles import RESEARCHER, HasRole, role_required
 from triage import operations
+from triage.serializers import OpsSerializer
 
 OPS_ROLES = (RESEARCHER,)  # staff hold every role
 
@@ -27,7 +28,7 @@ def ops_page(request: HttpRequest) -> HttpResponse:
 
 
 @extend_schema(
-    responses={200: dict},
+    responses={200: OpsSerializer},
     summary="Operations: arrival-to-score (median, p95), backlog, arrivals by source, workers and broker",
     operation_id="ops",
 )

@@ -18,8 +18,10 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from common.api_schema import ErrorSerializer
 from common.roles import HasRole, role_required
 from triage import worklist
+from triage.serializers import WorklistSerializer
 from triage.worklist import WORKLIST_ROLES, BadWorklistQuery, WorklistQuery
 
 
@@ -77,7 +79,7 @@ def worklist_page(request: HttpRequest) -> HttpResponse:
         ),
         OpenApiParameter("page", int, description="page of 50, from 1"),
     ],
-    responses={200: dict, 400: dict},
+    responses={200: WorklistSerializer, 400: ErrorSerializer},
     summary="The triage worklist: radiographs scored by the active classifier",
     operation_id="worklist",
 )

@@ -15,7 +15,7 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.signals import user_logged_in
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 from drf_spectacular.utils import extend_schema
@@ -29,6 +29,7 @@ from rest_framework.views import APIView
 
 from accounts import tokens
 from common.api_schema import ErrorSerializer
+from common.http import AuthenticatedHttpRequest
 from config.parsers import BoundedJSONParser
 
 
@@ -69,7 +70,7 @@ class TokenObtainView(APIView):
 
 
 @login_required
-def token_list(request: HttpRequest) -> HttpResponse:
+def token_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The user's own API tokens: when each was made and when it expires, each revocable."""
     context = {"tokens": tokens.tokens_of(user=request.user), "ttl_days": settings.TOKEN_TTL_DAYS}
     return render(request, "accounts/tokens.html", context)
@@ -77,7 +78,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def token_revoke(request: HttpRequest) -> HttpResponse:
+def token_revoke(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Revoke one of the user's own tokens (``key``: its first characters, as the list shows)."""
     key = request.POST.get("key", "")
     if not key or len(key) > 64:
@@ -97,10 +98,10 @@ class LoginView(auth_views.LoginView):
         return context
 
 
-def mail_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def mail_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """404 instead of ``view`` where mail is not configured."""
 
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not mail_configured():
             raise Http404("password reset needs mail, and no mail is configured")
         return view(request, *args, **kwargs)

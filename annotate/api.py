@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.http import FileResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -78,7 +79,8 @@ class ImportJobSerializer(serializers.ModelSerializer):
 
     def get_rejected(self, job: ImportJob) -> list[dict[str, Any]]:
         items = job.items.filter(status=ImportItem.Status.REJECTED)[:1000]
-        return ImportItemSerializer(items, many=True).data
+        # many=True makes a ListSerializer, whose data is a list; the stubs type it as the dict.
+        return cast(list[dict[str, Any]], ImportItemSerializer(items, many=True).data)
 
 
 class ImportUploadSerializer(serializers.Serializer):
@@ -109,7 +111,8 @@ class ImportJobViewSet(
 
     def get_queryset(self) -> Any:
         jobs = ImportJob.objects.all()
-        return jobs if self.request.user.is_staff else jobs.filter(created_by=self.request.user)
+        user = cast(User, self.request.user)  # HasRole: signed in
+        return jobs if user.is_staff else jobs.filter(created_by=user)
 
     @extend_schema(request={"multipart/form-data": ImportUploadSerializer}, responses={202: ImportJobSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -117,6 +120,6 @@ class ImportJobViewSet(
         upload = ImportUploadSerializer(data={"files": request.FILES.getlist("files")})
         upload.is_valid(raise_exception=True)
         job = services.import_job_create(
-            user=request.user, files=upload.validated_data["files"], source=Radiograph.Source.API
+            user=cast(User, request.user), files=upload.validated_data["files"], source=Radiograph.Source.API
         )
         return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

@@ -8,9 +8,10 @@ labeller can fetch contains another labeller's hips or the ground truth.
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponse
@@ -39,7 +40,7 @@ class HipSerializer(serializers.Serializer):
     y = serializers.FloatField()
     width = serializers.FloatField()
     height = serializers.FloatField()
-    source = serializers.CharField(read_only=True)
+    source = serializers.CharField(read_only=True)  # type: ignore[assignment]  # a field named like Field.source
 
 
 SOURCE_RULE = 'source must be "manual" (drawn by hand) or "model" (an accepted model proposal)'
@@ -48,7 +49,8 @@ SOURCE_RULE = 'source must be "manual" (drawn by hand) or "model" (an accepted m
 class LabellerHipSerializer(HipSerializer):
     """A labeller's hip: drawn by hand, or an accepted (perhaps adjusted) model proposal."""
 
-    source = serializers.ChoiceField(
+    # DRF lets a subclass redeclare a field with another field class.
+    source = serializers.ChoiceField(  # type: ignore[assignment]
         labelling.LABELLER_SOURCES,
         required=False,
         default="manual",
@@ -68,9 +70,9 @@ class LabellingInputSerializer(serializers.Serializer):
 
 
 class ResolveInputSerializer(LabellingInputSerializer):
-    hips = HipSerializer(many=True)  # ground truth has no source of its own to send
+    hips = HipSerializer(many=True)  # type: ignore[assignment]  # ground truth has no source of its own to send
     truth_source = serializers.ChoiceField([c for c in TruthSource.choices if c[0] != TruthSource.AGREEMENT])
-    active_seconds = None
+    active_seconds = None  # type: ignore[assignment]  # DRF: None removes the inherited field
 
 
 # --------------------------------------------------------------------------- output serializers
@@ -382,7 +384,7 @@ def _save_with(service: Any, request: Request, assignment: Assignment) -> Assign
 @permission_classes([HasRole.of(LABELER)])
 def labelling_next(request: Request) -> Response:
     """Take the labeller's next image (or their current one)."""
-    assignment = labelling.assignment_next(user=request.user)
+    assignment = labelling.assignment_next(user=cast(User, request.user))  # HasRole: signed in
     if assignment is None:
         return Response(status=status.HTTP_204_NO_CONTENT)
     return Response(assignment_json(assignment))

@@ -8,7 +8,7 @@ its id inside the study; the radiograph behind it is never named.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.core.files.storage import default_storage
 from django.http import FileResponse
@@ -257,7 +257,7 @@ def _png(name: str) -> FileResponse:
 @api_view(["GET"])
 def case_crop(request: Request, pk: int) -> FileResponse:
     """The hip as the model gets it (model-quality phase)."""
-    return _png(_case_for(request, pk, "crop").crop.name)
+    return _png(cast(str, _case_for(request, pk, "crop").crop.name))  # a prepared study's case has its crop
 
 
 @extend_schema(responses={(200, "application/octet-stream"): bytes})
@@ -271,4 +271,4 @@ def case_pixels(request: Request, pk: int) -> FileResponse:
 @api_view(["GET"])
 def case_heatmap(request: Request, pk: int) -> FileResponse:
     """The model's heatmap of the case (aided phase, disagreeing cases only)."""
-    return _png(_case_for(request, pk, "heatmap").heatmap.name)
+    return _png(cast(str, _case_for(request, pk, "heatmap").heatmap.name))  # an aided case has its heatmap

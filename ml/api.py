@@ -7,6 +7,7 @@ import math
 from typing import Any, cast
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.files.uploadedfile import UploadedFile
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -193,7 +194,9 @@ def dataset_list(request: Request) -> Response:
     serializer.is_valid(raise_exception=True)
     try:
         version, created = services.dataset_freeze(
-            seed=serializer.validated_data["seed"], name=serializer.validated_data["name"], user=request.user
+            seed=serializer.validated_data["seed"],
+            name=serializer.validated_data["name"],
+            user=cast(User, request.user),  # HasRole: signed in
         )
     except ValueError as error:
         raise ApiValidationError({"detail": str(error)}) from error

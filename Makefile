@@ -18,15 +18,21 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
-## Run the whole test suite (PostgreSQL and Redis at their standard local ports).
-test: $(STAMP)
+## Run the habits (make lint), then the whole test suite (PostgreSQL and Redis at their standard
+## local ports). CI runs this.
+test: lint
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/hipstudy} \
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} \
 	$(PY) -m pytest
 
+## The habits, in order, stopping at the first failure: lint, format, types (mypy as configured in
+## pyproject.toml) and the import contracts. mypy's Django plugin imports config.settings, which
+## needs DEBUG or a SECRET_KEY: DEBUG=1 for that step only, and no developer's .env.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	DEBUG=1 READ_DOTENV=false $(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(PY) bench/ingest.py

@@ -13,7 +13,8 @@ from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, parser_classes, permission_classes
 from rest_framework.exceptions import ValidationError as ApiValidationError
@@ -454,7 +455,11 @@ def model_activate(request: Request, pk: int) -> Response:
 
 
 @extend_schema(
-    responses={(200, "application/octet-stream"): bytes},
+    parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH, enum=sorted(DOWNLOADS))],
+    responses={
+        (200, media_type): OpenApiTypes.OBJECT if media_type == "application/json" else bytes
+        for media_type in sorted(set(DOWNLOADS.values()))
+    },
     summary="A file of a model version's evaluation (metrics, CSV tables, figures)",
     operation_id="models_file",
 )

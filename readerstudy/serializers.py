@@ -12,7 +12,9 @@ class PhaseProgressSerializer(serializers.Serializer):
     condition = serializers.ChoiceField(Condition.choices)
     answered = serializers.IntegerField()
     carried_over = serializers.IntegerField()
-    total = serializers.IntegerField()
+    total = serializers.IntegerField(
+        allow_null=True, help_text="null for the aided phase until it starts (its cases are the disagreeing ones)"
+    )
     text = serializers.CharField()
     started_at = serializers.CharField(allow_null=True, help_text="ISO 8601")
     finished_at = serializers.CharField(allow_null=True, help_text="ISO 8601")

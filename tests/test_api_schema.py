@@ -83,7 +83,7 @@ deep_schema.app = application
 @pytest.fixture(scope="module")
 def world(django_db_setup: Any, django_db_blocker: Any, tiny_bundle: Any, tmp_path_factory: Any) -> Iterator[Any]:
     """One of everything, committed once for the module and flushed at its end; each role's token."""
-    from annotate.labels import Assignment
+    from annotate.labels import Adjudication, Assignment
     from ml.models import DatasetVersion, HipPrediction, ModelVersion, TrainingRun
     from readerstudy import services as study_services
     from tests.readerstudy.helpers import study_with_model
@@ -100,7 +100,7 @@ def world(django_db_setup: Any, django_db_blocker: Any, tiny_bundle: Any, tmp_pa
             reader = study_services.reader_add(
                 study=study, user=users["reader"], group="resident", training="emergency_resident"
             )
-            study_services.case_show(reader, ignore_washout=True)
+            _, shown = study_services.case_show(reader, ignore_washout=True)  # rita's first case, on her screen
             model_version = ModelVersion.objects.get()
             dataset = DatasetVersion.objects.get()
             assignment = Assignment.objects.order_by("id").first()
@@ -108,15 +108,25 @@ def world(django_db_setup: Any, django_db_blocker: Any, tiny_bundle: Any, tmp_pa
             Assignment.objects.filter(pk=assignment.pk).update(
                 labeler=users["labeler"], status=Assignment.Status.IN_PROGRESS, taken_at=timezone.now()
             )
-            if not HipPrediction.objects.filter(radiograph=assignment.radiograph).exists():
-                HipPredictionFactory(model_version=model_version, radiograph=assignment.radiograph)
-            TrainingRunFactory(
+            prediction: Any = HipPrediction.objects.filter(radiograph=assignment.radiograph).first()
+            if prediction is None:
+                prediction = HipPredictionFactory(model_version=model_version, radiograph=assignment.radiograph)
+            run: Any = TrainingRunFactory(
                 config_name="tiny", dataset=dataset, status=TrainingRun.Status.FAILED, created_by=users["researcher"]
             )
-            StudyReportFactory(study=study, created_by=users["researcher"])
-            ImportJobFactory(created_by=users["researcher"], folder="imports/none")
+            report: Any = StudyReportFactory(study=study, created_by=users["researcher"])
+            job: Any = ImportJobFactory(created_by=users["researcher"], folder="imports/none")
+            adjudication = Adjudication.objects.order_by("id").first()
+            assert adjudication is not None and shown is not None
+            objects = {
+                "/api/adjudications/": adjudication.pk, "/api/datasets/": dataset.pk, "/api/imports/": job.pk,
+                "/api/labelling/assignments/": assignment.pk, "/api/models/": model_version.pk,
+                "/api/predictions/": prediction.pk, "/api/radiographs/": assignment.radiograph_id,
+                "/api/reader/cases/": shown.pk, "/api/reader/studies/": study.pk, "/api/studies/": study.pk,
+                "/api/training-runs/": run.pk, "report_pk": report.pk,
+            }  # fmt: skip
             headers = {role: {"Authorization": f"Token {tokens.token_create(user=users[role])[1]}"} for role in users}
-            yield {"headers": {"anonymous": {}, **headers}, "data": data}
+            yield {"headers": {"anonymous": {}, **headers}, "objects": objects, "data": data}
         finally:
             call_command("flush", interactive=False, verbosity=0)
 
@@ -127,6 +137,19 @@ def data_dir(world: Any, settings: Any) -> Any:
     settings.DATA_DIR = world["data"]
     settings.MEDIA_ROOT = str(world["data"] / "media")
     return world["data"]
+
+
+def with_real_ids(case: Any, objects: dict[str, int]) -> bool:
+    """Point the case's path at the module's objects (generated ids rarely name one): its
+    ``{id}`` at the object its path names, a report's ``{report_pk}`` at the report. False when
+    its path names no object."""
+    prefix = next((prefix for prefix in objects if case.path.startswith(prefix)), None)
+    if prefix is None or "id" not in case.path_parameters:
+        return False
+    case.path_parameters["id"] = objects[prefix]
+    if "report_pk" in case.path_parameters:
+        case.path_parameters["report_pk"] = objects["report_pk"]
+    return True
 
 
 @pytest.fixture
@@ -152,8 +175,10 @@ def as_role(request: Any, world: Any, data_dir: Any, db: Any, settings: Any) -> 
     database=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_api_conforms_to_its_schema(case: Any, as_role: dict[str, str]) -> None:
+def test_api_conforms_to_its_schema(case: Any, as_role: dict[str, str], world: Any) -> None:
     case.call_and_validate(headers=as_role, checks=CHECKS)
+    if with_real_ids(case, world["objects"]):  # the same request once more, at an object that exists
+        case.call_and_validate(headers=as_role, checks=CHECKS)
 
 
 @pytest.mark.parametrize("as_role", [DEEP_ROLE], indirect=True)

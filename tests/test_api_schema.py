@@ -5,11 +5,14 @@ and sends them in-process to the WSGI application (``config.wsgi.application``);
 must pass ``not_a_server_error``, ``status_code_conformance`` (its status is one the operation
 documents), ``content_type_conformance`` and ``response_schema_conformance`` (its body
 validates against the documented schema). The roles are those of ``tests.support.ROLE_USERS``
-plus an anonymous client; a role authenticates with an API token (accounts.tokens), as a
-client does. The data is one of each object (a radiograph with an assignment, an
-adjudication, a dataset, a model version, a training run, a prediction, a reader study with
-rita as a reader and her first case on screen, a report, an import job), committed once for
-the module, so that generated ids near them hit 200 paths as well as 404s.
+(labeler, adjudicator, researcher, reader, staff) plus an anonymous client; a role
+authenticates with an API token (accounts.tokens), as a client does. The data is one of each
+object (a radiograph with an assignment, an adjudication, a dataset, a model version, a
+training run, a prediction, a reader study with rita as a reader and her first case on screen,
+a report, an import job), committed once for the module; each generated request whose path
+names an object is sent a second time at the real object, so that 200 paths are checked as
+well as 404s. Every role gets the examples and fuzzing phases (``EXAMPLES`` a operation); the
+researcher also the coverage phase (invalid and boundary values of every input).
 
 No operation is excluded: the ones that start heavy work (training, imports, STOW-RS, model
 activation) only queue a task, and nothing in this test runs a worker.

@@ -134,14 +134,6 @@ def world(django_db_setup: Any, django_db_blocker: Any, tiny_bundle: Any, tmp_pa
             call_command("flush", interactive=False, verbosity=0)
 
 
-@pytest.fixture
-def data_dir(world: Any, settings: Any) -> Any:
-    """The module's data folder instead of conftest's empty one per test: files must be found."""
-    settings.DATA_DIR = world["data"]
-    settings.MEDIA_ROOT = str(world["data"] / "media")
-    return world["data"]
-
-
 def with_real_ids(case: Any, objects: dict[str, int]) -> bool:
     """Point the case's path at the module's objects (generated ids rarely name one): its
     ``{id}`` at the object its path names, a report's ``{report_pk}`` at the report. False when
@@ -156,7 +148,10 @@ def with_real_ids(case: Any, objects: dict[str, int]) -> bool:
 
 
 @pytest.fixture
-def as_role(request: Any, world: Any, data_dir: Any, db: Any, settings: Any) -> Iterator[dict[str, str]]:
+def as_role(request: Any, world: Any, db: Any, settings: Any) -> Iterator[dict[str, str]]:
+    """The role's request headers, with the module's data folder (its files must be found)."""
+    settings.DATA_DIR = world["data"]
+    settings.MEDIA_ROOT = str(world["data"] / "media")
     settings.AXES_ENABLED = False  # generated bad passwords for /api/token/ must not lock anyone out
     # As Django's test client does: the request signals would close the test's connection,
     # which is inside the test's transaction.
@@ -189,6 +184,29 @@ def test_api_conforms_to_its_schema(case: Any, as_role: dict[str, str], world: A
 @settings(max_examples=1, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema_with_invalid_input(case: Any, as_role: dict[str, str]) -> None:
     case.call_and_validate(headers=as_role, checks=CHECKS)
+
+
+# Answers whose body is a file or a standard's document, not one of ours: free-form by design.
+FREE_FORM = {
+    ("get", "/api/annotations/export/"),  # a COCO or VIA 2 file
+    ("get", "/api/models/{id}/files/{name}"),  # metrics.json of an evaluation
+    ("post", "/api/dicomweb/studies"),  # DICOM JSON (PS3.18), application/dicom+json
+}
+
+
+def test_every_json_answer_has_a_declared_shape() -> None:
+    """No operation answers "some object" (``responses=dict``): each JSON answer names a
+    serializer, so that the schema says what a client gets."""
+    loose = []
+    for path, operations in SCHEMA["paths"].items():
+        for method, operation in operations.items():
+            for code, response in operation["responses"].items():
+                for media_type, content in response.get("content", {}).items():
+                    body = content.get("schema", {})
+                    body = body.get("items", body)
+                    if "json" in media_type and "$ref" not in body and (method, path) not in FREE_FORM:
+                        loose.append(f"{method.upper()} {path} {code} {media_type}")
+    assert not loose, "declare these answers with a serializer:\n" + "\n".join(loose)
 
 
 def test_schema_is_valid_without_warnings(tmp_path: Any) -> None:

@@ -59,7 +59,7 @@ class Radiograph(models.Model):
         STOW = "stow", "DICOMweb STOW-RS"
 
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="radiographs")
-    # Study, Series and SOP Instance UIDs are keyed pseudonyms (annotate.deidentify), the
+    # Study, Series and SOP Instance UIDs are keyed pseudonyms (annotate.archive.deidentify), the
     # ones the stored copy carries. The originals, which a result sent back to the PACS
     # must name, are kept only encrypted (annotate.archive.pseudonyms.pacs_link_seal).
     series_instance_uid = models.CharField(max_length=64, blank=True)

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotate.archive import cleanup, sources
-from annotate.ingest import IMPORTED, PRESENT, IngestOutcome, ingest_items, pseudonym, radiograph_ingest
+from annotate.archive.ingest import IMPORTED, PRESENT, IngestOutcome, ingest_items, pseudonym, radiograph_ingest
 from annotate.models import ImportItem, ImportJob, Radiograph
 from common.queueing import enqueue, require_broker
 from common.storage import private_dir

@@ -8,10 +8,10 @@ from rest_framework.routers import DefaultRouter
 
 import config.converters  # noqa: F401 - registers the <id:...> converter (63-bit ids; longer is a 404)
 from annotate import api as annotate_api
-from annotate import labelling_api
-from annotate import labelling_views as label_views
 from annotate import views as annotate_views
 from annotate.archive import stow
+from annotate.labelling import api as labelling_api
+from annotate.labelling import views as label_views
 
 urlpatterns = [
     path("radiographs/", annotate_views.radiograph_list, name="radiograph_list"),

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from annotate import services
-from annotate.labelling_api import may_see_pixels
+from annotate.labelling.api import may_see_pixels
 from annotate.models import ImportItem, ImportJob, Radiograph
 from common.http import AuthenticatedHttpRequest
 from common.roles import ADJUDICATOR, RESEARCHER, role_required

@@ -5,7 +5,7 @@ naive baseline, and the latency of one radiograph as the web app serves it.
     python bench/infer.py --config cpu-small --studies 12
 
 Makes phantom studies (``devtools.phantoms.generate_phantoms``) in a temporary folder,
-decodes each DICOM (``annotate.dicom.decode_dicom``) to its uint16 pixels and default
+decodes each DICOM (``annotate.archive.dicom.decode_dicom``) to its uint16 pixels and default
 window, and takes the hip boxes and sides from the COCO file. The model has random weights
 (``weights=None``): speed does not depend on them. Every hip is scored by the config's test-time
 protocol (``serving.protocol_zooms``): one zoom-1.0 crop under ``single`` (the default), one crop
@@ -43,7 +43,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 def load_films(folder: Path, studies: int):
     """[(dicom bytes, pixels, window, hips)] for the phantom radiographs that have hips."""
-    from annotate.dicom import decode_dicom
+    from annotate.archive.dicom import decode_dicom
     from devtools.phantoms import generate_phantoms
     from ml.core.serving import Hip
 
@@ -66,7 +66,7 @@ def single_latency(films, repeats: int, test_time: str | None = None) -> None:
     """(c): one radiograph end to end with the paper model."""
     import keras
 
-    from annotate.dicom import decode_dicom
+    from annotate.archive.dicom import decode_dicom
     from ml.core import nets
     from ml.core.configs import get_config
     from ml.core.serving import Predictor, heatmap_png

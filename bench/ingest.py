@@ -6,7 +6,7 @@
    the received DICOMs (goal <= 1.15).
 2. ingest: radiographs ingested per second against bare `dcmread().pixel_array` (goal >= 0.5).
 3. crops: cutting a radiograph's four crops (two hips, zooms 1.0 and 1.5, as scoring does) through
-   `annotate.pixels` (decoded from the DICOM: first read, cache cleared, and cached) against the
+   `annotate.archive.pixels` (decoded from the DICOM: first read, cache cleared, and cached) against the
    old path kept here: the .npy the ingest used to write, memory-mapped (goal <= 1.2).
 
 Makes phantom studies (or reads DICOMs from DIR), then times, on the same
@@ -126,11 +126,11 @@ def main() -> None:
 
 
 def crops(media: Path, repeat: int) -> None:
-    """Four crops per radiograph: the old path (.npy memory-mapped) against annotate.pixels."""
+    """Four crops per radiograph: the old path (.npy memory-mapped) against annotate.archive.pixels."""
     import numpy as np
 
+    from annotate.archive.pixels import caches, decode_stored, radiograph_pixels
     from annotate.models import Radiograph
-    from annotate.pixels import caches, decode_stored, radiograph_pixels
     from ml.core.crops import hip_crops
 
     old_dir = media / "old-npy"

@@ -12,7 +12,7 @@ labelled.
 
 End to end, per radiograph, each stage timed with ``time.perf_counter``:
 
-- decode: ``annotate.dicom.decode_dicom`` of the DICOM bytes;
+- decode: ``annotate.archive.dicom.decode_dicom`` of the DICOM bytes;
 - det. prep: ``detector.model_image`` (window, letterbox, normalise) and the batch of one;
 - det. call: ``detector.predict_batch`` (the network, then keras-hub's ``decode_predictions``:
   non-max suppression at ``nms_iou``; the bench also prints the two parts timed apart);
@@ -128,7 +128,7 @@ class Bench:
         """(seconds, hips the detector found, detector input) for one radiograph; stages in ``self.times``."""
         import numpy as np
 
-        from annotate.dicom import decode_dicom
+        from annotate.archive.dicom import decode_dicom
         from ml.core.detector import model_image, predict_batch, select_detections
         from ml.core.serving import heatmap_png
 

@@ -6,7 +6,7 @@ the same model fed from an in-memory array of the same shape
     python bench/train.py [--studies 6] [--steps 16] [--warmup 3] [--rounds 2]
 
 Makes phantom studies (``devtools.phantoms.generate_phantoms``) in a temporary
-folder, decodes each DICOM (``annotate.dicom.decode_dicom``) to its uint16
+folder, decodes each DICOM (``annotate.archive.dicom.decode_dicom``) to its uint16
 pixels and default window, saves them as .npy (the pipeline loads them through
 its LRU cache), and takes the hip boxes, sides and classes from the COCO file.
 Both sides run ``--warmup`` steps first (tracing), then ``--steps`` timed
@@ -35,7 +35,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 def load_records(folder: Path, studies: int = 6):
     import numpy as np
 
-    from annotate.dicom import decode_dicom
+    from annotate.archive.dicom import decode_dicom
     from devtools.phantoms import generate_phantoms
     from ml.core.pipeline import HipRecord
 

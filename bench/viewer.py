@@ -93,7 +93,8 @@ def prepare(rows: int, columns: int, count: int) -> list[tuple[int, int]]:
     from django.core.management import call_command
     from django.utils import timezone
 
-    from annotate import labelling, services
+    from annotate import services
+    from annotate.labelling import services as labelling
     from annotate.labels import Assignment
     from annotate.models import Radiograph
 

@@ -202,7 +202,7 @@ MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 2 * 1024**3)
 MAX_DICOM_BYTES = env_int("MAX_DICOM_BYTES", 256 * 1024**2)
 MAX_ZIP_EXPANDED_BYTES = env_int("MAX_ZIP_EXPANDED_BYTES", 8 * 1024**3)
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("DATA_UPLOAD_MAX_NUMBER_FILES", 2000)
-# Decoding (annotate.dicom.DecodeLimits): a file whose header declares more than MAX_DECODED_PIXELS
+# Decoding (annotate.archive.dicom.DecodeLimits): a file whose header declares more than MAX_DECODED_PIXELS
 # (rows x columns x samples x frames) or MAX_DECODED_BYTES (the same x BitsAllocated / 8) is refused
 # before any pixel is decoded, and a deflated one is refused once it inflates past MAX_DECODED_BYTES
 # + 8 MiB. The largest real radiograph, 43 x 43 cm at 0.1 mm, is about 4300 x 4300 = 18.5 Mpx at
@@ -216,7 +216,7 @@ FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "tmp" / "uploads")
 FILE_UPLOAD_PERMISSIONS = 0o640
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o750
 PREVIEW_MAX_SIZE = env_int("PREVIEW_MAX_SIZE", 1024)
-# Pixels are decoded from the stored DICOM (annotate.pixels) and kept, per process, in an LRU
+# Pixels are decoded from the stored DICOM (annotate.archive.pixels) and kept, per process, in an LRU
 # cache of at most PIXEL_CACHE_BYTES of arrays (512 MiB: ~40 radiographs of 3000 x 2500), plus a
 # quarter of that of the viewer's gzip bodies.
 PIXEL_CACHE_BYTES = env_int("PIXEL_CACHE_BYTES", 512 * 1024**2)
@@ -363,7 +363,7 @@ SPECTACULAR_SETTINGS = {
     # radiograph came from).
     "ENUM_NAME_OVERRIDES": {
         "HipClassEnum": "annotate.labels.HipClass",
-        "LabellerHipSourceEnum": "annotate.labelling.LABELLER_SOURCES",
+        "LabellerHipSourceEnum": "annotate.labelling.services.LABELLER_SOURCES",
         "RadiographSourceEnum": "annotate.models.Radiograph.Source",
         # The API's other choice sets (common/api_schema.py: the schema validates with no warning).
         "AssignmentStatusEnum": "annotate.labels.Assignment.Status",

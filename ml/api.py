@@ -22,8 +22,8 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from annotate.dicom import DicomRejected, decode_dicom
-from annotate.ingest import decode_limits
+from annotate.archive.dicom import DicomRejected, decode_dicom
+from annotate.archive.ingest import decode_limits
 from annotate.models import Radiograph
 from common.api_schema import ErrorSerializer
 from common.queueing import QueueUnavailable

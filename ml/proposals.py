@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from django.core.exceptions import ValidationError
 
-from annotate import labelling
+from annotate.labelling import services as labelling
 from annotate.labels import HipProposal
 
 
@@ -63,7 +63,7 @@ def proposals_store(
     per side. ``model_version``: the detector's ``ModelVersion`` (or a label).
     ``classifications``: optional, see ``top_classes``; a side without one gets
     no class. The radiograph's older proposals are replaced (see
-    ``annotate.labelling.proposals_replace``). Raises Django's
+    ``annotate.labelling.services.proposals_replace``). Raises Django's
     ``ValidationError`` with a message for bad input."""
     classes = top_classes(classifications)
     proposals = []

@@ -19,9 +19,9 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from annotate.archive.pixels import radiograph_pixels
 from annotate.labels import CLASSES, GroundTruthHip
 from annotate.models import Radiograph
-from annotate.pixels import radiograph_pixels
 from common.queueing import enqueue
 from common.storage import Buffers
 from ml.core.configs import NetConfig

@@ -13,7 +13,8 @@ import numpy as np
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
-from annotate import labelling, provenance
+from annotate.labelling import provenance
+from annotate.labelling import services as labelling
 from annotate.labels import Adjudication
 from common import csvfile
 from ml.core.split import DEFAULT_FRACTIONS, stratified_group_split

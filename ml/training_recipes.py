@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from annotate.archive.pixels import pixel_source
 from annotate.labels import CLASSES
-from annotate.pixels import pixel_source
 from ml import evaluation
 from ml.core import detector
 from ml.core.augment import AugmentConfig
@@ -32,7 +32,7 @@ DETECTOR_BN_IMAGES = 64  # training radiographs, likewise, for a detector
 
 def hip_records(dataset: DatasetVersion, split: str) -> list[Any]:
     """The split's hips as ``pipeline.HipRecord``s (pixels decoded from the radiographs' DICOM, or an
-    older ingest's .npy, through ``annotate.pixels``; both hips of a film share one pipeline cache entry)."""
+    older ingest's .npy, through ``annotate.archive.pixels``; both hips of a film share one pipeline cache entry)."""
     # deferred: TensorFlow loads only where a model trains
     from ml.core.pipeline import HipRecord
 
@@ -53,7 +53,7 @@ def hip_records(dataset: DatasetVersion, split: str) -> list[Any]:
 
 def detector_records(dataset: DatasetVersion, split: str) -> list[Any]:
     """The split's radiographs as ``detector.DetectorRecord``s: each with all its hips (the
-    per-hip ``DatasetHip`` rows grouped by radiograph), pixels read through ``annotate.pixels``."""
+    per-hip ``DatasetHip`` rows grouped by radiograph), pixels read through ``annotate.archive.pixels``."""
 
     hips = DatasetHip.objects.filter(dataset=dataset, split=split).select_related("radiograph").order_by("pk")
     grouped: dict[int, list[DatasetHip]] = {}

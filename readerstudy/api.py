@@ -21,7 +21,7 @@ from rest_framework.exceptions import APIException, NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from annotate.labelling_api import pixels_response
+from annotate.labelling.api import pixels_response
 from annotate.labels import CLASSES, HipClass
 from common.api_schema import ErrorSerializer
 from readerstudy import services

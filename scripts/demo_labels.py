@@ -123,7 +123,7 @@ def seed_demo_labels(
 ) -> dict[str, Any]:
     """Import the phantoms' truth as the two labellers (see the module docstring).
     Returns the import report of each labeller and the planted changes."""
-    from annotate.exchange import annotations_import
+    from annotate.labelling.exchange import annotations_import
 
     truth = json.loads((Path(phantoms_dir) / "annotations.coco.json").read_text())
     labelled = _leave_unlabelled(truth, unlabelled_fraction)

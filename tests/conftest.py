@@ -22,7 +22,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 
 from annotate import services
-from annotate.labelling import HipInput
+from annotate.labelling.services import HipInput
 from annotate.labels import Adjudication
 from annotate.models import Radiograph
 from common import health

@@ -20,9 +20,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from annotate import exchange
 from annotate.audit import AccessLog
-from annotate.formats import Hip, Image, tabular
+from annotate.labelling import exchange
+from annotate.labelling.formats import Hip, Image, tabular
 from common import csvfile
 from ml.core.report import _write_tables, evaluation_report
 from readerstudy import services as study_services

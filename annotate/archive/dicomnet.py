@@ -2,7 +2,7 @@
 
 ``DicomListener`` (a pynetdicom AE, C-ECHO too) checks each received file's header, spools it
 atomically before answering Success, and drain threads ingest the spool in arrival order through
-``annotate.ingest.radiograph_ingest``; rejected files are kept de-identified in ``rejected/``.
+``annotate.archive.ingest.radiograph_ingest``; rejected files are kept de-identified in ``rejected/``.
 Design: docs/architecture/design-dicom.md
 """
 
@@ -39,14 +39,14 @@ from pynetdicom.events import EventHandlerType
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import
 
 from annotate.archive.cleanup import rejected_purge
+from annotate.archive.dicom import DicomRejected, read_meta_file
 from annotate.archive.dicomnet_io import _pseudonymise_pynetdicom_logs, _receive_to_files
-from annotate.archive.pseudonyms import short_pseudonym, uid_pseudonym
-from annotate.dicom import DicomRejected, read_meta_file
-from annotate.ingest import (
+from annotate.archive.ingest import (
     decode_limits,  # deferred, as in _ingest: the ingest imports the models
     deidentified_copy,
     radiograph_ingest,
 )
+from annotate.archive.pseudonyms import short_pseudonym, uid_pseudonym
 from annotate.models import Radiograph
 from common.storage import private_dir
 
@@ -81,7 +81,7 @@ RETRY_SECONDS = 5.0  # a drain thread waits this long after an ingest failed for
 def transfer_syntaxes() -> list[str]:
     """Every transfer syntax whose pixel data pydicom can decode here (native
     ones, and JPEG, JPEG-LS, JPEG 2000, HTJ2K and RLE through pylibjpeg):
-    exactly the ones ``annotate.dicom`` accepts, so nothing is acknowledged that
+    exactly the ones ``annotate.archive.dicom`` accepts, so nothing is acknowledged that
     the ingest could not read. Uncompressed explicit little endian first."""
     result = []
     for syntax in AllTransferSyntaxes:

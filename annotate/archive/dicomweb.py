@@ -1,7 +1,7 @@
 """DICOMweb pull: find hip and pelvis radiographs on a PACS and import them.
 
 ``pull`` walks QIDO-RS down to the instances, skips those already held, and retrieves the others
-by WADO-RS, as stored, into ``annotate.ingest.radiograph_ingest``; ``PullError`` names the failed
+by WADO-RS, as stored, into ``annotate.archive.ingest.radiograph_ingest``; ``PullError`` names the failed
 server and carries the summary. A plain function for the command, a task or a notebook.
 Design: docs/architecture/design-dicom.md
 """
@@ -22,8 +22,8 @@ from dicomweb_client.api import DICOMwebClient
 from django.conf import settings
 from pydicom import Dataset, dcmwrite
 
+from annotate.archive.ingest import IMPORTED, PRESENT, REJECTED, IngestOutcome, radiograph_ingest
 from annotate.archive.pseudonyms import uid_pseudonym
-from annotate.ingest import IMPORTED, PRESENT, REJECTED, IngestOutcome, radiograph_ingest
 from annotate.models import Radiograph
 
 logger = logging.getLogger(__name__)

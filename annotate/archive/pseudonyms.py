@@ -16,7 +16,7 @@ from functools import cache
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 
-from annotate.deidentify import Identity, Policy, pseudonymous_uid
+from annotate.archive.deidentify import Identity, Policy, pseudonymous_uid
 
 
 def pseudonym(value: str, *, purpose: str) -> str:
@@ -38,7 +38,7 @@ def short_pseudonym(value: str, *, purpose: str) -> str:
 
 
 def deidentification_policy() -> Policy:
-    """What ``annotate.deidentify.deidentify`` applies: the key, and whether dates are shifted
+    """What ``annotate.archive.deidentify.deidentify`` applies: the key, and whether dates are shifted
     (setting ``DICOM_DATE_SHIFT``)."""
     return Policy(key=settings.PSEUDONYM_KEY.encode(), shift_dates=settings.DICOM_DATE_SHIFT == "shift")
 

@@ -37,9 +37,9 @@ from rest_framework.exceptions import APIException, ParseError, UnsupportedMedia
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 
+from annotate.archive.dicom import check_inflated_size
+from annotate.archive.ingest import DISK_FULL, DISK_FULL_REASON, IMPORTED, PRESENT, decode_limits, radiograph_ingest
 from annotate.archive.pseudonyms import uid_pseudonym
-from annotate.dicom import check_inflated_size
-from annotate.ingest import DISK_FULL, DISK_FULL_REASON, IMPORTED, PRESENT, decode_limits, radiograph_ingest
 from annotate.models import Radiograph
 from common.roles import RESEARCHER, HasRole
 from common.storage import private_dir

@@ -319,7 +319,7 @@ register(
 )
 
 # --------------------------------------------------------------------------- labelling
-# Facts (annotate.provenance.proposal_facts): proposals_show_class (the site shows, or some
+# Facts (annotate.labelling.provenance.proposal_facts): proposals_show_class (the site shows, or some
 # ground-truth hip was labelled with, the model's class), proposal_share and
 # proposal_class_kept_share (of the ground-truth hips, 0 to 1).
 

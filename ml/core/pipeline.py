@@ -34,7 +34,7 @@ class HipRecord:
     """One hip: where its radiograph's pixels come from, the window, the box.
 
     pixels: a callable returning the 2-D array (uint16 "higher = brighter", as
-    ``annotate.dicom.decode_dicom`` gives) or a path to a ``.npy`` file.
+    ``annotate.archive.dicom.decode_dicom`` gives) or a path to a ``.npy`` file.
     window: (centre, width) in pixel units. box: (x, y, w, h) in pixels (COCO).
     side: "right" or "left" (the patient's side). label: class index 0..5.
     radiograph: the cache key shared by the hips of one film; default the

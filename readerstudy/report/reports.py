@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from annotate import provenance
+from annotate.labelling import provenance
 from common.atomicfile import write_atomic
 from common.queueing import enqueue, require_broker
 from ml.core.configs import NetConfig

@@ -11,7 +11,7 @@ from typing import Any
 import pydicom
 from django.contrib.auth.models import Group
 
-from annotate import labelling
+from annotate.labelling import services as labelling
 from annotate.labels import Assignment
 from devtools.dicom import make_dicom
 from tests.accounts.factories import UserFactory

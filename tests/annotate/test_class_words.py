@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from django.contrib.auth.models import Group
 
-from annotate import labelling, services
-from annotate.labelling import HipInput
+from annotate import services
+from annotate.labelling import services as labelling
+from annotate.labelling.services import HipInput
 from annotate.labels import HipClass
 from annotate.templatetags.hip_classes import class_words, classes_in_words
 from tests.accounts.factories import UserFactory

@@ -28,9 +28,10 @@ from django.db import connection
 from pydicom.encaps import encapsulate
 from pydicom.uid import RLELossless
 
-from annotate import exchange, services
+from annotate import services
 from annotate.archive.dicomnet import DicomListener
 from annotate.archive.pseudonyms import pacs_link_open, uid_pseudonym
+from annotate.labelling import exchange
 from annotate.models import ImportJob, Radiograph
 from tests.annotate.helpers import IDENTIFIERS, PRIVATE_VALUE, identifying_dicom, uids_of
 

@@ -29,7 +29,7 @@ from django.urls import reverse
 from pydicom.data import get_testdata_file
 
 from annotate import services
-from annotate.dicom import DecodeLimits, DicomRejected, check_inflated_size, decode_dicom, read_meta
+from annotate.archive.dicom import DecodeLimits, DicomRejected, check_inflated_size, decode_dicom, read_meta
 from annotate.models import ImportJob, Radiograph
 from devtools.processes import stop
 from tests.bombs import deflate_bomb

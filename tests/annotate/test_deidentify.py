@@ -17,8 +17,8 @@ from django.core.files.storage import default_storage
 
 from annotate import services
 from annotate.archive import cleanup
+from annotate.archive.deidentify import Policy, date_shift_days, deidentify, pseudonymous_uid
 from annotate.archive.pseudonyms import pacs_link_open
-from annotate.deidentify import Policy, date_shift_days, deidentify, pseudonymous_uid
 from annotate.models import Radiograph
 from devtools.dicom import make_dicom
 from tests.annotate.factories import ImportJobFactory

@@ -1,4 +1,4 @@
-"""Tests for annotate.dicom: decoding, validation and previews (no database, no Django)."""
+"""Tests for annotate.archive.dicom: decoding, validation and previews (no database, no Django)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from pydicom.encaps import encapsulate
 from pydicom.pixels import apply_modality_lut
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
-from annotate import dicom
-from annotate.dicom import (
+from annotate.archive import dicom
+from annotate.archive.dicom import (
     DecodedImage,
     DicomMeta,
     DicomRejected,
@@ -199,8 +199,8 @@ def test_read_meta_derived_fields() -> None:
 
 
 def test_module_is_pure_and_rejection_pickles() -> None:
-    code = "import sys, annotate.dicom; sys.exit('django' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], cwd=pathlib.Path(dicom.__file__).parents[1]).returncode == 0
+    code = "import sys, annotate.archive.dicom; sys.exit('django' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=pathlib.Path(dicom.__file__).parents[2]).returncode == 0
     exc = pickle.loads(pickle.dumps(DicomRejected("multi-frame image (2 frames)")))
     assert isinstance(exc, ValueError) and exc.reason == "multi-frame image (2 frames)"
 

@@ -21,8 +21,8 @@ from django.core.management import CommandError, call_command
 from pydicom.uid import RLELossless
 
 from annotate.archive import dicomweb
+from annotate.archive.ingest import pseudonym
 from annotate.archive.pseudonyms import uid_pseudonym
-from annotate.ingest import pseudonym
 from annotate.models import Patient, Radiograph, Study
 from devtools.dicom import make_dicom
 from devtools.processes import free_port

@@ -1,4 +1,4 @@
-"""annotate.exchange and its commands: exports, imports as a labeller, the demo's labels."""
+"""annotate.labelling.exchange and its commands: exports, imports as a labeller, the demo's labels."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from pycocotools.coco import COCO
 
-from annotate import exchange, labelling
 from annotate.archive.pseudonyms import uid_pseudonym
-from annotate.formats import FormatError
-from annotate.labelling import HipInput
+from annotate.labelling import exchange
+from annotate.labelling import services as labelling
+from annotate.labelling.formats import FormatError
+from annotate.labelling.services import HipInput
 from annotate.labels import Adjudication, Assignment, GroundTruthHip, HipLabel
 from annotate.models import Radiograph
 from devtools.phantoms import generate_phantoms

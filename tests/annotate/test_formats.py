@@ -1,4 +1,4 @@
-"""annotate.formats: COCO, VIA 2 and CSV, pure Python (no database)."""
+"""annotate.labelling.formats: COCO, VIA 2 and CSV, pure Python (no database)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pycocotools.coco import COCO
 
-from annotate import formats
-from annotate.formats import FormatError, Hip, Image, coco, tabular, via
+from annotate.labelling import formats
+from annotate.labelling.formats import FormatError, Hip, Image, coco, tabular, via
 from annotate.labels import CLASSES, Exclusion, HipClass, Side
 
 UID = "1.2.826.0.1.3680043.8.498.12345"

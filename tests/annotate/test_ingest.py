@@ -13,9 +13,9 @@ from django.core.files.storage import default_storage
 from PIL import Image
 
 from annotate import services
+from annotate.archive.pixels import radiograph_pixels
 from annotate.archive.pseudonyms import uid_pseudonym
 from annotate.models import Patient, Radiograph, Study
-from annotate.pixels import radiograph_pixels
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +44,7 @@ def test_import_keeps_original_pixels_and_preview(dicom_bytes):
     assert stored.PixelData == received.PixelData and stored.Rows == 300
     assert stored.SOPInstanceUID == radiograph.sop_instance_uid == uid_pseudonym(received.SOPInstanceUID)
     assert stored.SOPInstanceUID != received.SOPInstanceUID and stored.PatientID != received.PatientID
-    # No array file: the pixels are decoded from the stored original (annotate.pixels).
+    # No array file: the pixels are decoded from the stored original (annotate.archive.pixels).
     assert radiograph.pixels.name == ""
     pixels = radiograph_pixels(radiograph)
     assert pixels.dtype == np.uint16 and pixels.shape == (300, 200)
@@ -191,7 +191,7 @@ def test_files_left_by_a_crash_are_adopted_by_the_next_import(dicom_bytes, monke
             ingest(data)
     assert stored_files() == set()  # even an interrupt removes what it wrote
     # Simulate a kill -9 between writing the files and the row: files, no row.
-    from annotate import ingest as ingest_module
+    from annotate.archive import ingest as ingest_module
 
     prepared = ingest_module._prepare(data)
     assert len(stored_files()) == 2 and Radiograph.objects.count() == 0
@@ -203,7 +203,7 @@ def test_files_left_by_a_crash_are_adopted_by_the_next_import(dicom_bytes, monke
 
 
 def test_a_failure_mid_batch_leaves_no_file_without_its_row(dicom_bytes, tmp_path, monkeypatch):
-    from annotate import ingest as ingest_module
+    from annotate.archive import ingest as ingest_module
 
     folder = tmp_path / "in"
     folder.mkdir()

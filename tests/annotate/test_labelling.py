@@ -8,8 +8,9 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
-from annotate import labelling, services
-from annotate.labelling import HipInput
+from annotate import services
+from annotate.labelling import services as labelling
+from annotate.labelling.services import HipInput
 from annotate.labels import Adjudication, Assignment, GroundTruthHip, HipLabel
 from annotate.models import Radiograph
 from tests.accounts.factories import UserFactory
@@ -197,7 +198,7 @@ def test_agreement_statistics(radiographs, labelers):
 
 
 def test_iou_histogram_counts_every_hip():
-    from annotate import agreement
+    from annotate.labelling import agreement
 
     box = (10.1, 20.3, 100.7, 99.9)
     assert agreement.iou(box, box) == 1.0

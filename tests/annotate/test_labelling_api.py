@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from django.contrib.auth.models import Group
 
-from annotate import labelling, services
-from annotate.labelling import HipInput
+from annotate import services
+from annotate.archive.pixels import radiograph_pixels
+from annotate.labelling import services as labelling
+from annotate.labelling.services import HipInput
 from annotate.labels import Adjudication
 from annotate.models import Radiograph
-from annotate.pixels import radiograph_pixels
 from tests.accounts.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

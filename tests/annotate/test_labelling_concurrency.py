@@ -14,8 +14,9 @@ from django.contrib.auth.models import Group
 from django.db import connection, connections
 from django.test import Client
 
-from annotate import labelling, services
-from annotate.labelling import HipInput
+from annotate import services
+from annotate.labelling import services as labelling
+from annotate.labelling.services import HipInput
 from annotate.labels import Assignment, HipLabel
 from tests.accounts.factories import UserFactory
 

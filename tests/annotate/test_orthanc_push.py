@@ -14,8 +14,8 @@ import pydicom
 import pytest
 
 from annotate.archive.dicomnet import DicomListener
+from annotate.archive.ingest import pseudonym
 from annotate.archive.pseudonyms import uid_pseudonym
-from annotate.ingest import pseudonym
 from annotate.models import Patient, Radiograph
 from devtools.dicom import make_dicom
 from tests.pacs import OrthancError

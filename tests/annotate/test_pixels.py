@@ -1,4 +1,4 @@
-"""Pixels are read from the stored de-identified DICOM (annotate.pixels), bit-identical to the
+"""Pixels are read from the stored de-identified DICOM (annotate.archive.pixels), bit-identical to the
 array the ingest used to store, through a bounded cache; older .npy files still work."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from django.core.files.storage import default_storage
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from annotate import services
-from annotate.dicom import decode_dataset, read_dataset
-from annotate.ingest import deidentified_copy
+from annotate.archive.dicom import decode_dataset, read_dataset
+from annotate.archive.ingest import deidentified_copy
+from annotate.archive.pixels import array_cache, caches, gzip_body, mapped_stored, radiograph_pixels
 from annotate.models import Radiograph
-from annotate.pixels import array_cache, caches, gzip_body, mapped_stored, radiograph_pixels
 from common.storage import Buffers
 from devtools.phantoms import generate_phantoms
 from tests.annotate.helpers import EXPECTED, TEST_FILES
@@ -93,7 +93,7 @@ def test_the_viewer_body_is_the_decoded_array(dicom_bytes) -> None:
     # An older version's body stored beside its .npy is served as it is.
     radiograph.pixels = "pixels/aa/old.npy"
     default_storage.save("pixels/aa/old.u16.gz", Buffers(b"old body"))
-    from annotate.labelling_api import pixels_response
+    from annotate.labelling.api import pixels_response
 
     assert b"".join(pixels_response(radiograph).streaming_content) == b"old body"
 
@@ -138,7 +138,7 @@ def test_an_identity_mapped_radiograph_is_the_file_itself(tmp_path) -> None:
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
 
-    from annotate.dicom import encode_dataset
+    from annotate.archive.dicom import encode_dataset
 
     values = np.random.default_rng(3).integers(0, 65536, (300, 200), dtype=np.uint16)
     ds = read_dataset((TEST_FILES / "CT_small.dcm").read_bytes())  # a header to start from

@@ -11,8 +11,9 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.test import Client
 
-from annotate import labelling, services
-from annotate.labelling import HipInput, ProposalInput
+from annotate import services
+from annotate.labelling import services as labelling
+from annotate.labelling.services import HipInput, ProposalInput
 from annotate.labels import Adjudication, GroundTruthHip, HipLabel, HipProposal
 from annotate.models import Radiograph
 from ml import proposals as ml_proposals

@@ -13,8 +13,10 @@ import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
 
-from annotate import exchange, labelling, provenance, services
-from annotate.labelling import HipInput, ProposalInput
+from annotate import services
+from annotate.labelling import exchange, provenance
+from annotate.labelling import services as labelling
+from annotate.labelling.services import HipInput, ProposalInput
 from annotate.labels import Adjudication, Assignment, GroundTruthHip, HipLabel
 from annotate.models import Radiograph
 from ml.core import deviations

@@ -13,8 +13,8 @@ from django.core.files.storage import default_storage
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from annotate import services
-from annotate.dicom import DicomRejected, _meta, encode_dataset, encode_dataset_parts, read_dataset
-from annotate.dicom_pixels import _native_u16
+from annotate.archive.dicom import DicomRejected, _meta, encode_dataset, encode_dataset_parts, read_dataset
+from annotate.archive.dicom_pixels import _native_u16
 from annotate.models import Radiograph
 from devtools.phantoms import generate_phantoms
 

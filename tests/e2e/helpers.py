@@ -11,7 +11,8 @@ from django.contrib.auth.models import Group
 from django.db import connection, transaction
 from playwright.sync_api import expect
 
-from annotate import labelling, services
+from annotate import services
+from annotate.labelling import services as labelling
 from annotate.models import Radiograph
 from tests.accounts.factories import UserFactory
 

@@ -8,8 +8,9 @@ import pytest
 from django.contrib.auth.models import Group
 from playwright.sync_api import expect
 
-from annotate import labelling, services
-from annotate.labelling import HipInput
+from annotate import services
+from annotate.labelling import services as labelling
+from annotate.labelling.services import HipInput
 from tests.accounts.factories import UserFactory
 from tests.e2e.helpers import hips
 

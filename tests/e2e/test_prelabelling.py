@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from annotate import labelling
-from annotate.labelling import HipInput
+from annotate.labelling import services as labelling
+from annotate.labelling.services import HipInput
 from annotate.labels import Adjudication, Assignment, GroundTruthHip, HipLabel
 from ml.proposals import proposals_store
 from tests.e2e.helpers import drag, ingest_hips, labeler, wait_for_viewer

@@ -14,8 +14,8 @@ from django.core.management import CommandError, call_command
 from django.urls import include, path
 from scipy.stats import chi2_contingency
 
-from annotate import labelling
-from annotate.labelling import HipInput
+from annotate.labelling import services as labelling
+from annotate.labelling.services import HipInput
 from annotate.labels import GroundTruthHip
 from config import urls as config_urls
 from ml import services as ml_services

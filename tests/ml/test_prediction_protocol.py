@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from annotate.dicom import decode_dicom
+from annotate.archive.dicom import decode_dicom
 from annotate.models import Radiograph
 from ml import scoring
 from ml.models import ModelVersion

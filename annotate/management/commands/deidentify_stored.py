@@ -1,5 +1,5 @@
 """De-identify the stored copies of radiographs ingested before the ingest de-identified them
-(annotate.ingest.radiograph_deidentify_stored). Safe to run again: de-identified ones are left."""
+(annotate.archive.ingest.radiograph_deidentify_stored). Safe to run again: de-identified ones are left."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from tqdm import tqdm
 
-from annotate.ingest import radiograph_deidentify_stored
+from annotate.archive.ingest import radiograph_deidentify_stored
 from annotate.models import Radiograph
 
 

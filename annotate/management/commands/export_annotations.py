@@ -1,7 +1,7 @@
 """python manage.py export_annotations --format coco|via|csv --out FILE [--ground-truth]
 
 Writes every labeller's submitted labels, or with --ground-truth the ground
-truth only (see ``annotate.exchange``). ``--out -`` writes to stdout.
+truth only (see ``annotate.labelling.exchange``). ``--out -`` writes to stdout.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate import exchange
+from annotate.labelling import exchange
 from common.atomicfile import write_atomic
 
 

@@ -1,7 +1,7 @@
 """python manage.py import_annotations --format coco|via FILE --as USERNAME [--labeler NAME]
 
 Loads the file as USERNAME's submitted labelling of each radiograph it names
-(see ``annotate.exchange`` for how images are matched). A malformed file is
+(see ``annotate.labelling.exchange`` for how images are matched). A malformed file is
 refused whole, with the key or line at fault, and nothing is imported;
 importing the same file again changes nothing.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate import exchange
+from annotate.labelling import exchange
 
 
 class Command(BaseCommand):

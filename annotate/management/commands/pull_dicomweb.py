@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from annotate.archive import dicomweb
-from annotate.ingest import IngestOutcome
+from annotate.archive.ingest import IngestOutcome
 
 
 def _date(text: str) -> datetime.date:

@@ -10,8 +10,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from annotate.dicom import DicomRejected, decode_dicom
-from annotate.ingest import decode_limits
+from annotate.archive.dicom import DicomRejected, decode_dicom
+from annotate.archive.ingest import decode_limits
 from annotate.models import Radiograph
 from ml import detection, scoring
 from ml.core.serving import heatmap_png

@@ -17,7 +17,7 @@ import numpy as np
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from PIL import Image, ImageDraw
 
-from annotate.pixels import radiograph_pixels
+from annotate.archive.pixels import radiograph_pixels
 from devtools.phantom_anatomy import sample_hip_spec
 from devtools.phantoms import SCANNERS, render_radiograph, sample_hip_classes
 from ml.core.augment import AugmentConfig, augment_hip, paper_augmentations

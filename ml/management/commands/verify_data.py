@@ -47,7 +47,7 @@ class Command(BaseCommand):
         for radiograph in radiographs.iterator(chunk_size=2000):
             for kind in ("original", "pixels", "preview"):
                 if kind == "pixels" and not radiograph.pixels.name:
-                    continue  # decoded from the original (annotate.pixels); only older ingests have one
+                    continue  # decoded from the original (annotate.archive.pixels); only older ingests have one
                 path = media / getattr(radiograph, kind).name
                 if not path.is_file():
                     problems.append(f"radiograph {radiograph.pk}: {kind} {path} is missing")

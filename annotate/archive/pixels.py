@@ -69,7 +69,7 @@ def mapped_stored(path: str | os.PathLike[str]) -> np.ndarray | None:
     from pydicom import dcmread
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-    from annotate.dicom import native_display
+    from annotate.archive.dicom import native_display
 
     with open(path, "rb") as handle:
         try:
@@ -109,8 +109,8 @@ def mapped_stored(path: str | os.PathLike[str]) -> np.ndarray | None:
 def decode_stored(original: str) -> np.ndarray:
     """The pixels of a stored (de-identified, already validated at ingest) DICOM, as ingest
     decoded them: memory-mapped where its pixels are native (``mapped_stored``), else decoded."""
-    from annotate.dicom import decode_dataset, read_dataset
-    from annotate.ingest import decode_limits
+    from annotate.archive.dicom import decode_dataset, read_dataset
+    from annotate.archive.ingest import decode_limits
 
     try:
         path = default_storage.path(original)

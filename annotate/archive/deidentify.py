@@ -25,7 +25,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from annotate.dicom_header import _AGE, _age_years, _date  # the age rules the ingest already applies
+from annotate.archive.dicom_header import _AGE, _age_years, _date  # the age rules the ingest already applies
 
 DATE_SHIFT_MIN_DAYS = 62  # dicognito's own range for its (global) offset, here per patient
 DATE_SHIFT_MAX_DAYS = 730
@@ -33,7 +33,7 @@ DATE_SHIFT_MAX_DAYS = 730
 FREE_TEXT_VRS = frozenset({"LT", "ST", "UT", "UC"})
 # Descriptions, comments, histories and reasons are free text too when their VR is LO or SH
 # (PS3.15 Table E.1-1 removes them unless the Retain Description option is chosen). The view
-# position the science needs is read from them before this step (annotate.dicom_header._view_position).
+# position the science needs is read from them before this step (annotate.archive.dicom_header._view_position).
 FREE_TEXT_KEYWORD = re.compile(r"(Description|Comments?|History|Reason\w*|SerialNumber|ProtocolName|Location)$")
 _KEEP_DATES_UNSHIFTED = frozenset({"PatientBirthDate"})  # blanked instead (age is kept as PatientAge)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from annotate.formats import (
+from annotate.labelling.formats import (
     CLASSES,
     EXCLUSIONS,
     SIDES,

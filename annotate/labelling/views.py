@@ -6,7 +6,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
-from annotate import labelling
+from annotate.labelling import services as labelling
 from annotate.labels import Adjudication, Assignment, Exclusion
 from common.http import AuthenticatedHttpRequest
 from common.roles import ADJUDICATOR, LABELER, RESEARCHER, role_required

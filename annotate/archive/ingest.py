@@ -36,9 +36,8 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from annotate import labelling
-from annotate.deidentify import Identity, deidentify
-from annotate.dicom import (
+from annotate.archive.deidentify import Identity, deidentify
+from annotate.archive.dicom import (
     DecodedImage,
     DecodeLimits,
     DicomRejected,
@@ -48,10 +47,11 @@ from annotate.dicom import (
     read_dataset,
     render_preview,
 )
+from annotate.archive.pseudonyms import deidentification_policy, pacs_link_seal, pseudonym
+from annotate.archive.sources import SourceError, SourceItem
+from annotate.labelling import services as labelling
 from annotate.models import ImportItem, ImportJob, Patient, Radiograph, Study
-from annotate.pseudonyms import deidentification_policy, pacs_link_seal, pseudonym
-from annotate.sources import SourceError, SourceItem
-from annotate.storage import Buffers
+from common.storage import Buffers
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class _Prepared:
 
 def decode_limits() -> DecodeLimits:
     """The bounds on decoding (settings ``MAX_DECODED_PIXELS``, ``MAX_DECODED_BYTES``) that
-    every route passes to ``annotate.dicom``."""
+    every route passes to ``annotate.archive.dicom``."""
     return DecodeLimits(max_pixels=settings.MAX_DECODED_PIXELS, max_bytes=settings.MAX_DECODED_BYTES)
 
 
@@ -277,7 +277,7 @@ def _commit(
                 sha256=sha256,
                 file_size=prepared.size,
                 original=prepared.names["original"],
-                pixels="",  # no array file any more: annotate.pixels decodes the original
+                pixels="",  # no array file any more: annotate.archive.pixels decodes the original
                 preview=prepared.names["preview"],
                 source=source,
                 imported_by=user if getattr(user, "is_authenticated", False) else None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
-from annotate.formats import GROUND_TRUTH, Image
+from annotate.labelling.formats import GROUND_TRUTH, Image
 from common import csvfile
 
 CONTENT_TYPE = "text/csv; charset=utf-8"

@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from annotate import agreement, provenance
+from annotate.labelling import agreement, provenance
 from annotate.labels import (
     CLASSES,
     Adjudication,

@@ -1,6 +1,6 @@
 """DICOM headers for hip radiograph ingest: the decode bounds, the rejection, the metadata and image
 types, the element readers and the header checks (what is an image we ingest, and how large it
-may decode). Pure (no Django); :mod:`annotate.dicom` re-exports the public names.
+may decode). Pure (no Django); :mod:`annotate.archive.dicom` re-exports the public names.
 Design: docs/architecture/design-dicom.md
 """
 
@@ -53,7 +53,7 @@ class DecodeLimits:
     ``max_pixels`` bounds Rows x Columns x SamplesPerPixel x NumberOfFrames; ``max_bytes`` the same
     times BitsAllocated / 8, and (plus ``INFLATE_HEADER_ALLOWANCE``) what a deflated data set may
     inflate to. Django callers take them from the settings ``MAX_DECODED_PIXELS`` and
-    ``MAX_DECODED_BYTES`` (``annotate.ingest.decode_limits``)."""
+    ``MAX_DECODED_BYTES`` (``annotate.archive.ingest.decode_limits``)."""
 
     max_pixels: int = DEFAULT_MAX_DECODED_PIXELS
     max_bytes: int = DEFAULT_MAX_DECODED_BYTES

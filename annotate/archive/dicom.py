@@ -1,7 +1,8 @@
 """DICOM decoding and validation for hip radiograph ingest. Pure module (no Django): usable from a
 notebook and testable on its own. Decoding is bounded (``DecodeLimits``): a deflated data set is
 inflated with a cap before pydicom sees it, and the declared decoded size is checked before any
-pixel is decoded. Header types and checks: :mod:`annotate.dicom_header`; pixels: :mod:`annotate.dicom_pixels`.
+pixel is decoded. Header types and checks: :mod:`annotate.archive.dicom_header`;
+pixels: :mod:`annotate.archive.dicom_pixels`.
 Design: docs/architecture/design-dicom.md
 """
 
@@ -31,7 +32,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from annotate.dicom_header import (
+from annotate.archive.dicom_header import (
     DEFAULT_MAX_DECODED_BYTES,
     DEFAULT_MAX_DECODED_PIXELS,
     INFLATE_HEADER_ALLOWANCE,
@@ -47,7 +48,7 @@ from annotate.dicom_header import (
     _str,
     _validate,
 )
-from annotate.dicom_pixels import _decode_pixels, _to_display, render_preview
+from annotate.archive.dicom_pixels import _decode_pixels, _to_display, render_preview
 
 __all__ = [
     "DEFAULT_MAX_DECODED_BYTES",

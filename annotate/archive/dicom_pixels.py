@@ -1,7 +1,7 @@
 """DICOM pixels for hip radiograph ingest: decoding (a fast path for native 16-bit, pydicom with the
 pylibjpeg plugins otherwise), the codestream size check, the Modality LUT, MONOCHROME1 and Rescale
 mapped to display-sense uint16 with a default window, and the 8-bit preview. Pure (no Django);
-:mod:`annotate.dicom` re-exports the public names. Design: docs/architecture/design-dicom.md
+:mod:`annotate.archive.dicom` re-exports the public names. Design: docs/architecture/design-dicom.md
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pydicom.encaps import generate_frames
 from pydicom.pixels.utils import _get_jpg_parameters
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from annotate.dicom_header import _NATIVE, DecodedImage, DicomMeta, DicomRejected, _get, _int, _num
+from annotate.archive.dicom_header import _NATIVE, DecodedImage, DicomMeta, DicomRejected, _get, _int, _num
 
 _J2K_SIZ = b"\xff\x4f\xff\x51"  # SOC then SIZ: the start of a JPEG 2000 codestream
 

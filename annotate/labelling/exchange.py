@@ -1,4 +1,4 @@
-"""Import and export of hip labels through the formats of ``annotate.formats``.
+"""Import and export of hip labels through the formats of ``annotate.labelling.formats``.
 
 Exports hold pseudonyms only and name each image by its pseudonymous SOP Instance UID; imports
 load a file as one labeller's submitted work, radiograph by radiograph, as if labelled in the
@@ -19,10 +19,11 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from annotate import formats, labelling
 from annotate.archive.pseudonyms import uid_pseudonym
-from annotate.formats import FormatError, coco, tabular, via
-from annotate.labelling import HipInput
+from annotate.labelling import formats
+from annotate.labelling import services as labelling
+from annotate.labelling.formats import FormatError, coco, tabular, via
+from annotate.labelling.services import HipInput
 from annotate.labels import Adjudication, Assignment, HipLabel
 from annotate.models import Radiograph
 from common.roles import LABELER, has_role

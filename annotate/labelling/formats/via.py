@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from annotate.formats import (
+from annotate.labelling.formats import (
     CLASS_NAMES,
     CLASSES,
     EXCLUSIONS,

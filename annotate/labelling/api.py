@@ -25,10 +25,11 @@ from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from annotate import exchange, labelling
+from annotate.archive.pixels import gzip_body
+from annotate.labelling import exchange
+from annotate.labelling import services as labelling
 from annotate.labels import Adjudication, Assignment, Exclusion, HipClass, Side, TruthSource
 from annotate.models import Radiograph
-from annotate.pixels import gzip_body
 from common.roles import ADJUDICATOR, LABELER, RESEARCHER, HasRole, has_role
 
 
@@ -506,7 +507,7 @@ def radiograph_pixels_response(user: Any, pk: int) -> FileResponse:
 def pixels_response(radiograph: Radiograph) -> FileResponse:
     """The decoded 16-bit pixels, raw little-endian, gzip-compressed; the browser inflates them
     itself. The body is made from the decoded DICOM and kept in a bounded in-process cache
-    (``annotate.pixels``), not on disk; one an older version stored beside its .npy is served as
+    (``annotate.archive.pixels``), not on disk; one an older version stored beside its .npy is served as
     is. No permission check: the caller has made it (a reader-study case checks the reader's phase)."""
 
     name = pixels_gzip_name(radiograph)

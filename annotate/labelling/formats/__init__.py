@@ -2,7 +2,7 @@
 
 Pure Python, no Django: each format turns a list of :class:`Image` (a radiograph and its hips) into
 text, and COCO and VIA parse text back, raising :class:`FormatError` naming the key or line at
-fault; ``annotate.exchange`` does the checks that need the database.
+fault; ``annotate.labelling.exchange`` does the checks that need the database.
 Design: docs/architecture/design-site.md
 """
 

@@ -1,0 +1,1 @@
+"""Labelling: assignments, agreement, adjudication, label exchange and provenance."""

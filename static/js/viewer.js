@@ -24,10 +24,8 @@
 // Performance marks: "viewer:pixels-loaded" (last byte in), "viewer:first-paint"
 // (after the frame that shows the full-resolution image); measure
 // "viewer:window" (the last window/level re-render, LUT to canvas);
-// viewer.lastWindowMs holds the same.
-//
-// Also exported: afterNextPaint(), isTyping(). The toolbar, readout and keys
-// overlay around a viewer are wired by viewer-controls.js.
+// viewer.lastWindowMs holds the same. Also exported: afterNextPaint(), isTyping().
+// The toolbar, readout and keys overlay are wired by viewer-controls.js.
 
 export const PRESETS = {
   default: "Default",

@@ -1,10 +1,6 @@
-"""Labelling models: assignments, labellers' hips, adjudication, ground truth,
-and the detector's proposals shown to labellers.
-
-Kept apart from models.py (the archive) so each file does one thing; both
-are the annotate app's models. Every change is kept by django-simple-history
-(who, when, before and after); hips are never deleted outright, only marked
-removed.
+"""Labelling models: assignments, labellers' hips, adjudication, ground truth and the detector's
+proposals. Apart from models.py (the archive); both are the annotate app's models. Every change is
+kept by django-simple-history; hips are never deleted, only marked removed.
 """
 
 from __future__ import annotations

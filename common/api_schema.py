@@ -1,16 +1,6 @@
-"""The API's OpenAPI schema: one error body for every error answer, documented on every operation.
-
-Every API error is JSON (config/errors.py, DRF's handler): ``{"detail": "..."}``, or for a
-rejected input one key per field with its messages. ``AutoSchema`` (``DEFAULT_SCHEMA_CLASS``)
-documents the error answers each operation can give with that one ``ErrorSerializer``, so that
-a client (and tests/test_api_schema.py) can rely on the status codes the schema lists:
-
-- 400 on every operation (a rejected input, or a request Django refuses: config.errors);
-- 401 and 403 where it needs a login or a role (DRF answers 403 for a missing session login,
-  401 for a bad token);
-- 404 where its path names an object, or it is a paginated list (a page past the last);
-- 415 where it takes a body (a content type its parsers do not read);
-- 429 on every operation (config.security's throttles).
+"""The API's OpenAPI schema: one error body (``ErrorSerializer``) for every error answer, documented
+on every operation by ``AutoSchema``: 400 everywhere, 401/403 behind a login or role, 404 for an
+object or a page past the last, 415 where there is a body, 429 for the throttles.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
 """The one atomic file write: a file appears under its final name whole, or not at all.
 
-The content goes to a temporary file in the target's folder (``.<name>.<random>.tmp``), is flushed
-and fsynced, gets its mode, and is renamed onto the final name (``os.replace``). On any error the
-temporary file is removed and the error raised; a crash leaves at most a stray ``.tmp`` file,
-never a truncated file that looks whole.
-
-Pure standard library, no Django: ``ml.core`` writes its model files and reports with it.
+Written to ``.<name>.<random>.tmp`` beside the target, fsynced, given its mode and renamed into
+place; on error the temporary file is removed. Pure standard library: ``ml.core`` uses it too.
 """
 
 from __future__ import annotations

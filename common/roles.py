@@ -1,11 +1,6 @@
-"""Roles of the platform, kept as Django groups.
-
-Who may do what:
-- ``labeler``: labels the radiographs assigned to them, sees nobody else's labels.
-- ``adjudicator``: resolves disagreements into ground truth.
-- ``reader``: takes reader studies; never sees ground truth or other readers.
-- ``researcher``: imports data, trains models, runs studies, downloads results.
-- staff: everything, plus the Django admin.
+"""Roles of the platform, kept as Django groups: ``labeler``, ``adjudicator``, ``reader``,
+``researcher``, and staff (everything, plus the admin). Who may see and do what:
+docs/user/roles-and-pages.md.
 """
 
 from __future__ import annotations

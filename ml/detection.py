@@ -1,12 +1,7 @@
-"""The detector in the site: loading it, reading a radiograph end to end, scoring on arrival,
-and its evaluation on the test split.
-
-End to end (``read_radiograph``): the active detector finds at most one box per side, the
-labelling page gets them as proposals (``ml.proposals``), and the active classifier reads the
-found hips; the predictions are stored with ``box_source="detector"``. A radiograph that
-arrives while a detector and a classifier are active is read this way by a task on the ``ml``
-queue. The network work is ``ml.core.detector``'s; the figures are
-``ml.core.detection_report``'s.
+"""The detector in the site: loading it, reading a radiograph end to end (boxes as proposals, the
+classifier on the found hips, predictions with ``box_source="detector"``), scoring on arrival (a
+task on the ``ml`` queue), and its evaluation on the test split.
+Design: docs/architecture/design-models.md.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
 """Pre-labelling: the detector's boxes become proposals on the labelling page.
 
-The detector pipeline calls ``proposals_store`` with what it found on a
-radiograph (and, when a classifier read the boxes, each side's top class).
-The rows are annotate's (``annotate.labels.HipProposal``), written through
-annotate's own service, so annotate never imports ml: it only shows its rows
-to the radiograph's labellers as dashed boxes, which become hips with source
-"model" when a labeller accepts them.
+``proposals_store`` writes annotate's ``HipProposal`` rows through annotate's own service, so
+annotate never imports ml; labellers see them as dashed boxes that become hips with source "model".
 """
 
 from __future__ import annotations

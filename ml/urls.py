@@ -1,10 +1,5 @@
-"""URLs of the ml app.
-
-``urlpatterns``: the pages, included from config/urls.py with
-``path("models/", include("ml.urls"))``. ``api_urlpatterns``: the API,
-included with ``path("api/", include(ml.urls.api_urlpatterns))``
-(before the router's ``path("api/", include(router.urls))``: ``radiographs/<id>/predictions/``
-must be matched here first).
+"""URLs of the ml app: ``urlpatterns`` (pages, under models/) and ``api_urlpatterns`` (under api/,
+included before the router so that ``radiographs/<id>/predictions/`` matches here first).
 """
 
 from django.urls import path

@@ -1,10 +1,5 @@
 """Operations: arrival-to-score, the backlog, arrivals by source, recent readings, the broker and
-the workers; what the operations page (/ops/) shows and its polling API (/api/ops/) answers.
-
-- ``arrival_stats``: how long radiographs wait from arrival (``Radiograph.received_at``) to
-  their end-to-end reading (``RadiographReading.scored_at``), and how many still wait
-  (``ml.operations.waiting_ids``);
-- ``ops_json``: everything the operations page shows.
+the workers; what the operations page (/ops/) shows (``ops_json``) and its polling API answers.
 """
 
 from __future__ import annotations

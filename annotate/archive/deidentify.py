@@ -1,11 +1,8 @@
 """De-identification of a received DICOM data set before anything of it is stored.
 
-The DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile is applied by dicognito
-(names, IDs, addresses, institution, the elements the profile removes, DeidentificationMethod and
-PatientIdentityRemoved). Four steps are the platform's own and run before dicognito's: UIDs become
-keyed HMAC-SHA256 pseudonyms, dates are kept or shifted by a keyed per-patient number of days, free
-text is blanked, and private tags are removed. Pure module (no Django); see
-docs/operations/data-protection.md.
+The PS3.15 Annex E Basic Application Level Confidentiality Profile, applied by dicognito, after
+the platform's own steps: keyed UIDs, dates kept or shifted per patient, free text blanked, private
+tags removed. Pure (no Django). Design: docs/operations/data-protection.md.
 """
 
 from __future__ import annotations

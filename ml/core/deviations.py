@@ -1,11 +1,8 @@
-"""Every point where the platform departs from Krogue et al. 2020, or reads its text one way among several.
+"""Every point where the platform departs from Krogue et al. 2020, or reads it one way among several.
 
-One registry (:data:`REGISTRY`) of :class:`Deviation` entries, each with the paper's words, our
-choice, why, and how to get the paper's behaviour back. The docs page
-(``docs/research/deviations.md``) is rendered from it (:func:`markdown`), and each model page,
-``metrics.json`` and study report lists the entries that apply to *its* configuration
-(:func:`classifier_deviations`, :func:`detector_deviations`, :func:`study_deviations`), so the
-list is generated, never hand-written. Pure Python: no Django import.
+One registry (:data:`REGISTRY`); the docs page (docs/research/deviations.md), each model page,
+``metrics.json`` and study report list the entries that apply to their configuration, generated
+from it. Pure Python: no Django import.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ __all__ = ["IngestOutcome", "pseudonym", "radiograph_ingest", "find_sources", "i
 logger = logging.getLogger(__name__)
 
 
-def find_sources(paths: Iterable[Path | str], *, relative_to: Path | None = None) -> Iterator[sources.SourceItem]:
+def find_sources(*, paths: Iterable[Path | str], relative_to: Path | None = None) -> Iterator[sources.SourceItem]:
     return sources.iter_sources(
         paths,
         max_file_bytes=settings.MAX_DICOM_BYTES,
@@ -36,10 +36,10 @@ def find_sources(paths: Iterable[Path | str], *, relative_to: Path | None = None
 
 
 def ingest_sources(
-    paths: Iterable[Path | str], *, source: str, user: User | None = None, relative_to: Path | None = None
+    *, paths: Iterable[Path | str], source: str, user: User | None = None, relative_to: Path | None = None
 ) -> Iterator[IngestOutcome]:
     """Ingest every DICOM found under ``paths`` (files, folders, .zip), one outcome per file."""
-    for _, outcome in ingest_items(find_sources(paths, relative_to=relative_to), source=source, user=user):
+    for _, outcome in ingest_items(find_sources(paths=paths, relative_to=relative_to), source=source, user=user):
         yield outcome
 
 
@@ -91,7 +91,7 @@ def import_job_create(*, user: User, files: Iterable[Any], source: str) -> Impor
 def _job_sources(folder: Path) -> Iterator[sources.SourceItem]:
     """The files of an upload in a stable order."""
     for upload_dir in sorted(path for path in folder.iterdir() if path.is_dir()):
-        yield from find_sources([upload_dir], relative_to=upload_dir)
+        yield from find_sources(paths=[upload_dir], relative_to=upload_dir)
 
 
 def _imported_before_crash(job: ImportJob, radiograph_id: int | None) -> bool:

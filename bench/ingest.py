@@ -86,7 +86,7 @@ def main() -> None:
         start = time.perf_counter()
         # The same path as `manage.py import_dicom`: files read in order,
         # decoded and stored by a pool of threads, rows written in order.
-        for outcome in services.ingest_sources(files, source="cli"):
+        for outcome in services.ingest_sources(paths=files, source="cli"):
             if outcome.status != "imported":
                 raise SystemExit(f"{outcome.name}: {outcome.status} {outcome.reason}")
         best_ingest = min(best_ingest, time.perf_counter() - start)

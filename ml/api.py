@@ -68,7 +68,7 @@ def dataset_json(version: DatasetVersion, *, with_table: bool = False) -> dict[s
         "hips_csv_url": f"/api/datasets/{version.pk}/hips.csv",
     }
     if with_table:
-        data["table1"] = services.table1(version)
+        data["table1"] = services.table1(version=version)
     return data
 
 
@@ -127,7 +127,7 @@ def dataset_detail(request: Request, pk: int) -> Response:
 def dataset_hips_csv(request: Request, pk: int) -> HttpResponse:
     version = get_object_or_404(DatasetVersion, pk=pk)
     return HttpResponse(
-        services.hips_csv(version),
+        services.hips_csv(version=version),
         content_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="dataset-{version.pk}-hips.csv"'},
     )

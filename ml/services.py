@@ -40,7 +40,7 @@ def _truth_rows() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def content_hash(rows: Sequence[dict[str, Any]]) -> str:
+def content_hash(*, rows: Sequence[dict[str, Any]]) -> str:
     """SHA-256 over the sorted frozen rows: radiograph SHA-256, side, class, box, split."""
     lines = sorted(
         json.dumps([r["sha256"], r["side"], r["hip_class"], repr(float(r["x"])), repr(float(r["y"])),
@@ -71,7 +71,7 @@ def dataset_freeze(
     )
     for row, part in zip(rows, parts, strict=True):
         row["split"] = SPLITS[int(part)]
-    digest = content_hash(rows)
+    digest = content_hash(rows=rows)
     existing = DatasetVersion.objects.filter(content_hash=digest).first()
     if existing is not None:
         return existing, False
@@ -135,7 +135,7 @@ def _provenance(version: DatasetVersion, hips: Sequence[DatasetHip], by_split: d
     }
 
 
-def table1(version: DatasetVersion) -> dict[str, Any]:
+def table1(*, version: DatasetVersion) -> dict[str, Any]:
     """The paper's Table 1 for a dataset version: hips per class and split,
     fracture vs no fracture, χ² tests across splits, patients, radiographs,
     age and sex per split, and the share of hips whose label came from a
@@ -186,9 +186,9 @@ def table1(version: DatasetVersion) -> dict[str, Any]:
     }
 
 
-def table1_text(version: DatasetVersion, table: dict[str, Any] | None = None) -> str:
+def table1_text(*, version: DatasetVersion, table: dict[str, Any] | None = None) -> str:
     """Table 1 as fixed-width text for the terminal."""
-    table = table or table1(version)
+    table = table or table1(version=version)
     header = f"{'':<20}" + "".join(f"{s:>12}" for s in table["splits"]) + f"{'total':>12}"
     lines = [f"Dataset version {version.pk} (seed {version.seed}, hash {version.content_hash[:12]})", header]
 
@@ -228,7 +228,7 @@ def table1_text(version: DatasetVersion, table: dict[str, Any] | None = None) ->
     return "\n".join(lines)
 
 
-def hips_csv(version: DatasetVersion) -> str:
+def hips_csv(*, version: DatasetVersion) -> str:
     """The frozen hips of a version as CSV, one row per hip."""
     out = io.StringIO()
     writer = csvfile.writer(out)

@@ -56,7 +56,7 @@ def dataset_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 @role_required(RESEARCHER)
 def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     version = get_object_or_404(DatasetVersion.objects.select_related("created_by"), pk=pk)
-    table = services.table1(version)
+    table = services.table1(version=version)
 
     def cells(counts: list[int]) -> list[tuple[int, float | None]]:
         return [(n, 100 * n / h if h else None) for n, h in zip(counts, table["hips"], strict=True)]

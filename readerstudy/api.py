@@ -40,7 +40,7 @@ def _reader(request: Request, study_id: int) -> Reader:
     if not request.user.is_authenticated:
         raise NotAuthenticated("log in first")
     try:
-        return services.reader_of(request.user, study_id)
+        return services.reader_of(user=request.user, study_id=study_id)
     except services.StudyError as exc:
         raise StudyRefused(exc) from None
 
@@ -171,7 +171,7 @@ def case_json(reader: Reader, step: services.Step, case: Case) -> dict[str, Any]
 
 def state_json(reader: Reader) -> dict[str, Any]:
     """The reader's step in the study and the case on their screen (shown now if new)."""
-    step, case = services.case_show(reader)
+    step, case = services.case_show(reader=reader)
     return {
         "study": {"id": reader.study_id, "name": reader.study.name, "phases": list(reader.study.phases)},
         "reader": {"code": reader.code},
@@ -189,7 +189,7 @@ def my_studies(request: Request) -> Response:
     readers = Reader.objects.filter(user=request.user).select_related("study").order_by("-study__created_at")
     return Response(
         [
-            {"id": r.study_id, "name": r.study.name, "code": r.code, "step": step_json(services.reader_step(r))}
+            {"id": r.study_id, "name": r.study.name, "code": r.code, "step": step_json(services.reader_step(reader=r))}
             for r in readers
         ]
     )
@@ -242,7 +242,7 @@ def _case_for(request: Request, pk: int, media: str) -> Case:
     reader = Reader.objects.filter(study_id=case.study_id, user=request.user).first()
     if reader is None:
         raise StudyRefused(services.NotFound("you are not a reader of this study"))
-    if not services.case_media_allowed(reader, case, media):
+    if not services.case_media_allowed(reader=reader, case=case, media=media):
         raise StudyRefused(services.Forbidden(f"this case's {media} is not part of your current phase"))
     return case
 

@@ -28,7 +28,7 @@ PHASE_NAMES: dict[str, str] = {
 def step_summary(reader: Reader) -> dict[str, Any]:
     """A reader's next step in a study, for the home card and the readers' list (it starts a
     phase that is due, as the API does)."""
-    step = services.reader_step(reader)
+    step = services.reader_step(reader=reader)
     phases = reader.study.phases
     summary: dict[str, Any] = {
         "id": reader.study_id,
@@ -81,7 +81,7 @@ def reader_home(request: AuthenticatedHttpRequest) -> HttpResponse:
 def reading_page(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """The reading page of one study; the script asks the API for the current case."""
     try:
-        reader = services.reader_of(request.user, pk)
+        reader = services.reader_of(user=request.user, study_id=pk)
     except services.NotFound as exc:
         raise Http404(str(exc)) from None
     return render(

@@ -94,7 +94,7 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 def progress_json(study: ReaderStudy) -> dict[str, Any]:
     """The dashboard's data: the study's status and each reader's progress per phase."""
-    rows = services.study_progress(study)
+    rows = services.study_progress(study=study)
     return {
         "id": study.pk,
         "name": study.name,
@@ -224,7 +224,7 @@ def _detail(request: HttpRequest, study: ReaderStudy, **forms_: Any) -> dict[str
         "trainings": TRAININGS,
         "reports": study_reports,
         "exports": [n for n in EXPORT_FILES if n == "responses.csv" or study.model_version_id is not None],
-        "protocol": services.frozen_protocol(study),
+        "protocol": services.frozen_protocol(study=study),
         "complete_readers": len(reports.complete_readers(study)),
         "report_files": REPORT_FILES,
     }
@@ -262,7 +262,7 @@ def study_export_file(request: HttpRequest, pk: int, name: str) -> HttpResponse:
     study = get_object_or_404(ReaderStudy, pk=pk)
     if name not in EXPORT_FILES:
         raise Http404(f"a study exports {' and '.join(EXPORT_FILES)} only")
-    files = services.study_export(study)
+    files = services.study_export(study=study)
     if name not in files:
         raise Http404(f"study {study.name} has no model, so no {name}")
     response = HttpResponse(files[name], content_type="text/csv; charset=utf-8")

@@ -103,7 +103,7 @@ def world(django_db_setup: Any, django_db_blocker: Any, tiny_bundle: Any, tmp_pa
             reader = study_services.reader_add(
                 study=study, user=users["reader"], group="resident", training="emergency_resident"
             )
-            _, shown = study_services.case_show(reader, ignore_washout=True)  # rita's first case, on her screen
+            _, shown = study_services.case_show(reader=reader, ignore_washout=True)  # rita's first case, on her screen
             model_version = ModelVersion.objects.get()
             dataset = DatasetVersion.objects.get()
             assignment = Assignment.objects.order_by("id").first()

@@ -158,7 +158,7 @@ def test_study_export_neutralises_and_keeps_probabilities(study, tmp_path):
     call_command("simulate_readers", "--study", study.name, stdout=io.StringIO())
     # A training stored before the rule (or written past it) still cannot reach a spreadsheet as a formula.
     Reader.objects.filter(pk=reader.pk).update(training=HOSTILE[1])
-    files = study_services.study_export(study)
+    files = study_services.study_export(study=study)
     responses = list(csv.DictReader(io.StringIO(files["responses.csv"].decode(), newline="")))
     assert {r["training"] for r in responses} == {"'" + HOSTILE[1]}
     predictions = list(csv.DictReader(io.StringIO(files["model_predictions.csv"].decode(), newline="")))

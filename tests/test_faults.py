@@ -487,7 +487,7 @@ def test_full_disk_while_storing_a_radiograph(small_disk: Path, dicom_bytes, tmp
     source = tmp_path / "source"  # on the ordinary disk: the file to import, not the store
     source.mkdir()
     (source / "big.dcm").write_bytes(data)
-    outcomes = list(services.ingest_sources([source], source="cli"))
+    outcomes = list(services.ingest_sources(paths=[source], source="cli"))
     assert [(o.status, "disk of the data folder is full" in o.reason) for o in outcomes] == [("rejected", True)]
     assert Radiograph.objects.count() == 0 and _files(media) == []
 

@@ -222,7 +222,9 @@ def world(django_db_setup, django_db_blocker, tiny_bundle, tmp_path_factory):
             reader = study_services.reader_add(
                 study=study, user=users["reader"], group="resident", training="emergency_resident"
             )
-            _, shown = study_services.case_show(reader, ignore_washout=True)  # rita's first case is on her screen
+            _, shown = study_services.case_show(
+                reader=reader, ignore_washout=True
+            )  # rita's first case is on her screen
             model_version = ModelVersion.objects.get()
             dataset = DatasetVersion.objects.get()
             assignment = Assignment.objects.order_by("id").first()

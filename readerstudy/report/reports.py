@@ -228,7 +228,7 @@ def report_build(
     try:
         shutil.rmtree(folder, ignore_errors=True)  # a restart begins from nothing
         _stage(report.pk, "export", progress)
-        files = services.study_export(report.study, complete_only=True)
+        files = services.study_export(study=report.study, complete_only=True)
         if "model_predictions.csv" not in files:
             raise services.StudyError(f"study {report.study.name} has no model predictions")
         responses_path, predictions_path = _write_inputs(folder / "inputs", files)

@@ -120,7 +120,7 @@ def _png(array01: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def crop_pixels(png: bytes) -> np.ndarray:
+def crop_pixels(*, png: bytes) -> np.ndarray:
     """A stored phase-1 crop (8-bit grey PNG) as the model reads it: float32 (S, S) in [0, 1],
     the PNG's values / 255, exactly what readers' screens get before display scaling."""
     from PIL import Image
@@ -130,7 +130,7 @@ def crop_pixels(png: bytes) -> np.ndarray:
     return values / np.float32(255.0)
 
 
-def frozen_protocol(study: ReaderStudy) -> dict[str, Any]:
+def frozen_protocol(*, study: ReaderStudy) -> dict[str, Any]:
     """How the study's model readings were frozen, for its page and exports: ``test_time`` (the
     study's, ``ReaderStudy.test_time``), ``model_test_time`` and ``model_zooms`` (the model
     version's own protocol, None without a model), ``equal_information`` (the model read exactly
@@ -208,7 +208,7 @@ def study_prepare(*, study_id: int, progress: Callable[[int], None] | None = Non
     def read(batch: list[tuple[Case, bytes]]) -> None:
         """The model's reading of each case's phase-1 PNG, decoded: the very pixels readers get."""
         assert version is not None  # only cases of a study with a model are read
-        crops = np.stack([crop_pixels(png) for _, png in batch])
+        crops = np.stack([crop_pixels(png=png) for _, png in batch])
         hips = [Hip(side=case.dataset_hip.side, box=case.dataset_hip.box) for case, _ in batch]
         for (case, _), pred in zip(batch, predictor(version).predict_crops(crops, hips), strict=True):
             case.probabilities = [float(p) for p in pred.probabilities]

@@ -28,7 +28,7 @@ PREDICTION_COLUMNS = ("case", "patient", "truth", *(f"p_{key}" for key in CLASSE
 # --------------------------------------------------------------------------- the researcher's view
 
 
-def study_progress(study: ReaderStudy, *, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+def study_progress(*, study: ReaderStudy, now: dt.datetime | None = None) -> list[dict[str, Any]]:
     """Per reader: answered/total and dates per phase, when the washout ends, median seconds per case.
 
     ``answered`` counts the reader's own answers only; the model-aided answers carried over from
@@ -91,7 +91,7 @@ def study_progress(study: ReaderStudy, *, now: dt.datetime | None = None) -> lis
 # --------------------------------------------------------------------------- exports
 
 
-def responses_rows(study: ReaderStudy, *, complete_only: bool = False) -> list[dict[str, Any]]:
+def responses_rows(*, study: ReaderStudy, complete_only: bool = False) -> list[dict[str, Any]]:
     """``responses.csv``'s rows: one per reader, condition and case, in reader, condition, case order.
     ``complete_only`` keeps the readers who answered every case under every condition."""
     rows: list[dict[str, Any]] = []
@@ -122,7 +122,7 @@ def responses_rows(study: ReaderStudy, *, complete_only: bool = False) -> list[d
     return rows
 
 
-def predictions_rows(study: ReaderStudy) -> list[dict[str, Any]]:
+def predictions_rows(*, study: ReaderStudy) -> list[dict[str, Any]]:
     """``model_predictions.csv``'s rows: the frozen model probabilities of each case."""
     rows = []
     for case in study.cases.select_related("dataset_hip__patient").order_by("number"):
@@ -134,7 +134,7 @@ def predictions_rows(study: ReaderStudy) -> list[dict[str, Any]]:
     return rows
 
 
-def csv_bytes(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> bytes:
+def csv_bytes(*, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> bytes:
     buffer = io.StringIO()
     writer = csvfile.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
@@ -142,10 +142,14 @@ def csv_bytes(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> bytes:
     return buffer.getvalue().encode()
 
 
-def study_export(study: ReaderStudy, *, complete_only: bool = False) -> dict[str, bytes]:
+def study_export(*, study: ReaderStudy, complete_only: bool = False) -> dict[str, bytes]:
     """The study's two exports, by file name. Their columns are a contract; how the readings in
     ``model_predictions.csv`` were frozen is ``frozen_protocol(study)`` (``study.test_time``)."""
-    files = {"responses.csv": csv_bytes(RESPONSE_COLUMNS, responses_rows(study, complete_only=complete_only))}
+    files = {
+        "responses.csv": csv_bytes(
+            columns=RESPONSE_COLUMNS, rows=responses_rows(study=study, complete_only=complete_only)
+        )
+    }
     if study.model_version_id is not None:
-        files["model_predictions.csv"] = csv_bytes(PREDICTION_COLUMNS, predictions_rows(study))
+        files["model_predictions.csv"] = csv_bytes(columns=PREDICTION_COLUMNS, rows=predictions_rows(study=study))
     return files

@@ -54,7 +54,7 @@ def reader_add(*, study: ReaderStudy, user: User, group: str, training: str) -> 
     return reader
 
 
-def reader_of(user: User, study_id: int) -> Reader:
+def reader_of(*, user: User, study_id: int) -> Reader:
     """The user's reader row in a study, or ``NotFound`` (the same answer for a study that
     does not exist and for one the user is not invited to)."""
     reader = Reader.objects.select_related("study").filter(study_id=study_id, user=user).first()
@@ -134,7 +134,7 @@ def _start_phase(reader: Reader, condition: str, now: dt.datetime) -> Phase:
 
 
 def reader_step(
-    reader: Reader, *, now: dt.datetime | None = None, ignore_washout: bool = False, count: bool = True
+    *, reader: Reader, now: dt.datetime | None = None, ignore_washout: bool = False, count: bool = True
 ) -> Step:
     """The reader's current step, starting the next phase when it is due (``count=False``: leave
     ``answered`` at 0 for a caller that counts it itself)."""
@@ -169,12 +169,12 @@ def _lock_phase(reader: Reader, condition: str) -> Phase:
 
 
 def case_show(
-    reader: Reader, *, now: dt.datetime | None = None, ignore_washout: bool = False
+    *, reader: Reader, now: dt.datetime | None = None, ignore_washout: bool = False
 ) -> tuple[Step, Case | None]:
     """The reader's step and the case now on their screen (the next one they have not answered),
     recording when the server first showed it."""
     now = now or timezone.now()
-    step = reader_step(reader, now=now, ignore_washout=ignore_washout, count=False)
+    step = reader_step(reader=reader, now=now, ignore_washout=ignore_washout, count=False)
     if step.status != "open" or step.condition is None:
         return step, None
     with transaction.atomic():
@@ -183,7 +183,7 @@ def case_show(
         step.answered = len(answered & set(phase.case_ids))
         pending = [pk for pk in phase.case_ids if pk not in answered]
         if not pending:  # finished by a concurrent request
-            return reader_step(reader, now=now, ignore_washout=ignore_washout), None
+            return reader_step(reader=reader, now=now, ignore_washout=ignore_washout), None
         if phase.current_case_id != pending[0]:
             phase.current_case_id, phase.displayed_at = pending[0], now
             phase.save(update_fields=["current_case", "displayed_at"])
@@ -235,7 +235,7 @@ def answer_submit(
     return response, True
 
 
-def case_media_allowed(reader: Reader, case: Case, media: str) -> bool:
+def case_media_allowed(*, reader: Reader, case: Case, media: str) -> bool:
     """May the reader fetch this case's ``media`` now? ``crop`` only in the model-quality phase,
     ``pixels`` in the full-quality and aided phases, ``heatmap`` only for an aided case."""
     if case.study_id != reader.study_id:

@@ -272,7 +272,7 @@ def test_a_reader_takes_all_three_phases_with_the_keyboard(
     for case_id in predicted:
         if case_id not in disagree:
             given["model_aided", case_id] = given["full_quality", case_id]
-    rows = list(csv.DictReader(io.StringIO(services.study_export(study)["responses.csv"].decode())))
+    rows = list(csv.DictReader(io.StringIO(services.study_export(study=study)["responses.csv"].decode())))
     exported = {(row["condition"], int(row["case"])): row["answer"] for row in rows}
     assert len(rows) == 3 * CASES
     assert {row["reader"] for row in rows} == {rita.code}

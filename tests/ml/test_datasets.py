@@ -105,7 +105,7 @@ def test_freezing_nothing_is_refused(db):
 
 def test_table1_counts_chi2_and_demographics(truth):
     version, _ = ml_services.dataset_freeze(seed=2)
-    table = ml_services.table1(version)
+    table = ml_services.table1(version=version)
     hips = list(version.hips.select_related("radiograph__study", "patient"))
     splits = ["train", "validation", "test"]
     classes = ["normal", "fn_displaced", "fn_nondisplaced", "intertrochanteric", "orif", "arthroplasty"]
@@ -135,7 +135,7 @@ def test_table1_counts_chi2_and_demographics(truth):
         assert row["age_mean"] == pytest.approx(np.mean(ages))
         assert row["female_percent"] == pytest.approx(100 * np.mean([p.sex == "F" for p in patients]))
     assert sum(r["patients"] for r in table["per_split"]) == N_PATIENTS
-    text = ml_services.table1_text(version, table)
+    text = ml_services.table1_text(version=version, table=table)
     assert "fn_displaced" in text and "P = " in text
 
 
@@ -182,12 +182,12 @@ def test_table1_gives_the_share_of_hips_from_model_proposals(users, dicom_bytes,
     while (assignment := labelling.assignment_next(user=luke)) is not None:
         labelling.assignment_submit(assignment_id=assignment.id, user=luke, hips=[right, left])
     version, _ = ml_services.dataset_freeze(seed=0)
-    origin = ml_services.table1(version)["provenance"]
+    origin = ml_services.table1(version=version)["provenance"]
     assert origin["unknown"] == 0
     assert (origin["total"]["hips"], origin["total"]["from_proposal"], origin["total"]["class_kept"]) == (6, 2, 1)
     assert origin["total"]["from_proposal_percent"] == pytest.approx(100 * 2 / 6)
     assert sum(s["from_proposal"] for s in origin["per_split"]) == 2
-    assert [s["hips"] for s in origin["per_split"]] == ml_services.table1(version)["hips"]
+    assert [s["hips"] for s in origin["per_split"]] == ml_services.table1(version=version)["hips"]
 
     page = client_as("researcher").get(f"/models/datasets/{version.pk}/").content.decode()
     assert "Label from a model's proposal" in page
@@ -195,7 +195,7 @@ def test_table1_gives_the_share_of_hips_from_model_proposals(users, dicom_bytes,
     assert "<td>2 (33.3%)</td>" in share_row
     kept_row = page.split('id="class-kept-share"')[1].split("</tr>")[0]
     assert "<td>1 (16.7%)</td>" in kept_row
-    assert "from a proposal" in ml_services.table1_text(version)
+    assert "from a proposal" in ml_services.table1_text(version=version)
     api = client_as("researcher").get(f"/api/datasets/{version.pk}/").json()
     assert api["table1"]["provenance"]["total"]["from_proposal"] == 2
 
@@ -207,7 +207,7 @@ def test_table1_gives_the_share_of_hips_from_model_proposals(users, dicom_bytes,
         radiograph=old.radiograph, adjudication=old.adjudication, side="right", hip_class=old.hip_class,
         x=old.x, y=old.y, width=old.width, height=old.height, provenance="drawn",
     )  # fmt: skip
-    assert ml_services.table1(version)["provenance"]["total"]["class_kept"] == 1
+    assert ml_services.table1(version=version)["provenance"]["total"]["class_kept"] == 1
     newer, created = ml_services.dataset_freeze(seed=0)
     assert not created and newer.pk == version.pk  # same content: the same version
 

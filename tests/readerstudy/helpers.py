@@ -46,7 +46,7 @@ def answer_phase(reader: Any, *, choose: Any = None) -> list[Any]:
     stored: list[Any] = []
     condition = None
     while True:
-        step, case = services.case_show(reader, ignore_washout=True)
+        step, case = services.case_show(reader=reader, ignore_washout=True)
         if case is None or condition not in (None, step.condition):
             return stored
         condition = step.condition

@@ -37,7 +37,7 @@ def test_the_aided_phase_counts_carried_over_answers_apart(study, client_as):
         return "normal" if case.predicted_class != "normal" else "orif"
 
     answer_phase(reader, choose=full_quality)
-    step = services.reader_step(reader, ignore_washout=True)  # starts the aided phase, as the reading page does
+    step = services.reader_step(reader=reader, ignore_washout=True)  # starts the aided phase, as the reading page does
     assert step.condition == Condition.MODEL_AIDED and step.answered == 0 and step.total == 5
     rows = Response.objects.filter(reader=reader, condition=Condition.MODEL_AIDED)
     assert rows.filter(carried_over=True).count() == 3 and rows.filter(carried_over=False).count() == 0
@@ -51,7 +51,7 @@ def test_the_aided_phase_counts_carried_over_answers_apart(study, client_as):
     assert "3/5" not in page and "3 of 5" not in page
 
     for _ in range(2):  # two aided answers of the reader's own
-        step, case = services.case_show(reader, ignore_washout=True)
+        step, case = services.case_show(reader=reader, ignore_washout=True)
         services.answer_submit(reader=reader, case_id=case.pk, condition=step.condition, answer="normal")
     aided = _aided(client, study, reader.code)
     assert (aided["answered"], aided["carried_over"], aided["text"]) == (2, 3, "2 of 5, plus 3 carried over")
@@ -65,7 +65,7 @@ def test_a_reader_who_agreed_everywhere_has_nothing_to_answer(study, client_as):
     reader = invite(study, "ray")
     answer_phase(reader)
     answer_phase(reader, choose=lambda case: case.predicted_class)
-    services.reader_step(reader, ignore_washout=True)
+    services.reader_step(reader=reader, ignore_washout=True)
     aided = _aided(client_as("researcher"), study, reader.code)
     assert (aided["answered"], aided["carried_over"], aided["total"]) == (0, 8, 0)
     assert aided["text"] == "0 of 0, plus 8 carried over" and aided["finished_at"] is not None

@@ -123,7 +123,7 @@ def test_a_zoom_average_model_is_still_read_from_the_phase_one_crop(
     )
     assert not np.allclose(own.probabilities, case.probabilities, atol=1e-5)
 
-    protocol = services.frozen_protocol(study)
+    protocol = services.frozen_protocol(study=study)
     assert protocol["equal_information"] is True and protocol["model_test_time"] == "zoom-average"
     assert "does not use it" in protocol["description"]
 
@@ -151,4 +151,4 @@ def test_the_page_and_export_state_the_protocol(dicom_bytes, tiny_bundle, data_d
     assert 'data-test-time="zoom-average"' in page and "(not equal information)" in page
     assert "wider context than the readers" in page
     assert client.get(f"/studies/{study.pk}/export/model_predictions.csv")["X-Test-Time"] == "zoom-average"
-    assert services.frozen_protocol(study)["equal_information"] is False
+    assert services.frozen_protocol(study=study)["equal_information"] is False

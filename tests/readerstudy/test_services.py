@@ -79,16 +79,16 @@ def test_orders_are_seeded_per_reader_and_phase(study):
 def test_phase_two_waits_for_the_washout(study):
     reader = invite(study, "ann")
     answer_phase(reader)
-    step = services.reader_step(reader)
+    step = services.reader_step(reader=reader)
     assert step.status == "washout" and step.condition == "full_quality"
     finished = reader.phases.get(condition="model_quality").finished_at
     assert step.opens_at == finished + dt.timedelta(days=7)
-    shown, case = services.case_show(reader)
+    shown, case = services.case_show(reader=reader)
     assert case is None and shown.status == "washout"
     with pytest.raises(services.NotOpen):
         services.answer_submit(reader=reader, case_id=study.cases.first().pk, condition="full_quality", answer="normal")
     later = finished + dt.timedelta(days=7, seconds=1)
-    step, case = services.case_show(reader, now=later)
+    step, case = services.case_show(reader=reader, now=later)
     assert step.status == "open" and step.condition == "full_quality" and case is not None
 
 
@@ -104,20 +104,20 @@ def test_phase_three_holds_exactly_the_disagreements_and_carries_the_rest_over(s
         ),
     )
     assert len(full) == 6
-    phase3 = services.reader_step(reader, ignore_washout=True)
+    phase3 = services.reader_step(reader=reader, ignore_washout=True)
     assert phase3.condition == "model_aided" and phase3.total == 3
     assert set(reader.phases.get(condition="model_aided").case_ids) == {c.pk for c in cases} - agree
     carried = Response.objects.filter(reader=reader, condition="model_aided", carried_over=True)
     assert {r.case_id: r.answer for r in carried} == {r.case_id: r.answer for r in full if r.case_id in agree}
     aided = answer_phase(reader, choose=lambda c: "arthroplasty")
     assert {r.case_id for r in aided} == {c.pk for c in cases} - agree
-    assert services.reader_step(reader).status == "done"
+    assert services.reader_step(reader=reader).status == "done"
     assert Response.objects.filter(reader=reader).count() == 18
 
 
 def test_answers_are_immutable_and_a_double_submit_stores_one(study):
     reader = invite(study, "ann")
-    step, case = services.case_show(reader)
+    step, case = services.case_show(reader=reader)
     first, created = services.answer_submit(reader=reader, case_id=case.pk, condition=step.condition, answer="orif")
     again, created_again = services.answer_submit(
         reader=reader, case_id=case.pk, condition=step.condition, answer="orif"
@@ -130,7 +130,7 @@ def test_answers_are_immutable_and_a_double_submit_stores_one(study):
 
 def test_only_the_case_on_screen_of_the_open_phase_can_be_answered(study):
     reader, other = invite(study, "ann"), invite(study, "bob")
-    step, case = services.case_show(reader)
+    step, case = services.case_show(reader=reader)
     order = reader.phases.get(condition="model_quality").case_ids
     with pytest.raises(services.NotOpen, match="on your screen"):
         services.answer_submit(reader=reader, case_id=order[1], condition="model_quality", answer="normal")
@@ -147,8 +147,8 @@ def test_only_the_case_on_screen_of_the_open_phase_can_be_answered(study):
 def test_display_time_is_kept_from_the_first_showing(study):
     reader = invite(study, "ann")
     shown_at = timezone.now() - dt.timedelta(seconds=30)
-    step, case = services.case_show(reader, now=shown_at)
-    step, again = services.case_show(reader)  # a reload does not restart the clock
+    step, case = services.case_show(reader=reader, now=shown_at)
+    step, again = services.case_show(reader=reader)  # a reload does not restart the clock
     assert again.pk == case.pk
     response, _ = services.answer_submit(reader=reader, case_id=case.pk, condition=step.condition, answer="normal")
     assert response.displayed_at == shown_at
@@ -158,7 +158,7 @@ def test_display_time_is_kept_from_the_first_showing(study):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_double_submits_store_one_answer(study):
     reader = invite(study, "ann")
-    step, case = services.case_show(reader)
+    step, case = services.case_show(reader=reader)
     barrier = threading.Barrier(4)
     results: list[object] = []
 
@@ -184,21 +184,23 @@ def test_concurrent_double_submits_store_one_answer(study):
 
 def test_media_follow_the_phase(study):
     reader = invite(study, "ann")
-    case = Case.objects.get(pk=services.case_show(reader)[1].pk)
-    assert services.case_media_allowed(reader, case, "crop")
-    assert not services.case_media_allowed(reader, case, "pixels")
-    assert not services.case_media_allowed(reader, case, "heatmap")
+    case = Case.objects.get(pk=services.case_show(reader=reader)[1].pk)
+    assert services.case_media_allowed(reader=reader, case=case, media="crop")
+    assert not services.case_media_allowed(reader=reader, case=case, media="pixels")
+    assert not services.case_media_allowed(reader=reader, case=case, media="heatmap")
     answer_phase(reader)
     answer_phase(reader, choose=lambda c: "normal" if c.predicted_class != "normal" else "orif")
-    services.case_show(reader, ignore_washout=True)
-    assert not services.case_media_allowed(reader, case, "crop")
-    assert services.case_media_allowed(reader, case, "pixels") and services.case_media_allowed(reader, case, "heatmap")
+    services.case_show(reader=reader, ignore_washout=True)
+    assert not services.case_media_allowed(reader=reader, case=case, media="crop")
+    assert services.case_media_allowed(reader=reader, case=case, media="pixels") and services.case_media_allowed(
+        reader=reader, case=case, media="heatmap"
+    )
 
 
 def test_progress_for_the_dashboard(study):
     ann, bob = invite(study, "ann"), invite(study, "bob", group="resident", training="emergency_resident")
     answer_phase(ann)
-    rows = {row["reader"].code: row for row in services.study_progress(study)}
+    rows = {row["reader"].code: row for row in services.study_progress(study=study)}
     assert rows[ann.code]["phases"][0]["answered"] == 6 and rows[ann.code]["phases"][0]["finished_at"]
     assert rows[ann.code]["washout_ends"] == rows[ann.code]["phases"][0]["finished_at"] + dt.timedelta(days=7)
     assert rows[ann.code]["median_seconds"] is not None and not rows[ann.code]["done"]
@@ -211,7 +213,7 @@ def test_export_holds_one_row_per_reader_condition_and_case(study):
     for condition in ("model_quality", "full_quality", "model_aided"):
         for r in answer_phase(reader, choose=lambda c: "fn_displaced"):
             given[condition, r.case.number] = r.answer
-    files = services.study_export(study)
+    files = services.study_export(study=study)
     lines = files["responses.csv"].decode().splitlines()
     assert lines[0] == "reader,group,training,condition,case,patient,truth,answer"
     assert len(lines) == 1 + 18

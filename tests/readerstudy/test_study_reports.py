@@ -118,7 +118,7 @@ def test_a_built_report_has_its_files_and_the_hash_of_its_inputs(complete_study,
     assert built.inputs_sha256 == hashlib.sha256(responses + predictions).hexdigest()
     assert json.loads((folder / "report" / "report.json").read_text())["inputs_sha256"] == built.inputs_sha256
     # The inputs are the study's complete readers only (ivy answered nothing), as exported.
-    assert responses == services.study_export(complete_study, complete_only=True)["responses.csv"]
+    assert responses == services.study_export(study=complete_study, complete_only=True)["responses.csv"]
     lines = responses.decode().splitlines()
     assert lines[0] == "reader,group,training,condition,case,patient,truth,answer"
     assert len(lines) == 1 + 3 * 3 * 8

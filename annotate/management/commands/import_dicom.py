@@ -20,10 +20,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         paths = options["paths"]
-        total = sum(1 for _ in services.find_sources(paths))
+        total = sum(1 for _ in services.find_sources(paths=paths))
         counts = {status: 0 for status in ImportItem.Status.values}
         bar = tqdm(total=total, unit="file", disable=options["no_progress"], file=self.stderr._out)
-        for outcome in services.ingest_sources(paths, source=Radiograph.Source.CLI):
+        for outcome in services.ingest_sources(paths=paths, source=Radiograph.Source.CLI):
             counts[outcome.status] += 1
             if outcome.status == ImportItem.Status.REJECTED:
                 # tqdm.write keeps the bar intact below the message.

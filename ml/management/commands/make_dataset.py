@@ -24,5 +24,5 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
         if not created:
             self.stdout.write(f"Same content as dataset version {version.pk}: returning it.")
-        self.stdout.write(services.table1_text(version))
+        self.stdout.write(services.table1_text(version=version))
         self.stdout.write(str(version.pk))

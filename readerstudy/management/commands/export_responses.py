@@ -34,7 +34,7 @@ class Command(BaseCommand):
         study = ReaderStudy.objects.filter(name=options["study"]).first()
         if study is None:
             raise CommandError(f"no reader study named {options['study']!r}")
-        files = services.study_export(study, complete_only=options["complete_only"])
+        files = services.study_export(study=study, complete_only=options["complete_only"])
         out = Path(options["out"])
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -48,5 +48,5 @@ class Command(BaseCommand):
         if "model_predictions.csv" not in files:
             self.stdout.write(f"(study {study.name} has no model: no model_predictions.csv)")
         else:
-            protocol = services.frozen_protocol(study)
+            protocol = services.frozen_protocol(study=study)
             self.stdout.write(f"model_predictions.csv: test_time {study.test_time}. {protocol['description']}")

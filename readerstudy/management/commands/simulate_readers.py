@@ -41,7 +41,7 @@ def simulate_reader(reader: Reader, *, seed: int, now: dt.datetime) -> Counter[s
     counts: Counter[str] = Counter()
     with transaction.atomic():
         for _ in range(len(study.phases) * study.case_count + 2):
-            step, case = services.case_show(reader, now=t, ignore_washout=True)
+            step, case = services.case_show(reader=reader, now=t, ignore_washout=True)
             if case is None:
                 if step.status != "done":
                     raise SimulationError(f"reader {code} stopped at {step.condition or '-'}: {step.status}")

@@ -84,6 +84,7 @@ class _Prepared:
     names: dict[str, str]
     identity: Identity
     created: list[str] = field(default_factory=list)
+    received: bytes = b""  # the file as received, kept when its files were all stored already
 
 
 def decode_limits() -> DecodeLimits:
@@ -182,7 +183,7 @@ def _prepare(data: bytes) -> _Prepared | str:
     names = file_names(sha256)
     size = sum(memoryview(part).nbytes for part in stored)
     if all(default_storage.exists(name) for name in names.values()):
-        return _Prepared(sha256, size, None, names, identity)
+        return _Prepared(sha256, size, None, names, identity, received=data)
     return _prepare_decoded(ds, stored, sha256, identity)
 
 
@@ -220,20 +221,18 @@ def _commit(
     if existing is not None:
         return IngestOutcome(name, PRESENT, "", existing)
     if prepared.image is None:
-        # Stored files without a row: left by an import that died between the
-        # two. Decode the stored original again and let this import own them.
-        with default_storage.open(prepared.names["original"]) as handle:
-            stored = handle.read()
+        # All its files were stored when it was prepared: left by an import that died between
+        # files and rows, or by another file of this batch with the same content, which may have
+        # given them up since (a refused duplicate). Prepare it again from what was received
+        # (de-identification is deterministic: the same names); missing files are stored again.
         try:
-            redone = _prepare_decoded(
-                read_dataset(stored, limits=decode_limits()), (stored,), sha256, prepared.identity
-            )
+            ds, stored, identity = _deidentified_parts(prepared.received)
+            redone = _prepare_decoded(ds, stored, sha256, identity)
         except DicomRejected as exc:
             redone = exc.reason
         if isinstance(redone, str):
-            _delete_files(prepared.names.values())
             return IngestOutcome(name, REJECTED, redone)
-        prepared = redone
+        prepared, created = redone, redone.created
     assert prepared.image is not None  # decoded now, or by _prepare_decoded above
     meta, identity = prepared.image.meta, prepared.identity
     existing = Radiograph.objects.filter(sop_instance_uid=meta.sop_instance_uid).values_list("id", flat=True).first()

@@ -143,7 +143,7 @@ def test_zip_entries_escaping_the_folder_are_rejected(dicom_bytes, tmp_path):
         zf.writestr("../evil.dcm", dicom_bytes(seed=2))
         zf.writestr("/etc/evil.dcm", dicom_bytes(seed=3))
         zf.writestr("notes.txt", b"just text")
-    outcomes = {o.name: o for o in services.ingest_sources([archive], source="cli", relative_to=tmp_path)}
+    outcomes = {o.name: o for o in services.ingest_sources(paths=[archive], source="cli", relative_to=tmp_path)}
     assert outcomes["upload.zip/good/1.dcm"].status == "imported"
     assert "escapes the target folder" in outcomes["upload.zip/../evil.dcm"].reason
     assert "escapes the target folder" in outcomes["upload.zip//etc/evil.dcm"].reason
@@ -157,7 +157,7 @@ def test_zip_bomb_is_refused_before_unpacking(tmp_path, settings):
     archive = tmp_path / "bomb.zip"
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("zeros.dcm", b"\0" * (20 * 1024**2))
-    outcomes = list(services.ingest_sources([archive], source="cli"))
+    outcomes = list(services.ingest_sources(paths=[archive], source="cli"))
     assert len(outcomes) == 1 and outcomes[0].status == "rejected"
     assert "expands to" in outcomes[0].reason
 
@@ -167,7 +167,7 @@ def test_folders_are_walked_recursively(dicom_bytes, tmp_path):
     (tmp_path / "in" / "a" / "b").mkdir(parents=True)
     (tmp_path / "in" / "a" / "1.dcm").write_bytes(dicom_bytes(seed=1))
     (tmp_path / "in" / "a" / "b" / "2.dcm").write_bytes(dicom_bytes(seed=2))
-    outcomes = list(services.ingest_sources([tmp_path / "in"], source="cli"))
+    outcomes = list(services.ingest_sources(paths=[tmp_path / "in"], source="cli"))
     assert [o.status for o in outcomes] == ["imported", "imported"]
 
 
@@ -177,7 +177,7 @@ def test_two_copies_in_one_batch_import_once(dicom_bytes, tmp_path):
     data = dicom_bytes(seed=7)
     (folder / "a.dcm").write_bytes(data)
     (folder / "b.dcm").write_bytes(data)
-    outcomes = list(services.ingest_sources([folder], source="cli"))
+    outcomes = list(services.ingest_sources(paths=[folder], source="cli"))
     assert [o.status for o in outcomes] == ["imported", "present"]
     assert outcomes[0].radiograph_id == outcomes[1].radiograph_id
     assert Radiograph.objects.count() == 1
@@ -220,7 +220,26 @@ def test_a_failure_mid_batch_leaves_no_file_without_its_row(dicom_bytes, tmp_pat
 
     monkeypatch.setattr(ingest_module, "_commit", commit_then_fail)
     with pytest.raises(RuntimeError):
-        list(services.ingest_sources([folder], source="cli"))
+        list(services.ingest_sources(paths=[folder], source="cli"))
     kept = {name for r in Radiograph.objects.all() for name in (r.original.name, r.preview.name)}
     assert Radiograph.objects.count() == 2
     assert {f for f in stored_files() if not f.endswith(".tmp")} == kept
+
+
+def test_a_copy_whose_files_a_refused_twin_gave_up_is_still_answered() -> None:
+    """Two copies of one file in a batch, behind a file with the same instance UID: the first copy
+    stores its files and is refused (same SOP Instance UID, different file), which removes them;
+    the second copy, prepared while they existed, is answered too, not failed on a missing file."""
+    from annotate.archive import ingest
+    from devtools.dicom import make_dicom
+
+    first = make_dicom(seed=7)
+    twin = make_dicom(seed=7, pixels=np.full((256, 240), 9, dtype=np.uint16))  # the same instance UID
+    assert services.radiograph_ingest(data=first, name="1", source="cli").status == "imported"
+    copy_a, copy_b = ingest._prepare(twin), ingest._prepare(twin)
+    assert copy_b.image is None  # its files were all there when it was prepared
+    assert ingest._commit(copy_a, name="2", source="cli", user=None, job=None).status == "present"
+    assert not default_storage.exists(copy_a.names["original"])  # given up by the refused copy
+    outcome = ingest._commit(copy_b, name="3", source="cli", user=None, job=None)
+    assert outcome.status == "present" and outcome.reason == "same SOP Instance UID, different file"
+    assert not default_storage.exists(copy_b.names["original"])

@@ -4,6 +4,9 @@ depend on the model's ROC band."""
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import numpy as np
 
 from ml.core import detector as D
@@ -71,3 +74,12 @@ def band_study() -> tuple[Rows, Rows]:
         for i, t in enumerate(truth)
     ]
     return responses, predictions
+
+
+def write_csv(path: Path, rows: Rows, columns: tuple[str, ...] | list[str]) -> Path:
+    """Rows as a CSV file with exactly ``columns`` (extra keys ignored)."""
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

@@ -22,23 +22,15 @@ from readerstudy.analysis.readers import (
     synthetic_study,
     write_csvs,
 )
-from tests.ml_core.helpers import Rows
-
-
-def _write(path: Path, rows: Rows, columns: tuple[str, ...] | list[str]) -> Path:
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
+from tests.ml_core.helpers import Rows, write_csv
 
 # ----------------------------------------------------------------- bad input
 
 
 def _bad(tmp_path: Path, responses: Rows, predictions: Rows) -> ReaderDataError:
-    r = _write(tmp_path / "responses.csv", responses, list(dict.fromkeys(k for x in responses for k in x)))
-    p = _write(tmp_path / "model_predictions.csv", predictions, list(dict.fromkeys(k for x in predictions for k in x)))
+    r = write_csv(tmp_path / "responses.csv", responses, list(dict.fromkeys(k for x in responses for k in x)))
+    columns = list(dict.fromkeys(k for x in predictions for k in x))
+    p = write_csv(tmp_path / "model_predictions.csv", predictions, columns)
     with pytest.raises(ReaderDataError) as info:
         analyse(r, p, iterations=5, margin=0.1)
     return info.value
@@ -151,8 +143,8 @@ def test_dataframe_input() -> None:
 
 def test_csv_files_read_like_rows(tmp_path: Path) -> None:
     responses, predictions = synthetic_study(n_cases=10, n_patients=9, seed=8, readers=_READERS)
-    r = _write(tmp_path / "responses.csv", responses, RESPONSE_COLUMNS)
-    p = _write(tmp_path / "model_predictions.csv", predictions, PREDICTION_COLUMNS)
+    r = write_csv(tmp_path / "responses.csv", responses, RESPONSE_COLUMNS)
+    p = write_csv(tmp_path / "model_predictions.csv", predictions, PREDICTION_COLUMNS)
     assert analyse(r, p, iterations=20, margin=0.1) == analyse(responses, predictions, iterations=20, margin=0.1)
 
 

@@ -33,14 +33,6 @@ from readerstudy.analysis.readers import (
 from tests.ml_core.helpers import Rows, band_study
 
 
-def _write(path: Path, rows: Rows, columns: tuple[str, ...] | list[str]) -> Path:
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 def _table_pairs(table: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     """Expand a k×k table (rows = rater A) into paired label indices."""
     t = np.asarray(table)

@@ -145,12 +145,24 @@ def deidentified_copy(data: bytes) -> tuple[Any, bytes, Identity]:
 def _deidentified_parts(data: bytes) -> tuple[Any, tuple[bytes | memoryview, ...], Identity]:
     """``deidentified_copy`` with the file as parts (``encode_dataset_parts``): the pixels are
     hashed and written from the data set's own buffer, not copied."""
-    ds = read_dataset(data, limits=decode_limits())
+    return _deidentify_read(read_dataset(data, limits=decode_limits()), received=len(data))
+
+
+def _deidentify_read(ds: Any, *, received: int) -> tuple[Any, tuple[bytes | memoryview, ...], Identity]:
+    """``_deidentified_parts`` of a data set already read (``received``: the file's size)."""
     with guarded(ds):
         identity = deidentify(ds, deidentification_policy())
-        if _store_decompressed(ds, len(data)):
+        if _store_decompressed(ds, received):
             ds.decompress(generate_instance_uid=False)  # lossless: the same instance
     return ds, encode_dataset_parts(ds), identity
+
+
+def _sha256(parts: tuple[bytes | memoryview, ...]) -> str:
+    """The SHA-256 of a file given as parts: the name it is stored under."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
 
 
 def _store_decompressed(ds: Any, received: int) -> bool:
@@ -176,10 +188,7 @@ def _prepare(data: bytes) -> _Prepared | str:
         ds, stored, identity = _deidentified_parts(data)
     except DicomRejected as exc:
         return exc.reason
-    digest = hashlib.sha256()
-    for part in stored:
-        digest.update(part)
-    sha256 = digest.hexdigest()
+    sha256 = _sha256(stored)
     names = file_names(sha256)
     size = sum(memoryview(part).nbytes for part in stored)
     if all(default_storage.exists(name) for name in names.values()):
@@ -410,10 +419,9 @@ def _discard(results: Iterable[IngestOutcome | Future[_Prepared | str]]) -> None
 # --- Radiographs stored before de-identification at ingest ----------------------------
 
 
-def stored_is_deidentified(data: bytes) -> bool:
-    """Whether a stored file was de-identified by the ingest: PatientIdentityRemoved YES, or the
-    profile named in DeidentificationMethod (files stored before the ingest set the former)."""
-    ds = read_dataset(data, limits=decode_limits())
+def stored_is_deidentified(ds: Any) -> bool:
+    """Whether a stored data set was de-identified by the ingest: PatientIdentityRemoved YES, or
+    the profile named in DeidentificationMethod (files stored before the ingest set the former)."""
     methods = ds.get("DeidentificationMethod") or []
     methods = [methods] if isinstance(methods, str) else list(methods)
     return str(ds.get("PatientIdentityRemoved", "")).upper() == "YES" or any(
@@ -433,15 +441,13 @@ def radiograph_deidentify_stored(*, radiograph_id: int) -> str:
     with default_storage.open(radiograph.original.name) as handle:
         data = handle.read()
     try:
-        if stored_is_deidentified(data):
+        ds = read_dataset(data, limits=decode_limits())
+        if stored_is_deidentified(ds):
             return "already"
-        ds, stored, identity = _deidentified_parts(data)
+        ds, stored, identity = _deidentify_read(ds, received=len(data))
     except DicomRejected as exc:
         return f"skipped: {exc.reason}"
-    digest = hashlib.sha256()
-    for part in stored:
-        digest.update(part)
-    prepared = _prepare_decoded(ds, stored, digest.hexdigest(), identity)
+    prepared = _prepare_decoded(ds, stored, _sha256(stored), identity)
     if isinstance(prepared, str):
         return f"skipped: {prepared}"
     assert prepared.image is not None  # _prepare_decoded decodes

@@ -33,14 +33,19 @@ from annotate.models import Radiograph
 from common.roles import ADJUDICATOR, LABELER, RESEARCHER, HasRole, has_role
 
 
-class HipSerializer(serializers.Serializer):
-    id = serializers.IntegerField(required=False, allow_null=True)
-    side = serializers.ChoiceField(Side.choices)
-    hip_class = serializers.ChoiceField(HipClass.choices)
+class BoxFieldsSerializer(serializers.Serializer):
+    """A hip's box in image pixels: the four fields every hip and proposal carries."""
+
     x = serializers.FloatField()
     y = serializers.FloatField()
     width = serializers.FloatField()
     height = serializers.FloatField()
+
+
+class HipSerializer(BoxFieldsSerializer):
+    id = serializers.IntegerField(required=False, allow_null=True)
+    side = serializers.ChoiceField(Side.choices)
+    hip_class = serializers.ChoiceField(HipClass.choices)
     source = serializers.CharField(read_only=True)  # type: ignore[assignment]  # a field named like Field.source
 
 
@@ -94,26 +99,18 @@ class RadiographOutputSerializer(serializers.Serializer):
     preview_url = serializers.CharField()
 
 
-class HipOutputSerializer(serializers.Serializer):
+class HipOutputSerializer(BoxFieldsSerializer):
     id = serializers.IntegerField()
     side = serializers.ChoiceField(Side.choices)
     hip_class = serializers.ChoiceField(HipClass.choices)
-    x = serializers.FloatField()
-    y = serializers.FloatField()
-    width = serializers.FloatField()
-    height = serializers.FloatField()
     source = serializers.CharField(  # type: ignore[assignment]  # a field named like Field.source
         help_text='"manual", "model", or "truth" for a ground-truth hip'
     )
 
 
-class ProposalOutputSerializer(serializers.Serializer):
+class ProposalOutputSerializer(BoxFieldsSerializer):
     id = serializers.IntegerField()
     side = serializers.ChoiceField(Side.choices)
-    x = serializers.FloatField()
-    y = serializers.FloatField()
-    width = serializers.FloatField()
-    height = serializers.FloatField()
     score = serializers.FloatField(allow_null=True)
     model = serializers.CharField()
     hip_class = serializers.ChoiceField(HipClass.choices, required=False, help_text="only with PROPOSALS_SHOW_CLASS")
@@ -170,15 +167,11 @@ class AdjudicationRowSerializer(serializers.Serializer):
     url = serializers.CharField()
 
 
-class GroundTruthHipSerializer(serializers.Serializer):
+class GroundTruthHipSerializer(BoxFieldsSerializer):
     radiograph = serializers.IntegerField()
     patient = serializers.CharField()
     side = serializers.ChoiceField(Side.choices)
     hip_class = serializers.ChoiceField(HipClass.choices)
-    x = serializers.FloatField()
-    y = serializers.FloatField()
-    width = serializers.FloatField()
-    height = serializers.FloatField()
     truth_source = serializers.CharField()
     decided_at = serializers.DateTimeField(allow_null=True)
     provenance = serializers.JSONField()

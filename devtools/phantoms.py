@@ -27,6 +27,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless
 from scipy import ndimage, special
 
 from devtools.phantom_anatomy import CLASSES, Anatomy, HipSpec, render_attenuation, sample_anatomy, sample_hip_spec
+from devtools.phantom_conformance import conform
 from ml.core.vocab import FRACTURE_CLASSES
 
 CR_STORAGE = "1.2.840.10008.5.1.4.1.1.1"  # Computed Radiography Image Storage
@@ -75,9 +76,10 @@ SCANNERS = (  # key, maker, model, modality, bits, photometric, spacing, noise, 
     Scanner("agfa_cr", "Agfa", "CR 85-X", "CR", 16, "MONOCHROME2", 0.160, 0.026, 0.012, 2.0, 1.15, 0.55, 0.4,
             (0.05, 0.92), (0.5, 0.0), False, ("ImagerPixelSpacing",), "LAKESIDE COMMUNITY HOSPITAL", 0.15),
     Scanner("siemens_dx", "SIEMENS", "Ysio Max", "DX", 12, "MONOCHROME2", 0.148, 0.016, 0.006, 2.0, 0.9, 0.7, 0.8,
-            (0.0, 1.0), None, False, ("ImagerPixelSpacing", "PixelSpacing"), "ST. ELSEWHERE GENERAL HOSPITAL", 0.25),
+            (0.0, 1.0), (1.0, 0.0), False, ("ImagerPixelSpacing", "PixelSpacing"), "ST. ELSEWHERE GENERAL HOSPITAL",
+            0.25),
     Scanner("ge_dx", "GE Healthcare", "Discovery XR656", "DX", 14, "MONOCHROME1", 0.200, 0.014, 0.006, 1.7, 1.05,
-            0.75, 0.7, (0.1, 0.85), (1.0, -1024.0), False, ("ImagerPixelSpacing", "PixelSpacing"),
+            0.75, 0.7, (0.1, 0.85), (1.0, 0.0), False, ("ImagerPixelSpacing", "PixelSpacing"),
             "NORTHGATE ORTHOPAEDIC CENTRE", 0.15),
     Scanner("carestream_dx", "Carestream Health", "DRX-Evolution", "DX", 12, "MONOCHROME1", 0.139, 0.020, 0.008, 2.8,
             1.0, 0.6, 1.0, (0.02, 0.95), (1.0, 0.0), True, ("ImagerPixelSpacing", "PixelSpacing"),
@@ -465,6 +467,7 @@ def _study_dataset(seed: int, plan: StudyPlan, image: ImagePlan, rendered: Rende
             "WindowCenter": round(rendered.window[0] * slope + icpt, 1),
             "WindowWidth": round(rendered.window[1] * slope, 1),
         }
+    attrs = conform(attrs, view=image.view)
     return make_dataset(rendered.pixels, transfer_syntax=RLELossless if sc.rle else ExplicitVRLittleEndian, **attrs)
 
 

@@ -7,6 +7,7 @@ loudly on a malformed value instead of silently falling back.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -276,6 +277,26 @@ DICOM_DRAIN_THREADS = env_int("DICOM_DRAIN_THREADS", 2)
 # (413 beyond it); each instance in it is bounded by MAX_DICOM_BYTES as well.
 DICOMWEB_TIMEOUT = env_int("DICOMWEB_TIMEOUT", 60)
 DICOMWEB_STOW_MAX_BYTES = env_int("DICOMWEB_STOW_MAX_BYTES", MAX_UPLOAD_BYTES)
+
+# Results back to the PACS (triage/results, docs/operations/results-to-pacs.md): a DICOM SR and
+# a heatmap overlay per reading. RESULTS_UID_ROOT: the root of their new UIDs (digits and dots;
+# the default 2.25 makes UUID-derived UIDs). RESULTS_SEND_AFTER_READING: send each end-to-end
+# reading to the destinations of its source. RESULTS_DESTINATIONS: a JSON list of destinations
+# besides those staff add in the admin, e.g. [{"name": "pacs", "source": "dicom_store", "kind":
+# "dimse", "host": "10.0.0.5", "port": 104, "called_ae": "PACS", "calling_ae": "HIPSTUDY"}] or
+# {"kind": "stow", "url": "https://pacs/dicom-web", "username": "...", "password": "..."}.
+# A failed sending is tried again RESULTS_SEND_ATTEMPTS times in all, RESULTS_SEND_BACKOFF
+# seconds doubling after each failure (at most an hour apart).
+RESULTS_UID_ROOT = env_str("RESULTS_UID_ROOT", "2.25")
+RESULTS_SEND_AFTER_READING = env_bool("RESULTS_SEND_AFTER_READING", False)
+try:
+    RESULTS_DESTINATIONS: list[dict[str, Any]] = json.loads(env_str("RESULTS_DESTINATIONS") or "[]")
+except ValueError as exc:
+    raise ImproperlyConfigured(f"RESULTS_DESTINATIONS is not JSON: {exc}") from None
+if not isinstance(RESULTS_DESTINATIONS, list) or not all(isinstance(d, dict) for d in RESULTS_DESTINATIONS):
+    raise ImproperlyConfigured("RESULTS_DESTINATIONS must be a JSON list of objects")
+RESULTS_SEND_ATTEMPTS = env_int("RESULTS_SEND_ATTEMPTS", 12)
+RESULTS_SEND_BACKOFF = env_int("RESULTS_SEND_BACKOFF", 30)
 
 # Celery: Redis when REDIS_URL is set; otherwise Kombu's filesystem transport
 # inside DATA_DIR, so the demo runs a real worker without any server.

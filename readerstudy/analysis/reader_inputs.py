@@ -26,6 +26,8 @@ GROUPS: tuple[str, ...] = ("expert", "resident")
 MODEL = "model"
 MODEL_CONDITION = "all"  # the model's answers do not depend on the reading condition
 RESPONSE_COLUMNS: tuple[str, ...] = ("reader", "group", "training", "condition", "case", "patient", "truth", "answer")
+#: Read when present: ``seconds`` from the case's display to the answer (empty: unknown).
+RESPONSE_OPTIONAL_COLUMNS: tuple[str, ...] = ("seconds",)
 PROBABILITY_COLUMNS: tuple[str, ...] = tuple(f"p_{key}" for key in CLASS_KEYS)
 PREDICTION_COLUMNS: tuple[str, ...] = ("case", "patient", "truth", *PROBABILITY_COLUMNS)
 #: A training, as the site accepts it (``readerstudy.models.training_validator`` is built on it):
@@ -126,6 +128,7 @@ class Responses:
     patient: NDArray[np.object_]
     truth: NDArray[np.intp]
     answer: NDArray[np.intp]
+    seconds: NDArray[np.float64] | None = None  # per entry, NaN where empty; None without the column
 
     def cases(self) -> list[str]:
         """Case ids in order of first appearance (the order used by :func:`analyse`)."""
@@ -151,7 +154,8 @@ def read_responses(source: Any, *, name: str = "responses.csv") -> Responses:
     non-empty ids, reader names and trainings by the site's rules (:data:`READER_PATTERN`,
     :data:`TRAINING_PATTERN`), known groups, conditions and class keys, a truth for every row, one truth and
     one patient per case, one group and training per reader, no duplicate (reader, condition, case),
-    and every reader answering every case under every condition.
+    every reader answering every case under every condition, and, when the optional ``seconds``
+    column is there, an empty cell or a number >= 0 in it.
     """
     name, header, rows = _table(source, name)
     _require_columns(name, header, RESPONSE_COLUMNS)
@@ -159,6 +163,7 @@ def read_responses(source: Any, *, name: str = "responses.csv") -> Responses:
         raise ReaderDataError(name, 2, "reader", "no data rows")
     out: dict[str, list[Any]] = {c: [] for c in RESPONSE_COLUMNS}
     numbers: list[int] = []
+    seconds: list[float] = []
     case_first: dict[str, tuple[int, str, str]] = {}
     reader_first: dict[str, tuple[int, str, str]] = {}
     seen: dict[tuple[str, str, str], int] = {}
@@ -218,6 +223,8 @@ def read_responses(source: Any, *, name: str = "responses.csv") -> Responses:
                 f"reader {reader!r} answered case {case!r} under {condition} twice (row {seen[key]})",
             )
         seen[key] = number
+        if "seconds" in header:
+            seconds.append(_seconds(name, number, rec.get("seconds", "")))
         values = (reader, group, training, condition, case, patient, truth, answer)
         for column, cell in zip(RESPONSE_COLUMNS, values, strict=True):
             out[column].append(cell)
@@ -229,8 +236,22 @@ def read_responses(source: Any, *, name: str = "responses.csv") -> Responses:
         row=np.array(numbers, dtype=np.intp),
         truth=np.array(out["truth"], dtype=np.intp),
         answer=np.array(out["answer"], dtype=np.intp),
+        seconds=np.array(seconds, dtype=float) if "seconds" in header else None,
         **obj,
     )
+
+
+def _seconds(name: str, number: int, text: str) -> float:
+    """The optional ``seconds`` cell: a finite number >= 0, or NaN when empty."""
+    if not text:
+        return math.nan
+    try:
+        value = float(text)
+    except ValueError:
+        raise ReaderDataError(name, number, "seconds", f"{text!r} is not a number")
+    if not (math.isfinite(value) and value >= 0):
+        raise ReaderDataError(name, number, "seconds", f"{text!r} is not a time in seconds (a number >= 0)")
+    return value
 
 
 def _check_names(name: str, number: int, reader: str, training: str) -> None:

@@ -29,8 +29,10 @@ from ml.core.roc import roc_auc, roc_band, roc_curve
 from ml.core.stats import BINARY_LABELS, CLASS_KEYS, FRACTURE_INDICES, bootstrap_indices, cohen_kappa
 from ml.core.stats import normalized_confusion_matrix as _normalized_cm
 from readerstudy.analysis import readers
+from readerstudy.analysis.aided import aided_rows
 from readerstudy.analysis.mrmc import model_vs_readers
 from readerstudy.analysis.verdicts import DEFAULT_ESTIMATE, check_estimate, shown_estimate
+from readerstudy.report import reporting
 from readerstudy.report.reader_tables import (
     BORDERLINE_MARK,
     CONDITION_LABELS,
@@ -180,7 +182,8 @@ def build_report(
     test_time: str | None = None,
     labelling: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """:func:`readerstudy.analysis.readers.analyse` plus the OR cross-check (``or_check``), figure data
+    """:func:`readerstudy.analysis.readers.analyse` plus the OR cross-check (``or_check``), how readers
+    changed their minds with the model (``aided``: :func:`readerstudy.analysis.aided.aided_rows`), figure data
     (``figures``) and the deviations from the paper that apply (``deviations``).
 
     ``responses``/``predictions``: paths, DataFrames, row dicts or the validated objects. Bad input
@@ -216,6 +219,7 @@ def build_report(
 
     model = {"binary": p_fracture >= 0.5, "multiclass": model_mc}
     report["or_check"] = _or_cross_check(resp, model, truth, cases, level)
+    report["aided"] = aided_rows(responses=resp, predictions=pred)
 
     labels = list(range(len(CLASS_KEYS)))
     cm = _normalized_cm(truth, model_mc, labels=labels)
@@ -459,6 +463,8 @@ def _pdf(report: Mapping[str, Any], figures: Mapping[str, Figure]) -> bytes:
             pdf.savefig(page)
         for stem in FIGURES:
             pdf.savefig(figures[stem], bbox_inches="tight")
+        if "flow" in figures:  # a report built from the platform's records
+            pdf.savefig(figures["flow"], bbox_inches="tight")
     return buf.getvalue()
 
 
@@ -484,10 +490,14 @@ def _render(report: Mapping[str, Any], folder: Path, progress: Callable[[str], N
             if kind == "png":
                 pngs[stem] = buf.getvalue()
         figures[stem] = fig
+    flow = reporting.write_flow(report, folder)
+    if flow is not None:
+        figures["flow"] = flow
     if progress is not None:
         progress("pdf")
     captions = [(stem, pngs[stem], _CAPTIONS[stem](report)) for stem in FIGURES]
-    (folder / "report.html").write_text(html_page(report, captions), encoding="utf-8")
+    page = reporting.with_documents(html_page(report, captions), report, folder)
+    (folder / "report.html").write_text(page, encoding="utf-8")
     (folder / "report.pdf").write_bytes(_pdf(report, figures))
 
 
@@ -517,10 +527,11 @@ def write_report(
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
         _render(data, tmp, progress)
-        for name in REPORT_FILES:
+        names = (*REPORT_FILES, *reporting.present(tmp))
+        for name in names:
             os.chmod(tmp / name, 0o644)
         if out.is_dir() and any(out.iterdir()):
-            for name in REPORT_FILES:
+            for name in names:
                 os.replace(tmp / name, out / name)
             tmp.rmdir()
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from readerstudy.analysis import readers
+from readerstudy.analysis.aided import AIDED_COUNTS
 from readerstudy.analysis.verdicts import BORDERLINE_TOLERANCE, ESTIMATE_LABELS, shown_estimate
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "html_page",
     "pdf_sections",
     "sections",
+    "summary_text",
     "table_pages",
 ]
 
@@ -108,8 +111,143 @@ def _deviation_rows(report: Mapping[str, Any]) -> tuple[list[list[str]], str]:
     return rows, note
 
 
+# --------------------------------------------------------------------------- summary and aided reading
+
+#: The title of the summary, the first section: a paragraph (its note) and no table.
+SUMMARY_TITLE = "Summary"
+AIDED_TITLE = "Aided reading: how readers changed their minds with the model (DECIDE-AI)"
+AIDED_NOTE = (
+    "Phase-3 cases: those where the reader's phase-2 (full-quality) answer differed from the model's top class "
+    "(the argmax of its probabilities). On them, the aided answer either switched to the model's (right or wrong: "
+    "the model's answer equals the truth or not), kept the reader's own (right or wrong), or moved to a third "
+    "class (other). Six classes; accuracy and median seconds per case on the same cases, before (phase 2) and "
+    "after (phase 3). A group's row pools its readers' cases. Definitions: docs/research/aided-reading.md."
+)
+_PLAIN_VERDICT = {
+    "superior": "superior",
+    "noninferior": "noninferior",
+    "not_noninferior": "not shown noninferior",
+    "undefined": "undefined",
+}
+_TASK_WORDS = {"binary": "Fracture or not", "multiclass": "Six classes"}
+_GROUP_WORDS = {"expert": "the experts", "resident": "the residents"}
+_CONDITION_WORDS = {
+    "model_quality": "on model-quality images",
+    "full_quality": "on full-quality images",
+    "model_aided": "when they read with the model's help",
+}
+
+
+def _kappa_of(report: Mapping[str, Any], task: str, observer: str, condition: str) -> Any:
+    """The shown κ of the model (``observer`` = model) or a group's mean under ``condition``."""
+    estimate = estimate_of(report)
+    for r in report["observers"]:
+        if r["task"] != task:
+            continue
+        model = observer == readers.MODEL and r["observer"] == readers.MODEL
+        group = r["group"] == observer and r["training"] == readers.GROUP_MEAN and r["condition"] == condition
+        if model or group:
+            return shown_estimate(r, estimate, mean_key="kappa_boot_mean", all_key="kappa")
+    return None
+
+
+def _aided_sentence(report: Mapping[str, Any]) -> str:
+    parts = []
+    for row in report.get("aided") or []:
+        if row["observer"] != row["group"] or row["group"] not in readers.GROUPS:
+            continue
+        switched = row["switched_to_model_right"] + row["switched_to_model_wrong"]
+        parts.append(
+            f"{_GROUP_WORDS.get(row['group'], row['group'])} switched to the model's answer on {switched} of the "
+            f"{row['cases']} cases where they had first disagreed with it ({row['switched_to_model_right']} times "
+            f"when it was right, {row['switched_to_model_wrong']} when it was wrong), and their accuracy on those "
+            f"cases went from {fmt(row['accuracy_before'])} to {fmt(row['accuracy_after'])}"
+        )
+    if not parts:
+        return ""
+    return " With the model's help, " + "; ".join(parts) + "."
+
+
+def summary_text(report: Mapping[str, Any]) -> str:
+    """The report's opening paragraph in plain words: for each task, what the model did against each
+    group under each condition (κ of both, the difference with its CI and the verdict), what the
+    verdicts mean, and how the groups changed their minds with the model."""
+    estimate = estimate_of(report)
+    comparisons = [r for r in report["comparisons"] if _is_model_vs_group(r)]
+    sentences = [
+        f"On {report['n_cases']} cases from {report['n_patients']} patients, the model's agreement with the "
+        f"truth (Cohen's κ, {_SHORT_ESTIMATE.get(estimate, estimate)}) was compared with the readers' under each "
+        "condition."
+    ]
+    for task in readers.TASKS:
+        clauses = []
+        for group in readers.GROUPS:
+            rows = [r for r in comparisons if r["task"] == task and r["b"] == group]
+            if not rows:
+                continue
+            items = []
+            for r in rows:
+                condition = r["condition_b"]
+                model_kappa = fmt(_kappa_of(report, task, readers.MODEL, ""))
+                mark = f" {BORDERLINE_MARK}" if r.get("borderline") else ""
+                items.append(
+                    f"{_PLAIN_VERDICT.get(r['verdict'], r['verdict'])}{mark} "
+                    f"{_CONDITION_WORDS.get(condition, condition)} (κ {model_kappa} "
+                    f"vs {fmt(_kappa_of(report, task, group, condition))}, difference "
+                    f"{fmt(shown_estimate(r, estimate))}, 95% CI {ci_text(r)})"
+                )
+            clauses.append(f"against {_GROUP_WORDS.get(group, group)} the model was " + ", ".join(items))
+        if clauses:
+            sentences.append(f"{_TASK_WORDS.get(task, task)}: " + "; ".join(clauses) + ".")
+    margin = report["margin"]["value"]
+    sentences.append(
+        "Superior means the CI of the difference lies above 0 (fracture or not: and the group's sensitivity and "
+        "specificity lie below the model's ROC band); noninferior means it lies above −margin"
+        + (f" (margin {fmt(margin)})" if margin is not None else "")
+        + "."
+    )
+    if any(r.get("borderline") for r in comparisons):
+        sentences.append(f"{BORDERLINE_MARK}: borderline, it may flip with another bootstrap seed.")
+    return " ".join(sentences) + _aided_sentence(report)
+
+
+def _aided_rows(report: Mapping[str, Any]) -> list[list[str]]:
+    return [
+        [
+            r["observer"],
+            r["group"],
+            r["training"],
+            str(r["cases"]),
+            *(str(r[key]) for key in AIDED_COUNTS),
+            fmt(r["accuracy_before"]),
+            fmt(r["accuracy_after"]),
+            fmt(r["median_seconds_before"], 1),
+            fmt(r["median_seconds_after"], 1),
+        ]
+        for r in report.get("aided") or []
+    ]
+
+
+_AIDED_HEADER = [
+    "observer",
+    "group",
+    "training",
+    "phase-3 cases",
+    "switched to model, right",
+    "switched to model, wrong",
+    "kept own, right",
+    "kept own, wrong",
+    "other",
+    "accuracy before",
+    "accuracy after",
+    "median s before",
+    "median s after",
+]
+
+
 def sections(report: Mapping[str, Any]) -> list[Section]:
-    """(title, header, rows of text, note) of every table, in report order; the HTML and the PDF share them."""
+    """(title, header, rows of text, note) of every table, in report order; the HTML and the PDF share them.
+    The first, :data:`SUMMARY_TITLE`, has no header nor rows: its note is the summary paragraph."""
     groups = {(r["group"], r["condition"]): r for r in report.get("roc_check", [])}
     estimate = estimate_of(report)
     shown = _SHORT_ESTIMATE.get(estimate, estimate)
@@ -262,6 +400,7 @@ def sections(report: Mapping[str, Any]) -> list[Section]:
     deviation_rows, deviation_note = _deviation_rows(report)
     all_observers = [obs_row(r) for r in report["observers"]]
     return [
+        (SUMMARY_TITLE, [], [], summary_text(report)),
         ("Inputs", ["item", "value"], summary, ""),
         ("Table 3: observers (model and group means), binary and six-class", obs_header, table3, obs_note),
         (
@@ -271,6 +410,7 @@ def sections(report: Mapping[str, Any]) -> list[Section]:
             table4_note,
         ),
         ("Table 5: between human groups and conditions (κ difference = a − b)", diff_header, table5, diff_note),
+        (AIDED_TITLE, _AIDED_HEADER, _aided_rows(report), AIDED_NOTE),
         (
             f"Borderline verdicts {BORDERLINE_MARK}",
             ["task", "a", "condition a", "b", "condition b", "CI lower bound", "near", "verdict"],
@@ -307,21 +447,27 @@ th { background: #eee; }
 figure { margin: 1em 0; }
 img { max-width: 100%; }
 .note { font-size: 0.85em; color: #555; }
+.summary { max-width: 60em; line-height: 1.4; }
 """
 
 
 def html_page(report: Mapping[str, Any], figures: Sequence[tuple[str, bytes, str]]) -> str:
-    """The self-contained page: every table of :func:`sections` with its note, then ``figures``
-    ((stem, PNG bytes, caption), inlined as base64). Every text is escaped."""
+    """The self-contained page: the summary paragraph (:func:`summary_text`), every table of
+    :func:`sections` with its note, then ``figures`` ((stem, PNG bytes, caption), inlined as base64).
+    Every text is escaped."""
     e = html.escape
+    tables = sections(report)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8"><title>Reader study report</title>',
         f"<style>{_CSS}</style></head><body>",
         "<h1>Reader study report (Krogue et al. 2020, Tables 3–5)</h1>",
+        *(f'<p class="summary" id="summary">{e(note)}</p>' for title, _, _, note in tables if title == SUMMARY_TITLE),
         f'<p class="note">{e(report["multiclass_note"])}.</p>',
     ]
-    for title, header, rows, note in sections(report):
+    for title, header, rows, note in tables:
+        if title == SUMMARY_TITLE:
+            continue
         parts.append(f"<h2>{e(title)}</h2>")
         if note:
             parts.append(f'<p class="note">{e(note)}</p>')
@@ -350,10 +496,24 @@ def pdf_sections(report: Mapping[str, Any]) -> list[tuple[str, int]]:
     return [(title, max(1, math.ceil(len(rows) / PDF_ROWS_PER_PAGE))) for title, _, rows, _ in sections(report)]
 
 
+def _text_page(title: str, text: str) -> Figure:
+    """An A4 page with ``title`` and ``text`` wrapped to the page's width."""
+    fig = Figure(figsize=_A4)
+    FigureCanvasAgg(fig)
+    fig.suptitle(title, fontsize=12)
+    size = 9
+    width = int(0.92 * _TABLE_WIDTH_PT / (size * _CHAR_WIDTH))  # a little narrower: prose, not a table
+    fig.text(0.04, 0.93, textwrap.fill(text, width=width), fontsize=size, va="top", linespacing=1.5)
+    return fig
+
+
 def table_pages(report: Mapping[str, Any]) -> list[Figure]:
     """One A4 Figure per page of tables: each table of :func:`sections`, split every PDF_ROWS_PER_PAGE rows."""
     pages = []
     for title, header, rows, note in sections(report):
+        if not header:  # the summary: its paragraph alone
+            pages.append(_text_page(title, note))
+            continue
         chunks = [rows[i : i + PDF_ROWS_PER_PAGE] for i in range(0, len(rows), PDF_ROWS_PER_PAGE)] or [[]]
         # Columns as wide as their longest text, the font as large as fits the page's width.
         lengths = [max(len(str(text)) for text in [h, *(r[i] for r in rows)]) + 2 for i, h in enumerate(header)]

@@ -22,7 +22,8 @@ from readerstudy.models import (
     Response,
 )
 
-RESPONSE_COLUMNS = ("reader", "group", "training", "condition", "case", "patient", "truth", "answer")
+# ``seconds``: from the case's display to the answer (0 for an aided answer carried over from phase 2).
+RESPONSE_COLUMNS = ("reader", "group", "training", "condition", "case", "patient", "truth", "answer", "seconds")
 PREDICTION_COLUMNS = ("case", "patient", "truth", *(f"p_{key}" for key in CLASSES))
 
 # --------------------------------------------------------------------------- the researcher's view
@@ -116,6 +117,7 @@ def responses_rows(*, study: ReaderStudy, complete_only: bool = False) -> list[d
                     "patient": r.case.dataset_hip.patient.code,
                     "truth": r.case.dataset_hip.hip_class,
                     "answer": r.answer,
+                    "seconds": f"{r.seconds:.3f}",
                 }
             )
     rows.sort(key=lambda row: (row["reader"], conditions[row["condition"]], row["case"]))

@@ -22,7 +22,7 @@ from tests.readerstudy.helpers import CONDITIONS, answer_phase, invite, study_wi
 
 pytestmark = pytest.mark.django_db
 
-RESPONSE_HEADER = "reader,group,training,condition,case,patient,truth,answer"
+RESPONSE_HEADER = "reader,group,training,condition,case,patient,truth,answer,seconds"
 PREDICTION_HEADER = (
     "case,patient,truth,p_normal,p_fn_displaced,p_fn_nondisplaced,p_intertrochanteric,p_orif,p_arthroplasty"
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import html
 import json
 import re
 import zlib
@@ -27,12 +28,30 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from readerstudy.analysis import readers
+from readerstudy.analysis.aided import AIDED_COUNTS, aided_rows
 from readerstudy.report.reader_report import FIGURES, REPORT_FILES, build_report, forest_rows, pdf_sections
-from readerstudy.report.reader_tables import html_page
+from readerstudy.report.reader_tables import html_page, summary_text
 from tests.ml_core.helpers import band_study
 
 HOSTILE = "<b>r&1</b>"
 ITERATIONS = "200"
+AIDED_CONTRACT = (  # report.json's aided rows: the names scripts read
+    "observer",
+    "group",
+    "cases",
+    "switched_to_model_right",
+    "switched_to_model_wrong",
+    "kept_own_right",
+    "kept_own_wrong",
+    "other",
+    "accuracy_before",
+    "accuracy_after",
+)
+CONDITION_WORDS = {
+    "model_quality": "on model-quality images",
+    "full_quality": "on full-quality images",
+    "model_aided": "when they read with the model's help",
+}
 DIFFERENCE_HEADER = "task,a,condition_a,b,condition_b,estimate,boot_mean,ci_low,ci_high,margin,verdict"
 
 
@@ -136,6 +155,66 @@ def test_html_is_self_contained_and_escaped(made: tuple[Path, Path, Path, str]) 
     assert images == len(FIGURES)
 
 
+def test_json_has_the_aided_rows_of_the_two_files(made: tuple[Path, Path, Path, str]) -> None:
+    responses, predictions, out, _ = made
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    expected = aided_rows(
+        responses=readers.read_responses(responses), predictions=readers.read_predictions(predictions)
+    )
+    assert report["aided"] == expected
+    assert [r["observer"] for r in report["aided"]] == [
+        *(f"e{i}" for i in range(5)),
+        *(f"r{i}" for i in range(5)),
+        "expert",
+        "resident",
+    ]
+    for row in report["aided"]:
+        assert set(AIDED_CONTRACT) <= set(row)
+        assert row["cases"] == sum(row[k] for k in AIDED_COUNTS) > 0
+        assert row["median_seconds_before"] is None  # no seconds column in these files
+
+
+def _opening(page: str) -> str:
+    """The text between the title and the first table's heading."""
+    return page.split("</h1>", 1)[1].split("<h2>", 1)[0]
+
+
+def test_html_opens_with_the_summary_and_has_the_aided_table(made: tuple[Path, Path, Path, str]) -> None:
+    _, _, out, _ = made
+    page = (out / "report.html").read_text(encoding="utf-8")
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    opening = _opening(page)
+    assert opening.count('<p class="summary" id="summary">') == 1
+    paragraph = html.unescape(opening.split('id="summary">', 1)[1].split("</p>", 1)[0])
+    assert paragraph == summary_text(report)
+    for task in ("Fracture or not:", "Six classes:"):
+        assert task in paragraph
+    for row in report["comparisons"]:
+        if row["a"] == "model" and row["b"] in readers.GROUPS:
+            verdict = {"not_noninferior": "not shown noninferior"}.get(row["verdict"], row["verdict"])
+            assert f"{verdict}{' †' if row['borderline'] else ''} {CONDITION_WORDS[row['condition_b']]}" in paragraph
+    assert "the experts" in paragraph and "the residents" in paragraph
+    table = page.split("Aided reading", 1)[1].split("</table>", 1)[0]
+    assert "switched to model, right" in table and "kept own, wrong" in table
+    expert = next(r for r in report["aided"] if r["observer"] == "expert")
+    assert f"<td>expert</td><td>expert</td><td>all</td><td>{expert['cases']}</td>" in table
+
+
+def test_external_files_with_times_get_the_median_times(tmp_path: Path) -> None:
+    rows, predictions = readers.synthetic_study(seed=3)
+    for i, row in enumerate(rows):
+        row["seconds"] = str(10 + i % 7)
+    responses = _write_csv(tmp_path / "responses.csv", rows, [*readers.RESPONSE_COLUMNS, "seconds"])
+    preds = _write_csv(tmp_path / "predictions.csv", predictions, readers.PREDICTION_COLUMNS)
+    out = tmp_path / "out"
+    _run(responses, preds, out, "--iterations", "20")
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    for row in report["aided"]:
+        assert 10 <= row["median_seconds_before"] <= 16 and 10 <= row["median_seconds_after"] <= 16
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert '<p class="summary" id="summary">' in _opening(page)
+
+
 def test_markup_in_a_name_is_escaped_in_the_html(tmp_path: Path) -> None:
     # read_responses refuses such a name (below); the page escapes every text all the same.
     responses, predictions = _study(tmp_path)
@@ -193,10 +272,12 @@ def test_pdf_has_the_planned_pages(made: tuple[Path, Path, Path, str]) -> None:
     assert data.startswith(b"%PDF")
     pages = len(re.findall(rb"/Type /Page\b", data))
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    # Tables: inputs 1, Table 3 1, Table 4 1, Table 5 1, borderline 1, margin 1, 48 margin pairs 2, OR 1,
-    # deviations 1, 74 observers 3.
-    assert [n for _, n in pdf_sections(report)] == [1, 1, 1, 1, 1, 1, 2, 1, 1, 3]
-    assert pages == 13 + len(FIGURES)
+    # Summary 1, then tables: inputs 1, Table 3 1, Table 4 1, Table 5 1, aided 1, borderline 1, margin 1,
+    # 48 margin pairs 2, OR 1, deviations 1, 74 observers 3.
+    assert [n for _, n in pdf_sections(report)] == [1, 1, 1, 1, 1, 1, 1, 1, 2, 1, 1, 3]
+    assert pages == 15 + len(FIGURES)
+    text = _pdf_text(out / "report.pdf")
+    assert "Summary" in text and "Aided reading" in text
 
 
 def _assert_nothing_written(out: Path) -> None:

@@ -120,7 +120,7 @@ def test_a_built_report_has_its_files_and_the_hash_of_its_inputs(complete_study,
     # The inputs are the study's complete readers only (ivy answered nothing), as exported.
     assert responses == services.study_export(study=complete_study, complete_only=True)["responses.csv"]
     lines = responses.decode().splitlines()
-    assert lines[0] == "reader,group,training,condition,case,patient,truth,answer"
+    assert lines[0] == "reader,group,training,condition,case,patient,truth,answer,seconds"
     assert len(lines) == 1 + 3 * 3 * 8
     assert {line.split(",")[0] for line in lines[1:]} == {"R01", "R02", "R03"}
     summary = built.summary

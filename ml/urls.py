@@ -16,6 +16,8 @@ urlpatterns = [
     path("radiographs/<id:pk>/predictions/", views.radiograph_predictions, name="radiograph_predictions"),
     path("datasets/", views.dataset_list, name="dataset_list"),
     path("datasets/<id:pk>/", views.dataset_detail, name="dataset_detail"),
+    path("datasets/<id:pk>/flow.svg", views.dataset_flow_image, {"kind": "svg"}, name="dataset_flow_svg"),
+    path("datasets/<id:pk>/flow.png", views.dataset_flow_image, {"kind": "png"}, name="dataset_flow_png"),
 ]
 
 api_urlpatterns = [

@@ -18,7 +18,9 @@ from common.queueing import QueueUnavailable
 from common.roles import RESEARCHER, role_required
 from ml import operations, scoring, services, training
 from ml.api import best_val_accuracy, evaluation_files, run_json
+from ml.core.flow import flow_files
 from ml.evaluation import training_facts
+from ml.flow import dataset_flow
 from ml.models import DatasetVersion, HipPrediction, Kind, ModelVersion, TrainingRun
 from ml.training import available_configs
 
@@ -77,6 +79,15 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "chi2": [("Six classes", table["chi2_multiclass"]), ("Fracture vs not", table["chi2_binary"])],
         },
     )
+
+
+@role_required(RESEARCHER)
+def dataset_flow_image(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+    """The dataset version's participant flow diagram (``flow.svg`` or ``flow.png``), drawn from
+    the records as they are now."""
+    version = get_object_or_404(DatasetVersion, pk=pk)
+    data = flow_files(dataset_flow(version=version))[f"flow.{kind}"]
+    return HttpResponse(data, content_type="image/svg+xml" if kind == "svg" else "image/png")
 
 
 # --------------------------------------------------------------------------- models

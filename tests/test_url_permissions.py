@@ -132,6 +132,8 @@ PERMISSIONS: dict[str, Rule] = {
     "radiograph_predictions": allow(RESEARCHER, **RID),
     "dataset_list": allow(RESEARCHER),
     "dataset_detail": allow(RESEARCHER, pk="dataset"),
+    "dataset_flow_svg": allow(RESEARCHER, pk="dataset"),
+    "dataset_flow_png": allow(RESEARCHER, pk="dataset"),
     "worklist": allow(RESEARCHER),
     "dataset-list": allow(RESEARCHER),
     "dataset-detail": allow(RESEARCHER, pk="dataset"),

@@ -1,11 +1,7 @@
-"""Receive radiographs from a PACS or a modality by DICOM C-STORE.
+"""Receive radiographs from a PACS or a modality by DICOM C-STORE (``annotate.archive.dicomnet``).
 
-    python manage.py dicom_listener --port 11112 --ae-title HIPSTUDY [--host 0.0.0.0]
-
-Runs until SIGTERM or SIGINT (Ctrl-C); then it stops accepting associations,
-lets the running ones end, and finishes the file each drain thread is
-ingesting. What is still waiting stays in the spool for the next start. The
-work is done by ``annotate.archive.dicomnet.DicomListener``.
+Runs until SIGTERM or Ctrl-C, then lets running associations end; what still waits in the spool
+is ingested at the next start.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""python manage.py pull_dicomweb --url URL --since DATE [--study UID] [--username U --password P | --token T]
-
-Imports the hip and pelvis radiographs (CR, DX) of a DICOMweb server (QIDO-RS to
-find them, WADO-RS to fetch them; see ``annotate.archive.dicomweb``). Instances held
-already are not downloaded again. A server that cannot be reached or answers
-an error stops the command with the server's URL and the HTTP status; what was
-imported before stays.
+"""Import the hip and pelvis radiographs (CR, DX) of a DICOMweb server: QIDO-RS to find them,
+WADO-RS to fetch them (``annotate.archive.dicomweb``); instances held already are skipped. A
+server error stops the command, naming the URL and HTTP status; what was imported stays.
 """
 
 from __future__ import annotations

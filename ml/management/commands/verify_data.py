@@ -1,10 +1,6 @@
-"""python manage.py verify_data [--hashes]
-
-After a restore (README "Backup and restore"), checks that the database and the data folder
-belong together: every radiograph's original, pixel array and preview is in MEDIA_ROOT (the
-original with its recorded size), and every model version's bundle is in DATA_DIR. With
-``--hashes`` each original's SHA-256 and each bundle's are recomputed and compared (reads
-every byte: slow on a large archive). Exits with an error listing what is missing or altered.
+"""After a restore, check that the database and the data folder belong together: every stored
+original (with its size) and model bundle is there, and with ``--hashes`` intact (slow: reads
+every byte). Exits with an error listing what is missing or altered.
 """
 
 from __future__ import annotations
@@ -41,11 +37,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, hashes: bool, no_progress: bool, **options: Any) -> None:
         media = Path(settings.MEDIA_ROOT)
         problems: list[str] = []
-        radiographs = Radiograph.objects.only("id", "sha256", "file_size", "original", "pixels", "preview")
+        radiographs = Radiograph.objects.only("id", "sha256", "file_size", "original", "pixels")
         total = radiographs.count()
         bar = tqdm(total=total, unit="radiograph", disable=no_progress, file=self.stderr._out)
         for radiograph in radiographs.iterator(chunk_size=2000):
-            for kind in ("original", "pixels", "preview"):
+            for kind in ("original", "pixels"):  # previews: a cache (annotate.archive.previews)
                 if kind == "pixels" and not radiograph.pixels.name:
                     continue  # decoded from the original (annotate.archive.pixels); only older ingests have one
                 path = media / getattr(radiograph, kind).name

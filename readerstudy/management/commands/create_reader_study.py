@@ -1,10 +1,5 @@
-"""``manage.py create_reader_study``: draw a study's cases from a dataset's test split and freeze them.
-
-    python manage.py create_reader_study --name NAME --cases 100 --seed S --dataset VERSION \
-        [--washout-days 7] [--model V] [--no-aided] [--description TEXT]
-
-The cases are drawn and checked by ``services.study_create`` and frozen (crop, the model's
-probabilities, top 2 and heatmap) by ``services.study_prepare``, here, with a progress bar on
+"""Create a reader study: draw its cases from a dataset's test split (``services.study_create``)
+and freeze them with the model's output (``services.study_prepare``), with a progress bar on
 stderr. The study's id is the last line of the output.
 """
 

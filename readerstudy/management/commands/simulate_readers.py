@@ -1,12 +1,6 @@
-"""``manage.py simulate_readers --study NAME [--seed S] [--user U ...]``: simulated answers, for demos and tests.
-
-Every reader of the study who has not started (no phase yet) answers all the phases, washout
-ignored, through the same services a person's browser calls (``case_show`` then
-``answer_submit``), so every rule holds and phase 3 carries over the cases where the reader
-agreed with the model. The answers come from :func:`readerstudy.simulation.simulated_answer`
-(plausible accuracy by group and condition), seeded per reader, case and condition: the same
-seed gives the same answers. Times look real: each answer takes seconds, phase 2 starts after
-the study's washout from the end of phase 1, and the whole reading lies in the past.
+"""Simulated answers, for demos and tests: each reader of the study who has not started answers
+every phase through the services a browser calls (so every rule holds), with seeded plausible
+answers (``readerstudy.simulation``) and times that look real, all in the past.
 """
 
 from __future__ import annotations

@@ -11,3 +11,11 @@ class TriageConfig(AppConfig):
         "worklist": Audited("worklist", no_id),
         "worklist-api": Audited("worklist", no_id),
     }
+
+    def ready(self) -> None:
+        # Deferred: models and tasks may be imported only once the app registry is ready.
+        from config.celery import on_connect
+        from triage import signals  # noqa: F401  (connects the receivers)
+        from triage.results.sending import requeue_sendings
+
+        on_connect(requeue_sendings)

@@ -66,6 +66,7 @@ class ResultSending(models.Model):
     sr_uid = models.CharField(max_length=64, blank=True)
     overlay_uid = models.CharField(max_length=64, blank=True)
     queued_at = models.DateTimeField()
+    retry_at = models.DateTimeField(null=True, blank=True, help_text="when a failed sending is tried again")
     sent_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -41,7 +41,7 @@ def conform(attrs: dict[str, Any], *, view: str) -> dict[str, Any]:
     view_position = out.get("ViewPosition") or ""
     # Exposure in mAs belongs to enhanced objects: CR and DX carry Exposure (IS) and Exposure in uAs.
     if (mas := out.pop("ExposureInmAs", None)) is not None:
-        out |= {"Exposure": round(mas), "ExposureInuAs": round(mas * 1000, 1)}
+        out |= {"Exposure": round(mas), "ExposureInuAs": round(mas * 1000)}
     out |= {
         "AnatomicRegionSequence": [code_item(_REGION[body])],
         "ImageLaterality": laterality or "B",  # both hips on a pelvis film

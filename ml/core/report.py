@@ -1,7 +1,8 @@
 """The model's evaluation report: the paper's numbers, tables and figures from one set of predictions.
 
 :func:`evaluation_report` assembles bootstrap means with 95% CIs, the confusion matrix, ROC curves
-with bands and ideal thresholds into one JSON-safe dict; :func:`write_report` writes it as files.
+with bands, ideal thresholds and calibration (``ml.core.calibration``) into one JSON-safe dict;
+:func:`write_report` writes it as files, with the subgroups and failures a caller added.
 Design: docs/architecture/design-statistics.md
 """
 
@@ -22,6 +23,7 @@ from numpy.typing import ArrayLike
 
 from common import csvfile
 from common.atomicfile import write_atomic
+from ml.core.calibration import calibration_figure, calibration_report
 from ml.core.roc import best_threshold, roc_auc, roc_band, roc_curve
 from ml.core.stats import (
     CLASS_KEYS,
@@ -34,6 +36,7 @@ from ml.core.stats import (
     multiclass_prediction,
     normalized_confusion_matrix,
 )
+from ml.core.subgroups import subgroup_rows
 
 __all__ = [
     "CLASS_LABELS",
@@ -41,6 +44,7 @@ __all__ = [
     "REPORT_KEYS",
     "evaluation_report",
     "metric_rows",
+    "save_figure",
     "write_report",
 ]
 
@@ -74,6 +78,7 @@ REPORT_KEYS: tuple[str, ...] = (
     "confusion_matrix",
     "roc",
     "thresholds",
+    "calibration",
     "n_cases",
     "n_patients",
     "iterations",
@@ -190,6 +195,7 @@ def evaluation_report(
         "per_class": {key: _curve(truth == c, probs[:, c]) for c, key in enumerate(CLASS_KEYS)},
     }
     report["thresholds"] = {key: _threshold(truth == c, probs[:, c]) for c, key in enumerate(CLASS_KEYS)}
+    report["calibration"] = calibration_report(truth, probs, pids, level=level, indices=idx)
     report["n_cases"] = int(boot["n_cases"])
     report["n_patients"] = int(boot["n_patients"])
     report["iterations"] = int(iterations)
@@ -290,10 +296,50 @@ def _write_tables(report: Mapping[str, Any], out: Path) -> list[Path]:
             out / "thresholds.csv", _csv_bytes(("class", "threshold", "sensitivity", "specificity", "auc"), thr_rows)
         )
     )
+    return written + _write_audit_tables(report, out)
+
+
+def _calibration_curves(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    calibration = report["calibration"]
+    return [("binary", calibration["binary"]), *calibration["per_class"].items()]
+
+
+def _write_audit_tables(report: Mapping[str, Any], out: Path) -> list[Path]:
+    """calibration.csv (ECE and Brier per curve), reliability.csv (the diagrams' bins) and, when
+    the report has them, subgroups.csv and failures.csv."""
+    written = []
+    if "calibration" in report:
+        cal_rows = [
+            (curve, measure, *(entry[measure][f] for f in _FIGURE_FIELDS))
+            for curve, entry in _calibration_curves(report)
+            for measure in ("ece", "brier")
+        ]
+        written.append(
+            _atomic_write(out / "calibration.csv", _csv_bytes(("curve", "measure", *_FIGURE_FIELDS), cal_rows))
+        )
+        bin_rows = [
+            (curve, b["low"], b["high"], b["count"], b["mean_predicted"], b["observed"])
+            for curve, entry in _calibration_curves(report)
+            for b in entry["reliability"]
+        ]
+        header = ("curve", "bin_low", "bin_high", "count", "mean_predicted", "observed")
+        written.append(_atomic_write(out / "reliability.csv", _csv_bytes(header, bin_rows)))
+    if "subgroups" in report:
+        fields = ("attribute", "value", "hips", "patients", "figure", *_FIGURE_FIELDS, "note")
+        rows = [[row.get(f) for f in fields] for row in subgroup_rows(report["subgroups"])]
+        written.append(_atomic_write(out / "subgroups.csv", _csv_bytes(fields, rows)))
+    if "failures" in report:
+        fail_rows = [
+            (group["truth"], group["predicted"], hip["radiograph"], hip["side"], *hip["top2"][0], *hip["top2"][1])
+            for group in report["failures"]
+            for hip in group["hips"]
+        ]
+        columns = ("truth", "predicted", "radiograph", "side", "first", "p_first", "second", "p_second")
+        written.append(_atomic_write(out / "failures.csv", _csv_bytes(columns, fail_rows)))
     return written
 
 
-def _save_figure(fig: Figure, out: Path, stem: str) -> list[Path]:
+def save_figure(fig: Figure, out: Path, stem: str) -> list[Path]:
     FigureCanvasAgg(fig)  # attach an Agg canvas: no pyplot, no global backend state
     paths = []
     for fmt in FIGURE_FORMATS:
@@ -455,5 +501,9 @@ def write_report(report: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> 
         ("roc_per_class", _per_class_roc_figure),
         ("thresholds", _thresholds_figure),
     ):
-        written += _save_figure(draw(report), out, stem)
+        written += save_figure(draw(report), out, stem)
+    if "calibration" in report:
+        for stem, per_class in (("calibration_binary", False), ("calibration_per_class", True)):
+            fig = calibration_figure(report["calibration"], labels=CLASS_LABELS, per_class=per_class)
+            written += save_figure(fig, out, stem)
     return written

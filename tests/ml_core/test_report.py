@@ -30,6 +30,7 @@ EXPECTED_KEYS = {
     "confusion_matrix",
     "roc",
     "thresholds",
+    "calibration",
     "n_cases",
     "n_patients",
     "iterations",
@@ -44,9 +45,18 @@ EXPECTED_FILES = [
     "roc_binary.csv",
     "roc_per_class.csv",
     "thresholds.csv",
+    "calibration.csv",
+    "reliability.csv",
     *(
         f"{stem}.{fmt}"
-        for stem in ("confusion_matrix", "roc_binary", "roc_per_class", "thresholds")
+        for stem in (
+            "confusion_matrix",
+            "roc_binary",
+            "roc_per_class",
+            "thresholds",
+            "calibration_binary",
+            "calibration_per_class",
+        )
         for fmt in ("png", "svg")
     ),
 ]

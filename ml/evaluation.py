@@ -20,6 +20,7 @@ from django.utils import timezone
 from annotate.labels import CLASSES
 from common import csvfile
 from ml import scoring
+from ml.checklists import MODEL_DOCUMENTS, write_model_documents
 from ml.core.configs import NetConfig
 from ml.core.detector import DetectorConfig
 from ml.core.deviations import classifier_deviations, detector_deviations
@@ -47,6 +48,7 @@ DOWNLOADS = {
     "thresholds.svg": "image/svg+xml",
     "hips.csv": "text/csv",  # a detector's: each test hip's manual and detected box and their IoU
 }
+DOWNLOADS.update(MODEL_DOCUMENTS)  # CLAIM, TRIPOD+AI and the flow diagram (ml.checklists)
 # What metrics.json and the version row say of how the classifier was made and read (``training_facts``).
 FACTS = ("pretraining", "test_time", "test_time_zooms", "regime", "lr_schedule", "recalibrate_bn", "deviations")
 HEADLINE = (
@@ -170,6 +172,7 @@ def evaluate_version(
     def write(temp: Path) -> None:
         write_report(report, temp)
         (temp / "predictions.csv").write_text(_predictions_csv(data))
+        write_model_documents(version=version, folder=temp, evaluation=report)
 
     # The per-class ideal thresholds (Figure 8) are kept too: the worklist's CT/MRI flag reads them.
     keys = (*HEADLINE, "per_class", "thresholds", "n_cases", "n_patients", "iterations", *FACTS)

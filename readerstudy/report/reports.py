@@ -28,7 +28,9 @@ from readerstudy import services
 from readerstudy.analysis import readers
 from readerstudy.analysis.verdicts import DEFAULT_ESTIMATE, shown_estimate
 from readerstudy.models import PHASES, Reader, ReaderStudy, StudyReport
+from readerstudy.report import records
 from readerstudy.report.reader_report import REPORT_FILES, build_report, inputs_sha256, write_report
+from readerstudy.report.reporting import REPORTING_FILES
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ def report_file_path(report: StudyReport, name: str) -> Path | None:
 
     if name in INPUT_FILES:
         sub = "inputs"
-    elif name in REPORT_FILES:
+    elif name in REPORT_FILES or name in REPORTING_FILES:
         sub = "report"
     else:
         return None
@@ -248,12 +250,15 @@ def report_build(
             test_time=test_time,
             labelling=labelling,
         )
+        data["reporting"] = {"flow": records.study_flow(study=report.study).as_dict()}
         write_report(
             data,
             folder / "report",
             inputs_sha256=digest,
             progress=lambda stage: _stage(report.pk, stage, progress),
         )
+        complete = complete_readers(report.study)
+        records.write_study_documents(study=report.study, report=data, complete=complete, folder=folder / "report")
         summary = summarize(data)
     except Exception as exc:
         logger.exception("report %s of study %s failed", report.pk, report.study_id)

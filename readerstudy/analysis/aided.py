@@ -94,12 +94,11 @@ def aided_rows(*, responses: Responses, predictions: Predictions) -> list[dict[s
     argmax of its probabilities (first class wins a tie); "right" means equal to the truth. Cases
     missing from ``predictions`` raise ``KeyError``.
     """
-    reader_names, first = np.unique(responses.reader, return_index=True)
+    reader_names, first, reader_inverse = np.unique(responses.reader, return_index=True, return_inverse=True)
     order = np.argsort(first)  # readers in order of first appearance
     reader_names = reader_names[order]
     rank = np.empty(len(order), dtype=np.intp)
     rank[order] = np.arange(len(order))
-    _, reader_inverse = np.unique(responses.reader, return_inverse=True)
     rows = rank[reader_inverse]
     case_names, cols = np.unique(responses.case, return_inverse=True)
     shape = (len(reader_names), len(case_names))

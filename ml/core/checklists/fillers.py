@@ -81,7 +81,7 @@ def reference_standard(f: Facts) -> str | None:
         return None
     return (
         f"Each radiograph labelled blind by {lab['per_radiograph']} labellers (box and one of six classes per hip; "
-        f"{lab['labellers']} labellers in all). Agreement: same exclusion, same hips, same class and box IoU ≥ "
+        f"{lab['labellers']} labellers submitted work). Agreement: same exclusion, same hips, same class and box IoU ≥ "
         f"{lab['iou']}; otherwise adjudication. {lab['agreed']} radiographs agreed, {lab['adjudicated']} adjudicated "
         f"(truth from {_counts(lab['truth_sources'])}). Tool: {lab['tool']}."
     )
@@ -202,7 +202,7 @@ def metrics(f: Facts) -> str | None:
         parts.append(f"Reader-study cases ({study['cases']} hips): {figures}")
     if not parts:
         return None
-    return "; ".join(parts) + ". Means over the patient bootstrap with 95% percentile CIs."
+    return "; ".join(parts) + ". CIs: 95% percentile intervals over the patient bootstrap."
 
 
 def calibration(f: Facts) -> str | None:
@@ -243,7 +243,8 @@ def reading_protocol(f: Facts) -> str | None:
     return (
         f"{s['cases']} hips of the test split ({s['patients']} patients), drawn with seed {s['seed']}; phases "
         f"{', '.join(s['phases'])}; washout of {s['washout_days']} days between phase 1 and 2; each reader's case "
-        f"order shuffled anew in each phase; readers never see the truth."
+        "order a random permutation, different per reader and phase (seeded by the study's seed, the reader and "
+        "the phase); readers never see the truth."
     )
 
 

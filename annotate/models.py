@@ -74,6 +74,7 @@ class Radiograph(models.Model):
     bits_stored = models.PositiveSmallIntegerField()
     photometric_interpretation = models.CharField(max_length=16)
     manufacturer = models.CharField(max_length=64, blank=True)
+    manufacturer_model = models.CharField(max_length=64, blank=True, help_text="ManufacturerModelName")
     transfer_syntax_uid = models.CharField(max_length=64)
     pacs_link = models.TextField(blank=True, help_text="The original UIDs, encrypted with PACS_LINK_KEY")
     # Default display window, in the units of the stored 16-bit pixel array.

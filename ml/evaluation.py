@@ -2,12 +2,14 @@
 
 The model reads the test hips (stored like any prediction), ``ml.core.report`` computes the paper's
 figures with the patient bootstrap and writes them into the version's ``evaluation_dir``, with
-how the model was made and read (``training_facts``).
+how the model was made and read (``training_facts``) and the model audit: calibration, subgroups
+and the failure gallery (docs/research/model-audit.md).
 Design: docs/architecture/design-models.md
 """
 
 from __future__ import annotations
 
+import io
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -15,19 +17,33 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.utils import timezone
+from PIL import Image
 
 from annotate.labels import CLASSES
 from common import csvfile
 from ml import scoring
 from ml.checklists import MODEL_DOCUMENTS, write_model_documents
 from ml.core.configs import NetConfig
+from ml.core.crops import apply_window, crop_box
 from ml.core.detector import DetectorConfig
 from ml.core.deviations import classifier_deviations, detector_deviations
-from ml.core.report import evaluation_report, write_report
+from ml.core.failures import PER_GROUP, failure_groups, gallery_figure
+from ml.core.report import CLASS_LABELS, evaluation_report, save_figure, write_report
 from ml.core.serving import Hip, protocol_zooms
 from ml.core.stats import fracture_probability
-from ml.models import DatasetHip, ModelVersion, Split
+from ml.core.subgroups import (
+    ATTRIBUTE_NAMES,
+    ATTRIBUTES,
+    FIGURES,
+    MIN_HIPS,
+    UNKNOWN,
+    age_band,
+    subgroup_report,
+    view_name,
+)
+from ml.models import DatasetHip, HipPrediction, ModelVersion, Split
 
 # Files of an evaluation that users may download (name -> content type).
 DOWNLOADS = {
@@ -46,10 +62,23 @@ DOWNLOADS = {
     "roc_per_class.svg": "image/svg+xml",
     "thresholds.png": "image/png",
     "thresholds.svg": "image/svg+xml",
+    # the model audit (docs/research/model-audit.md)
+    "calibration.csv": "text/csv",
+    "reliability.csv": "text/csv",
+    "calibration_binary.png": "image/png",
+    "calibration_binary.svg": "image/svg+xml",
+    "calibration_per_class.png": "image/png",
+    "calibration_per_class.svg": "image/svg+xml",
+    "subgroups.csv": "text/csv",
+    "failures.csv": "text/csv",
+    "failures.png": "image/png",
+    "failures.svg": "image/svg+xml",
     "hips.csv": "text/csv",  # a detector's: each test hip's manual and detected box and their IoU
 }
 DOWNLOADS.update(MODEL_DOCUMENTS)  # CLAIM, TRIPOD+AI and the flow diagram (ml.checklists)
 # What metrics.json and the version row say of how the classifier was made and read (``training_facts``).
+# The model audit's keys of metrics.json, kept on the version row for its page.
+AUDIT = ("calibration", "subgroups", "failures")
 FACTS = ("pretraining", "test_time", "test_time_zooms", "regime", "lr_schedule", "recalibrate_bn", "deviations")
 HEADLINE = (
     "binary_accuracy",
@@ -101,7 +130,7 @@ def test_predictions(version: ModelVersion, *, progress: Callable[[int], None] |
 
     hips = list(
         DatasetHip.objects.filter(dataset=version.dataset, split=Split.TEST)
-        .select_related("radiograph")
+        .select_related("radiograph__study", "patient")
         .order_by("radiograph_id", "side")
     )
     if not hips:
@@ -124,7 +153,74 @@ def test_predictions(version: ModelVersion, *, progress: Callable[[int], None] |
         "probabilities": np.array([p.probabilities for _, p in rows], dtype=np.float64),
         "patients": np.array([h.patient_id for h, _ in rows]),
         "hips": [(h.radiograph_id, h.side, h.hip_class) for h, _ in rows],
+        "attributes": {key: [hip_attributes(h)[key] for h, _ in rows] for key in ATTRIBUTES},
     }
+
+
+_SEXES = {"M": "male", "F": "female", "O": "other"}
+
+
+def hip_attributes(hip: DatasetHip) -> dict[str, str]:
+    """The subgroups of a test hip (``ml.core.subgroups.ATTRIBUTES``), from the de-identified
+    header fields kept at ingest: the patient's sex, the age band at the study, the view, the
+    scanner (manufacturer and model), the modality and the hip's side."""
+    radiograph = hip.radiograph
+    scanner = " ".join(v for v in (radiograph.manufacturer, radiograph.manufacturer_model) if v)
+    return {
+        "sex": _SEXES.get(hip.patient.sex, UNKNOWN),
+        "age_band": age_band(radiograph.study.patient_age_years),
+        "view": view_name(radiograph.view_position),
+        "manufacturer": scanner or UNKNOWN,
+        "modality": radiograph.modality or UNKNOWN,
+        "side": hip.side,
+    }
+
+
+def failures(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """metrics.json's ``failures``: ``ml.core.failures.failure_groups`` with each hip's
+    radiograph and side in place of its index."""
+    groups = failure_groups(data["truth"], data["probabilities"])
+    for group in groups:
+        group["hips"] = [
+            {"radiograph": data["hips"][h["index"]][0], "side": data["hips"][h["index"]][1], "top2": h["top2"]}
+            for h in group["hips"]
+        ]
+    return groups
+
+
+def _gallery_panel(prediction: HipPrediction) -> dict[str, Any]:
+    """The crop of a wrong hip (the heatmap's rectangle, in the radiograph's default window) and
+    its stored heatmap, as the predictions page shows them."""
+    radiograph = prediction.radiograph
+    x0, y0, x1, y1 = prediction.heatmap_rect
+    pixels = crop_box(scoring.load_pixels(radiograph), (x0, y0, x1 - x0, y1 - y0))
+    crop = apply_window(pixels, radiograph.window_center, radiograph.window_width)
+    heatmap = None
+    name = prediction.heatmap.name or ""
+    if name and default_storage.exists(name):
+        with default_storage.open(name, "rb") as handle:
+            heatmap = np.asarray(Image.open(io.BytesIO(handle.read())).convert("RGBA"))
+    return {"crop": crop, "heatmap": heatmap, "title": f"radiograph {radiograph.pk}, {prediction.side}"}
+
+
+def write_gallery(version: ModelVersion, groups: list[dict[str, Any]], out: Path) -> list[Path]:
+    """failures.png and .svg: up to ``PER_GROUP`` wrong hips per (truth, prediction) group."""
+    wanted = [(h["radiograph"], h["side"]) for g in groups for h in g["hips"][:PER_GROUP]]
+    stored = {
+        (p.radiograph_id, p.side): p
+        for p in HipPrediction.objects.filter(
+            model_version=version, radiograph_id__in={rid for rid, _ in wanted}
+        ).select_related("radiograph")
+    }
+    shown = []
+    for group in groups:
+        hips: list[dict[str, Any]] = []
+        for hip in group["hips"]:
+            prediction = stored.get((hip["radiograph"], hip["side"]))
+            if len(hips) < PER_GROUP and prediction is not None:
+                hips.append({**hip, **_gallery_panel(prediction)})
+        shown.append({**group, "hips": hips + group["hips"][len(hips) :]})
+    return save_figure(gallery_figure(shown, labels=CLASS_LABELS), out, "failures")
 
 
 def _predictions_csv(data: dict[str, Any]) -> str:
@@ -168,17 +264,72 @@ def evaluate_version(
         seed=seed,
     )
     report.update(training_facts(version.kind, version.config))
+    notify("audit", {"model_version": version.pk})
+    report["subgroups"] = subgroup_report(
+        data["truth"],
+        data["probabilities"],
+        data["patients"],
+        data["attributes"],
+        iterations=int(report["iterations"]),
+        seed=seed,
+    )
+    report["failures"] = failures(data)
 
     def write(temp: Path) -> None:
         write_report(report, temp)
+        write_gallery(version, report["failures"], temp)
         (temp / "predictions.csv").write_text(_predictions_csv(data))
         write_model_documents(version=version, folder=temp, evaluation=report)
 
     # The per-class ideal thresholds (Figure 8) are kept too: the worklist's CT/MRI flag reads them.
-    keys = (*HEADLINE, "per_class", "thresholds", "n_cases", "n_patients", "iterations", *FACTS)
+    keys = (*HEADLINE, "per_class", "thresholds", "n_cases", "n_patients", "iterations", *FACTS, *AUDIT)
     summary = {key: report[key] for key in keys}
     store_evaluation(version, summary, write, out_dir)
     return report
+
+
+def audit_context(evaluation: dict[str, Any], fmt_ci: Callable[[Any], str]) -> dict[str, Any]:
+    """The model audit as the model page shows it, from the version's stored ``evaluation``:
+    calibration rows (ECE and Brier: estimate on all hips, mean with CI), the subgroup table and
+    the failure groups. ``fmt_ci`` writes a bootstrap figure as the page writes the others."""
+
+    def estimate(figure: Any) -> str:
+        value = (figure or {}).get("estimate")
+        return "–" if value is None else f"{value:.3f}"
+
+    calibration = evaluation.get("calibration") or {}
+    curves = [("binary", calibration["binary"])] if calibration.get("binary") else []
+    curves += list((calibration.get("per_class") or {}).items())
+    failures = evaluation.get("failures") or []
+    return {
+        "calibration_rows": [
+            {
+                "curve": curve,
+                "cells": [
+                    text
+                    for measure in ("ece", "brier")
+                    for text in (estimate(entry.get(measure)), fmt_ci(entry.get(measure)))
+                ],
+            }
+            for curve, entry in curves
+        ],
+        "subgroup_rows": [
+            {
+                "attribute": attribute,
+                "name": ATTRIBUTE_NAMES.get(attribute, attribute),
+                "value": value,
+                "hips": entry.get("hips"),
+                "patients": entry.get("patients"),
+                "note": entry.get("note", ""),
+                "cells": [fmt_ci(entry.get(key)) for key, _, _ in FIGURES],
+            }
+            for attribute, groups in (evaluation.get("subgroups") or {}).items()
+            for value, entry in groups.items()
+        ],
+        "subgroup_min": MIN_HIPS,
+        "failure_groups": failures,
+        "failure_count": sum(len(group["hips"]) for group in failures),
+    }
 
 
 def store_evaluation(

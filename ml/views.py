@@ -19,7 +19,7 @@ from common.roles import RESEARCHER, role_required
 from ml import operations, scoring, services, training
 from ml.api import best_val_accuracy, evaluation_files, run_json
 from ml.core.flow import flow_files
-from ml.evaluation import training_facts
+from ml.evaluation import audit_context, training_facts
 from ml.flow import dataset_flow
 from ml.models import DatasetVersion, HipPrediction, Kind, ModelVersion, TrainingRun
 from ml.training import available_configs
@@ -268,6 +268,14 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         )
         if name in files
     ]
+    audit_figures = [
+        (name, files[name], title)
+        for name, title in (
+            ("calibration_binary.png", "Reliability diagram: P(fracture)"),
+            ("calibration_per_class.png", "Reliability diagrams: each class against the rest"),
+        )
+        if name in files
+    ]
     recent: list[int] = []
     for rid in version.predictions.order_by("-created_at", "-id").values_list("radiograph_id", flat=True)[:200]:
         if rid not in recent:
@@ -291,6 +299,9 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "per_class": per_class,
             "files": files,
             "figures": figures,
+            "audit_figures": audit_figures,
+            "gallery": files.get("failures.png"),
+            **audit_context(evaluation, fmt_ci),
             "recent": recent,
             "facts": facts,
         },

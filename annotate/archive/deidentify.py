@@ -22,7 +22,12 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from annotate.archive.dicom_header import _AGE, _age_years, _date  # the age rules the ingest already applies
+from annotate.archive.dicom_header import (  # the age and view rules the ingest already applies
+    _AGE,
+    _age_years,
+    _date,
+    _view_position,
+)
 
 DATE_SHIFT_MIN_DAYS = 62  # dicognito's own range for its (global) offset, here per patient
 DATE_SHIFT_MAX_DAYS = 730
@@ -135,6 +140,7 @@ def deidentify(ds: Dataset, policy: Policy) -> Identity:
         sop_instance_uid=_text(ds, "SOPInstanceUID"),
     )
     _keep_age(ds)
+    _keep_view(ds)
     ds.remove_private_tags()
     shift = datetime.timedelta(days=date_shift_days(identity.patient_id, policy.key)) if policy.shift_dates else None
     # dicognito's replacement names and IDs are drawn from its seed: a keyed seed makes them
@@ -160,6 +166,13 @@ def _text(ds: Dataset, keyword: str) -> str:
     if isinstance(value, (MultiValue, list, tuple)):
         value = value[0] if len(value) else None
     return "" if value is None else str(value).strip()
+
+
+def _keep_view(ds: Dataset) -> None:
+    """ViewPosition from the descriptions, where only they say it (a frog-leg film often has
+    none): the canonical token alone (FROG, XTABLE, ...), read before the free text is blanked."""
+    if not _text(ds, "ViewPosition") and (token := _view_position(ds)):
+        ds.ViewPosition = token
 
 
 def _keep_age(ds: Dataset) -> None:

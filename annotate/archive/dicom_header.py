@@ -91,6 +91,7 @@ class DicomMeta:
     photometric_interpretation: str
     manufacturer: str
     transfer_syntax_uid: str
+    manufacturer_model: str = ""  # ManufacturerModelName: with the maker, the scanner of the subgroups
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: field-wise ndarray comparison is ambiguous
@@ -281,5 +282,6 @@ def _meta(ds: Dataset) -> DicomMeta:
         bits_stored=_int(ds, "BitsStored") or _int(ds, "BitsAllocated") or 0,
         photometric_interpretation=_str(ds, "PhotometricInterpretation"),
         manufacturer=_str(ds, "Manufacturer"),
+        manufacturer_model=_str(ds, "ManufacturerModelName")[:64],
         transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
     )

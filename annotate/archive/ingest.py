@@ -279,6 +279,7 @@ def _commit(
                 bits_stored=meta.bits_stored,
                 photometric_interpretation=meta.photometric_interpretation,
                 manufacturer=meta.manufacturer,
+                manufacturer_model=meta.manufacturer_model,
                 transfer_syntax_uid=meta.transfer_syntax_uid,
                 window_center=prepared.image.window_center,
                 window_width=prepared.image.window_width,

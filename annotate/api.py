@@ -6,16 +6,17 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.http import FileResponse
+from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from annotate import services
+from annotate.archive.previews import PreviewUnavailable, preview_jpeg
 from annotate.models import ImportItem, ImportJob, Radiograph
 from common.roles import ADJUDICATOR, RESEARCHER, HasRole
 from config.converters import ID_REGEX
@@ -51,9 +52,12 @@ class RadiographViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(responses={(200, "image/jpeg"): bytes})
     @action(detail=True, methods=["get"])
-    def preview(self, request: Request, pk: str | None = None, format: str | None = None) -> FileResponse:
+    def preview(self, request: Request, pk: str | None = None, format: str | None = None) -> HttpResponse:
         radiograph = self.get_object()
-        return FileResponse(radiograph.preview.open("rb"), content_type="image/jpeg")
+        try:  # rendered on first view and cached (annotate.archive.previews)
+            return HttpResponse(preview_jpeg(radiograph), content_type="image/jpeg")
+        except PreviewUnavailable:
+            raise NotFound("This radiograph's stored image is unavailable.") from None
 
 
 class ImportItemSerializer(serializers.ModelSerializer):

@@ -7,11 +7,12 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from annotate import services
+from annotate.archive.previews import PreviewUnavailable, preview_jpeg
 from annotate.labelling.api import may_see_pixels
 from annotate.models import ImportItem, ImportJob, Radiograph
 from common.http import AuthenticatedHttpRequest
@@ -63,14 +64,17 @@ def radiograph_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def radiograph_preview(request: HttpRequest, pk: int) -> FileResponse:
+def radiograph_preview(request: HttpRequest, pk: int) -> HttpResponse:
     # Researchers and adjudicators see every preview, a labeller those of the
     # radiographs assigned to them (the same rule as for the pixels).
 
     if not may_see_pixels(request.user, pk):
         raise PermissionDenied("This radiograph is not yours to see.")
     radiograph = get_object_or_404(Radiograph, pk=pk)
-    response = FileResponse(radiograph.preview.open("rb"), content_type="image/jpeg")
+    try:  # rendered on first view and cached (annotate.archive.previews)
+        response = HttpResponse(preview_jpeg(radiograph), content_type="image/jpeg")
+    except PreviewUnavailable:
+        raise Http404("This radiograph's stored image is unavailable.") from None
     response["Cache-Control"] = "private, max-age=86400"
     return response
 

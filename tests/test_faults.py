@@ -481,7 +481,7 @@ def test_full_disk_while_storing_a_radiograph(small_disk: Path, dicom_bytes, tmp
     assert outcome.status == "rejected" and outcome.radiograph_id is None
     assert "disk of the data folder is full" in outcome.reason and "No space left on device" in outcome.reason
     assert Radiograph.objects.count() == 0
-    assert _files(media) == []  # no original, no preview, no .tmp left
+    assert _files(media) == []  # no original, no .tmp left
 
     # The batch route (uploads, the import command) rejects the file with the same reason.
     source = tmp_path / "source"  # on the ordinary disk: the file to import, not the store
@@ -498,7 +498,7 @@ def test_full_disk_while_storing_a_radiograph(small_disk: Path, dicom_bytes, tmp
     kept = dcmread(media / radiograph.original.name)
     assert kept.PixelData == dcmread(io.BytesIO(data)).PixelData  # whole: every pixel, de-identified header
     files = _files(media)
-    assert len(files) == 2 and not any(name.endswith(".tmp") for name in files)  # the original and its preview
+    assert len(files) == 1 and not files[0].endswith(".tmp")  # the original (previews: on first view)
 
 
 # --------------------------------------------------------------------------- a worker killed

@@ -1,8 +1,9 @@
 """DICOM ingest: de-identify, decode, store the files, add the rows.
 
-``_prepare`` (threads, no database) de-identifies, hashes, decodes and stores the de-identified
-DICOM and its preview; ``_commit`` (the calling thread) adds the rows in one transaction. Importing
-the same instance again changes nothing. Design: docs/architecture/design-dicom.md.
+``_prepare`` (threads, no database) de-identifies, hashes, decodes and stages the de-identified
+DICOM (``annotate.archive.staging``); ``_settle`` makes a batch's files durable, then ``_commit`` adds
+each file's rows in one transaction. Previews are rendered on first view (``annotate.archive.previews``).
+Importing the same instance again changes nothing. Design: docs/operations/data-protection.md.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import datetime
 import errno
 import hashlib
-import io
 import logging
 import os
 from collections import deque
@@ -25,7 +25,6 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
-from PIL import Image
 from pydicom.uid import (
     HTJ2KLossless,
     HTJ2KLosslessRPCL,
@@ -45,10 +44,10 @@ from annotate.archive.dicom import (
     encode_dataset_parts,
     guarded,
     read_dataset,
-    render_preview,
 )
 from annotate.archive.pseudonyms import deidentification_policy, pacs_link_seal, pseudonym
 from annotate.archive.sources import SourceError, SourceItem
+from annotate.archive.staging import Staged, discard, make_durable, stage
 from annotate.labelling import services as labelling
 from annotate.models import ImportItem, ImportJob, Patient, Radiograph, Study
 from common.storage import Buffers
@@ -83,8 +82,9 @@ class _Prepared:
     image: DecodedImage | None
     names: dict[str, str]
     identity: Identity
-    created: list[str] = field(default_factory=list)
-    received: bytes = b""  # the file as received, kept when its files were all stored already
+    created: list[str] = field(default_factory=list)  # names this import put in place (after _settle)
+    staged: list[Staged] = field(default_factory=list)  # written, not yet durable nor in place
+    received: bytes = b""  # the file as received: prepared again should its stored file be gone
 
 
 def decode_limits() -> DecodeLimits:
@@ -94,6 +94,7 @@ def decode_limits() -> DecodeLimits:
 
 
 def file_names(sha256: str) -> dict[str, str]:
+    """The stored DICOM's name, and the name its preview is cached under on first view."""
     prefix = sha256[:2]
     return {
         "original": f"originals/{prefix}/{sha256}.dcm",
@@ -101,29 +102,31 @@ def file_names(sha256: str) -> dict[str, str]:
     }
 
 
-def _encode_preview(image: DecodedImage) -> Buffers:
-    preview = render_preview(image.pixels, image.window_center, image.window_width, settings.PREVIEW_MAX_SIZE)
-    buffer = io.BytesIO()
-    # JPEG: a tenth of the encoding time of PNG on a noisy radiograph, and
-    # small enough for pages of thumbnails. The diagnostic pixels are the DICOM's.
-    Image.fromarray(preview).save(buffer, format="JPEG", quality=90)
-    return Buffers(buffer.getvalue())
+def _settle(prepared: _Prepared | str) -> _Prepared | str:
+    """Make one file's staged files durable and put them in place (``_settle_batch`` of one)."""
+    settled = _settle_batch([prepared])[0]
+    assert not isinstance(settled, (IngestOutcome, Future))
+    return settled
 
 
-def _store_files(contents: dict[str, Buffers], names: dict[str, str]) -> list[str]:
-    """Save each file under its content-addressed name; return the names this
-    call created, so that a failure can remove exactly those."""
-    created: list[str] = []
+def _settle_batch(batch: list[_Result]) -> list[_Result]:
+    """Make a batch's staged files durable in one pass before any of its rows is committed (one
+    fdatasync per file, one fsync per folder, no wait per file in between). A full disk refuses
+    the batch's files not yet in place, as a failed write does."""
+    prepared = [p for p in batch if isinstance(p, _Prepared) and p.staged]
     try:
-        for key, data in contents.items():
-            name = names[key]
-            if not default_storage.exists(name):
-                default_storage.save(name, data)
-                created.append(name)
-    except BaseException:
-        _delete_files(created)
-        raise
-    return created
+        make_durable(s for p in prepared for s in p.staged)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        logger.error("the data folder is full: %s", exc)
+        reason = f"{DISK_FULL_REASON} ({os.strerror(exc.errno)}); nothing was stored, send it again"
+        failed = {id(p) for p in prepared}
+        return [reason if id(p) in failed else p for p in batch]
+    for p in prepared:
+        p.created.extend(s.name for s in p.staged)
+        p.staged = []
+    return batch
 
 
 def _delete_files(names: Iterable[str]) -> None:
@@ -191,9 +194,12 @@ def _prepare(data: bytes) -> _Prepared | str:
     sha256 = _sha256(stored)
     names = file_names(sha256)
     size = sum(memoryview(part).nbytes for part in stored)
-    if all(default_storage.exists(name) for name in names.values()):
+    if default_storage.exists(names["original"]):  # only durable files have their final name
         return _Prepared(sha256, size, None, names, identity, received=data)
-    return _prepare_decoded(ds, stored, sha256, identity)
+    prepared = _prepare_decoded(ds, stored, sha256, identity)
+    if isinstance(prepared, _Prepared):
+        prepared.received = data
+    return prepared
 
 
 def _prepare_decoded(
@@ -204,16 +210,15 @@ def _prepare_decoded(
     except DicomRejected as exc:
         return exc.reason
     names = file_names(sha256)
-    contents = {"original": Buffers(*stored), "preview": _encode_preview(image)}
     try:
-        created = _store_files(contents, names)  # removes what it wrote when it fails
+        staged = stage(names["original"], Buffers(*stored))  # removes what it wrote when it fails
     except OSError as exc:
         if exc.errno not in DISK_FULL:
             raise
         logger.error("the data folder is full: %s", exc)
         return f"{DISK_FULL_REASON} ({os.strerror(exc.errno)}); nothing was stored, send it again"
     size = sum(memoryview(part).nbytes for part in stored)
-    return _Prepared(sha256, size, image, names, identity, created)
+    return _Prepared(sha256, size, image, names, identity, staged=[staged] if staged else [])
 
 
 def _commit(
@@ -226,17 +231,23 @@ def _commit(
     received_at: datetime.datetime | None = None,
 ) -> IngestOutcome:
     sha256, created = prepared.sha256, prepared.created
-    existing = Radiograph.objects.filter(sha256=sha256).values_list("id", flat=True).first()
-    if existing is not None:
-        return IngestOutcome(name, PRESENT, "", existing)
-    if prepared.image is None:
-        # All its files were stored when it was prepared: left by an import that died between
-        # files and rows, or by another file of this batch with the same content, which may have
-        # given them up since (a refused duplicate). Prepare it again from what was received
-        # (de-identification is deterministic: the same names); missing files are stored again.
+    # One query for both questions: the same file, or the same instance in other bytes.
+    same = (
+        Q(sha256=sha256) | Q(sop_instance_uid=prepared.image.meta.sop_instance_uid)
+        if prepared.image
+        else Q(sha256=sha256)
+    )
+    found, asked = dict(Radiograph.objects.filter(same).values_list("sha256", "id")[:2]), prepared.image is not None
+    if sha256 in found:
+        return IngestOutcome(name, PRESENT, "", found[sha256])
+    if prepared.image is None or (prepared.received and not default_storage.exists(prepared.names["original"])):
+        # Its file was stored when it was prepared (left by an import that died between files and
+        # rows), or by another file of this batch with the same content, which may have given it
+        # up since (a refused duplicate). Prepare it again from what was received
+        # (de-identification is deterministic: the same names); a missing file is stored again.
         try:
             ds, stored, identity = _deidentified_parts(prepared.received)
-            redone = _prepare_decoded(ds, stored, sha256, identity)
+            redone = _settle(_prepare_decoded(ds, stored, sha256, identity))
         except DicomRejected as exc:
             redone = exc.reason
         if isinstance(redone, str):
@@ -244,7 +255,11 @@ def _commit(
         prepared, created = redone, redone.created
     assert prepared.image is not None  # decoded now, or by _prepare_decoded above
     meta, identity = prepared.image.meta, prepared.identity
-    existing = Radiograph.objects.filter(sop_instance_uid=meta.sop_instance_uid).values_list("id", flat=True).first()
+    existing = next(iter(found.values()), None)
+    if not asked:  # decoded just now
+        existing = (
+            Radiograph.objects.filter(sop_instance_uid=meta.sop_instance_uid).values_list("id", flat=True).first()
+        )
     if existing is not None:
         if not Radiograph.objects.filter(sha256=sha256).exists():
             _delete_files(created)
@@ -326,10 +341,14 @@ def radiograph_ingest(
     reached the site, if earlier than now (a file spooled by the DICOM listener)."""
     if len(data) > settings.MAX_DICOM_BYTES:
         return IngestOutcome(name, REJECTED, _too_large(len(data)))
-    prepared = _prepare(data)
+    prepared = _settle(_prepare(data))
     if isinstance(prepared, str):
         return IngestOutcome(name, REJECTED, prepared)
-    return _commit(prepared, name=name, source=source, user=user, job=job, received_at=received_at)
+    try:
+        return _commit(prepared, name=name, source=source, user=user, job=job, received_at=received_at)
+    except BaseException:
+        _discard([prepared])
+        raise
 
 
 def ingest_items(
@@ -348,9 +367,11 @@ def ingest_items(
     files are in memory at a time.
     """
     workers = workers or settings.INGEST_WORKERS or os.cpu_count() or 1
-    pending: deque[tuple[SourceItem, IngestOutcome | Future[_Prepared | str]]] = deque()
+    pending: deque[tuple[SourceItem, _Result]] = deque()  # in the pool, or answered already
+    batch: deque[tuple[SourceItem, _Result]] = deque()  # prepared, files durable, rows to commit
+    imported: list[int] = []
 
-    def start(item: SourceItem) -> IngestOutcome | Future[_Prepared | str]:
+    def start(item: SourceItem) -> _Result:
         if item.error:
             return IngestOutcome(item.name, REJECTED, item.error)
         if item.any_thread:  # a plain file: read in the pool too, beside the other files' work
@@ -363,36 +384,73 @@ def ingest_items(
             return IngestOutcome(item.name, REJECTED, _too_large(len(data)))
         return pool.submit(_prepare, data)
 
-    def finish(item: SourceItem, result: IngestOutcome | Future[_Prepared | str]) -> IngestOutcome:
+    def take() -> None:
+        """Move the head of ``pending`` and the prepared files behind it into ``batch``, their
+        files made durable in one pass (``_settle_batch``)."""
+        batch.append(pending.popleft())
+        while pending and len(batch) < 2 * workers and _answered(pending[0][1]):
+            batch.append(pending.popleft())
+        for index, (item, result) in enumerate(batch):
+            batch[index] = (item, result.result() if isinstance(result, Future) else result)
+        settled = _settle_batch([result for _, result in batch])
+        for index, (item, _) in enumerate(list(batch)):
+            batch[index] = (item, settled[index])
+
+    def finish(item: SourceItem, result: _Result) -> IngestOutcome:
         if isinstance(result, IngestOutcome):
             return result
-        prepared = result.result()
-        if isinstance(prepared, str):
-            return IngestOutcome(item.name, REJECTED, prepared)
+        if isinstance(result, str):
+            return IngestOutcome(item.name, REJECTED, result)
+        assert isinstance(result, _Prepared)  # take() answered the futures
         try:
-            return _commit(prepared, name=item.name, source=source, user=user, job=job)
+            outcome = _commit(result, name=item.name, source=source, user=user, job=job)
         except BaseException:
             _discard([result])
             raise
+        if outcome.status == IMPORTED and outcome.radiograph_id is not None:
+            imported.append(outcome.radiograph_id)
+        return outcome
 
     def ready() -> bool:
-        head = pending[0][1]
-        return len(pending) > 2 * workers or isinstance(head, IngestOutcome) or head.done()
+        return len(pending) > 2 * workers or _answered(pending[0][1])
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
         try:
             for item in items:
                 pending.append((item, start(item)))
                 while pending and ready():
-                    done_item, result = pending.popleft()
-                    yield done_item, finish(done_item, result)
+                    take()
+                    while batch:
+                        done_item, result = batch.popleft()
+                        yield done_item, finish(done_item, result)
             while pending:
-                done_item, result = pending.popleft()
-                yield done_item, finish(done_item, result)
+                take()
+                while batch:
+                    done_item, result = batch.popleft()
+                    yield done_item, finish(done_item, result)
         finally:
             # Stopped early (an error, or the caller stopped iterating): files
             # prepared for rows that will never be written must not stay.
-            _discard(result for _, result in pending)
+            _discard(result for _, result in (*batch, *pending))
+            _previews_warm(imported)
+
+
+_Result = IngestOutcome | Future[_Prepared | str] | _Prepared | str
+
+
+def _answered(result: _Result) -> bool:
+    return not isinstance(result, Future) or result.done()
+
+
+def _previews_warm(radiograph_ids: list[int]) -> None:
+    """Queue the rendering of a batch's previews (``annotate.archive.previews``), so that its
+    first pages need not wait; the ingest itself renders none. Only logged when not queued."""
+    if not radiograph_ids:
+        return
+    from annotate.tasks import previews_warm  # deferred: the tasks module imports the services
+    from common.queueing import enqueue
+
+    enqueue(previews_warm, radiograph_ids=radiograph_ids, or_log="warming the previews of an import")
 
 
 def _read_and_prepare(read: Callable[[], bytes]) -> _Prepared | str:
@@ -405,16 +463,18 @@ def _read_and_prepare(read: Callable[[], bytes]) -> _Prepared | str:
     return _prepare(data)
 
 
-def _discard(results: Iterable[IngestOutcome | Future[_Prepared | str]]) -> None:
+def _discard(results: Iterable[_Result]) -> None:
     for result in results:
-        if isinstance(result, IngestOutcome):
+        if isinstance(result, Future):
+            try:
+                result = result.result()
+            except Exception:
+                continue  # stage() already removed what it wrote
+        if not isinstance(result, _Prepared):
             continue
-        try:
-            prepared = result.result()
-        except Exception:
-            continue  # _store_files already removed what it wrote
-        if isinstance(prepared, _Prepared) and not Radiograph.objects.filter(sha256=prepared.sha256).exists():
-            _delete_files(prepared.created)
+        discard(result.staged)
+        if result.created and not Radiograph.objects.filter(sha256=result.sha256).exists():
+            _delete_files(result.created)
 
 
 # --- Radiographs stored before de-identification at ingest ----------------------------
@@ -448,7 +508,7 @@ def radiograph_deidentify_stored(*, radiograph_id: int) -> str:
         ds, stored, identity = _deidentify_read(ds, received=len(data))
     except DicomRejected as exc:
         return f"skipped: {exc.reason}"
-    prepared = _prepare_decoded(ds, stored, _sha256(stored), identity)
+    prepared = _settle(_prepare_decoded(ds, stored, _sha256(stored), identity))
     if isinstance(prepared, str):
         return f"skipped: {prepared}"
     assert prepared.image is not None  # _prepare_decoded decodes

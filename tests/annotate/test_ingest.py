@@ -10,7 +10,6 @@ import numpy as np
 import pydicom
 import pytest
 from django.core.files.storage import default_storage
-from PIL import Image
 
 from annotate import services
 from annotate.archive.pixels import radiograph_pixels
@@ -29,7 +28,7 @@ def ingest(data: bytes, name: str = "a.dcm"):
     return services.radiograph_ingest(data=data, name=name, source=Radiograph.Source.CLI)
 
 
-def test_import_keeps_original_pixels_and_preview(dicom_bytes):
+def test_import_keeps_the_original_only(dicom_bytes):
     data = dicom_bytes(rows=300, columns=200, bits_stored=12)
     outcome = ingest(data)
     assert outcome.status == "imported", outcome.reason
@@ -48,11 +47,9 @@ def test_import_keeps_original_pixels_and_preview(dicom_bytes):
     assert radiograph.pixels.name == ""
     pixels = radiograph_pixels(radiograph)
     assert pixels.dtype == np.uint16 and pixels.shape == (300, 200)
-    with radiograph.preview.open("rb") as handle:
-        preview = Image.open(io.BytesIO(handle.read()))
-        assert preview.mode == "L"
-        assert max(preview.size) <= 1024
-    assert stored_files() == {radiograph.original.name, radiograph.preview.name}
+    # No preview either: it is rendered on first view (tests/annotate/test_previews.py).
+    assert stored_files() == {radiograph.original.name}
+    assert radiograph.preview.name.startswith("previews/")
 
 
 def test_same_instance_twice_changes_nothing(dicom_bytes):
@@ -193,12 +190,12 @@ def test_files_left_by_a_crash_are_adopted_by_the_next_import(dicom_bytes, monke
     # Simulate a kill -9 between writing the files and the row: files, no row.
     from annotate.archive import ingest as ingest_module
 
-    prepared = ingest_module._prepare(data)
-    assert len(stored_files()) == 2 and Radiograph.objects.count() == 0
+    prepared = ingest_module._settle(ingest_module._prepare(data))
+    assert len(stored_files()) == 1 and Radiograph.objects.count() == 0
     outcome = ingest(data)
     assert outcome.status == "imported"
     radiograph = Radiograph.objects.get()
-    assert stored_files() == {radiograph.original.name, radiograph.preview.name}
+    assert stored_files() == {radiograph.original.name}
     assert radiograph.sha256 == prepared.sha256
 
 
@@ -221,7 +218,7 @@ def test_a_failure_mid_batch_leaves_no_file_without_its_row(dicom_bytes, tmp_pat
     monkeypatch.setattr(ingest_module, "_commit", commit_then_fail)
     with pytest.raises(RuntimeError):
         list(services.ingest_sources(paths=[folder], source="cli"))
-    kept = {name for r in Radiograph.objects.all() for name in (r.original.name, r.preview.name)}
+    kept = {r.original.name for r in Radiograph.objects.all()}
     assert Radiograph.objects.count() == 2
     assert {f for f in stored_files() if not f.endswith(".tmp")} == kept
 
@@ -236,7 +233,8 @@ def test_a_copy_whose_files_a_refused_twin_gave_up_is_still_answered() -> None:
     first = make_dicom(seed=7)
     twin = make_dicom(seed=7, pixels=np.full((256, 240), 9, dtype=np.uint16))  # the same instance UID
     assert services.radiograph_ingest(data=first, name="1", source="cli").status == "imported"
-    copy_a, copy_b = ingest._prepare(twin), ingest._prepare(twin)
+    copy_a = ingest._settle(ingest._prepare(twin))
+    copy_b = ingest._settle(ingest._prepare(twin))
     assert copy_b.image is None  # its files were all there when it was prepared
     assert ingest._commit(copy_a, name="2", source="cli", user=None, job=None).status == "present"
     assert not default_storage.exists(copy_a.names["original"])  # given up by the refused copy

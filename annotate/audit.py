@@ -10,8 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import models
 from django.utils import timezone
+
+from common.roles import AnyUser
 
 USER_AGENT_LENGTH = 200
 QUERY_LENGTH = 300
@@ -63,7 +66,7 @@ class AccessLog(models.Model):
     def record(
         cls,
         *,
-        user: Any,
+        user: AnyUser | str | None,
         action: str,
         object_type: str,
         object_id: Any = "",
@@ -74,11 +77,12 @@ class AccessLog(models.Model):
         ip_address: str | None = None,
         user_agent: str = "",
     ) -> AccessLog:
-        """Append one row (also for accesses outside HTTP, e.g. a command that exports)."""
-        authenticated = user is not None and getattr(user, "is_authenticated", False)
+        """Append one row (also for accesses outside HTTP, e.g. a command that exports: ``user``
+        is then a name such as ``cli:alice``)."""
+        account = user if isinstance(user, User) and user.is_authenticated else None
         return cls.objects.create(
-            user=user if authenticated else None,
-            username=user.get_username() if authenticated else str(user or ""),
+            user=account,
+            username=account.get_username() if account is not None else str(user or ""),
             action=action,
             object_type=object_type,
             object_id=str(object_id or "")[:64],

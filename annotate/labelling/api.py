@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 from typing import Any, cast
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.storage import default_storage
@@ -28,18 +27,19 @@ from rest_framework.response import Response
 from annotate.archive.pixels import gzip_body
 from annotate.labelling import exchange
 from annotate.labelling import services as labelling
+from annotate.labelling.api_serializers import (
+    AdjudicationOutputSerializer,
+    AdjudicationRowSerializer,
+    AgreementSerializer,
+    AnnotationImportReportSerializer,
+    AssignmentOutputSerializer,
+    BoxFieldsSerializer,
+    GroundTruthHipSerializer,
+    LabellingProgressSerializer,
+)
 from annotate.labels import Adjudication, Assignment, Exclusion, HipClass, Side, TruthSource
 from annotate.models import Radiograph
-from common.roles import ADJUDICATOR, LABELER, RESEARCHER, HasRole, has_role
-
-
-class BoxFieldsSerializer(serializers.Serializer):
-    """A hip's box in image pixels: the four fields every hip and proposal carries."""
-
-    x = serializers.FloatField()
-    y = serializers.FloatField()
-    width = serializers.FloatField()
-    height = serializers.FloatField()
+from common.roles import ADJUDICATOR, LABELER, RESEARCHER, AnyUser, HasRole, has_role
 
 
 class HipSerializer(BoxFieldsSerializer):
@@ -79,257 +79,6 @@ class ResolveInputSerializer(LabellingInputSerializer):
     hips = HipSerializer(many=True)  # type: ignore[assignment]  # ground truth has no source of its own to send
     truth_source = serializers.ChoiceField([c for c in TruthSource.choices if c[0] != TruthSource.AGREEMENT])
     active_seconds = None  # type: ignore[assignment]  # DRF: None removes the inherited field
-
-
-# --------------------------------------------------------------------------- output serializers
-# The exact shape of each answer (the *_json functions below build it; the schema documents it).
-
-
-class RadiographOutputSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    rows = serializers.IntegerField()
-    columns = serializers.IntegerField()
-    window_center = serializers.FloatField(allow_null=True)
-    window_width = serializers.FloatField(allow_null=True)
-    pixel_spacing_row = serializers.FloatField(allow_null=True)
-    pixel_spacing_col = serializers.FloatField(allow_null=True)
-    modality = serializers.CharField()
-    view_position = serializers.CharField()
-    pixels_url = serializers.CharField()
-    preview_url = serializers.CharField()
-
-
-class HipOutputSerializer(BoxFieldsSerializer):
-    id = serializers.IntegerField()
-    side = serializers.ChoiceField(Side.choices)
-    hip_class = serializers.ChoiceField(HipClass.choices)
-    source = serializers.CharField(  # type: ignore[assignment]  # a field named like Field.source
-        help_text='"manual", "model", or "truth" for a ground-truth hip'
-    )
-
-
-class ProposalOutputSerializer(BoxFieldsSerializer):
-    id = serializers.IntegerField()
-    side = serializers.ChoiceField(Side.choices)
-    score = serializers.FloatField(allow_null=True)
-    model = serializers.CharField()
-    hip_class = serializers.ChoiceField(HipClass.choices, required=False, help_text="only with PROPOSALS_SHOW_CLASS")
-
-
-class AssignmentOutputSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    status = serializers.ChoiceField(Assignment.Status.choices)
-    radiograph = RadiographOutputSerializer()
-    hips = HipOutputSerializer(many=True)
-    proposals = ProposalOutputSerializer(many=True)
-    proposals_show_class = serializers.BooleanField()
-    excluded = serializers.CharField(allow_blank=True)
-    note = serializers.CharField(allow_blank=True)
-    active_seconds = serializers.FloatField()
-    taken_at = serializers.DateTimeField(allow_null=True)
-    last_saved_at = serializers.DateTimeField(allow_null=True)
-    submitted_at = serializers.DateTimeField(allow_null=True)
-    next_url = serializers.CharField()
-
-
-class LabellingOutputSerializer(serializers.Serializer):
-    slot = serializers.IntegerField()
-    labeler = serializers.CharField(allow_null=True)
-    excluded = serializers.CharField(allow_blank=True)
-    note = serializers.CharField(allow_blank=True)
-    hips = HipOutputSerializer(many=True)
-
-
-class TruthOutputSerializer(serializers.Serializer):
-    hips = HipOutputSerializer(many=True)
-    excluded = serializers.CharField(allow_blank=True)
-    truth_source = serializers.CharField(allow_blank=True)
-    note = serializers.CharField(allow_blank=True)
-    decided_by = serializers.CharField(allow_null=True)
-    decided_at = serializers.DateTimeField(allow_null=True)
-
-
-class AdjudicationOutputSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    status = serializers.ChoiceField(Adjudication.Status.choices)
-    disagreements = serializers.JSONField(help_text="why the labellers' work went to adjudication")
-    radiograph = RadiographOutputSerializer()
-    labellings = LabellingOutputSerializer(many=True)
-    truth = TruthOutputSerializer()
-    next_url = serializers.CharField()
-
-
-class AdjudicationRowSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    status = serializers.ChoiceField(Adjudication.Status.choices)
-    radiograph = serializers.IntegerField()
-    disagreements = serializers.JSONField()
-    url = serializers.CharField()
-
-
-class GroundTruthHipSerializer(BoxFieldsSerializer):
-    radiograph = serializers.IntegerField()
-    patient = serializers.CharField()
-    side = serializers.ChoiceField(Side.choices)
-    hip_class = serializers.ChoiceField(HipClass.choices)
-    truth_source = serializers.CharField()
-    decided_at = serializers.DateTimeField(allow_null=True)
-    provenance = serializers.JSONField()
-
-
-class LabellerProgressSerializer(serializers.Serializer):
-    labeler = serializers.CharField()
-    submitted = serializers.IntegerField()
-    in_progress = serializers.IntegerField()
-    median_seconds_per_image = serializers.FloatField(allow_null=True)
-    last_submitted_at = serializers.DateTimeField(allow_null=True)
-
-
-class ProgressTotalsSerializer(serializers.Serializer):
-    radiographs = serializers.IntegerField()
-    slots_open = serializers.IntegerField()
-    slots_in_progress = serializers.IntegerField()
-    slots_submitted = serializers.IntegerField()
-    agreed = serializers.IntegerField()
-    pending_adjudication = serializers.IntegerField()
-    resolved = serializers.IntegerField()
-
-
-class LabellingProgressSerializer(serializers.Serializer):
-    labelers = LabellerProgressSerializer(many=True)
-    totals = ProgressTotalsSerializer()
-
-
-class IouHistogramBinSerializer(serializers.Serializer):
-    # "from" is a Python keyword: the field is named in the serializer's fields below.
-    to = serializers.FloatField()
-    count = serializers.IntegerField()
-
-    def get_fields(self) -> dict[str, serializers.Field]:
-        return {"from": serializers.FloatField(), **super().get_fields()}
-
-
-class IouSerializer(serializers.Serializer):
-    mean = serializers.FloatField(allow_null=True)
-    median = serializers.FloatField(allow_null=True)
-    min = serializers.FloatField(allow_null=True)
-    histogram = IouHistogramBinSerializer(many=True)
-
-
-class AgreementSerializer(serializers.Serializer):
-    radiographs_double_read = serializers.IntegerField()
-    hips_compared = serializers.IntegerField()
-    kappa_six_class = serializers.FloatField(allow_null=True)
-    kappa_binary = serializers.FloatField(allow_null=True)
-    kappa_six_class_ci = serializers.ListField(child=serializers.FloatField(), allow_null=True)
-    kappa_binary_ci = serializers.ListField(child=serializers.FloatField(), allow_null=True)
-    iou = IouSerializer()
-    agreed = serializers.IntegerField()
-    adjudicated = serializers.IntegerField()
-    pending = serializers.IntegerField()
-    disagreement_reasons = serializers.DictField(child=serializers.IntegerField())
-    provenance = serializers.JSONField()
-    proposals_show_class = serializers.BooleanField()
-
-
-class AnnotationImportReportSerializer(serializers.Serializer):
-    summary = serializers.CharField()
-    images = serializers.IntegerField()
-    matched = serializers.IntegerField()
-    submitted = serializers.IntegerField()
-    hips = serializers.IntegerField()
-    excluded = serializers.IntegerField()
-    already_submitted = serializers.IntegerField()
-    without_labels = serializers.IntegerField()
-    agreed = serializers.IntegerField()
-    to_adjudicate = serializers.IntegerField()
-    no_free_slot = serializers.ListField(child=serializers.CharField())
-    unmatched = serializers.ListField(child=serializers.CharField())
-
-
-def radiograph_json(radiograph: Radiograph) -> dict[str, Any]:
-    return {
-        "id": radiograph.id,
-        "rows": radiograph.rows,
-        "columns": radiograph.columns,
-        "window_center": radiograph.window_center,
-        "window_width": radiograph.window_width,
-        "pixel_spacing_row": radiograph.pixel_spacing_row,
-        "pixel_spacing_col": radiograph.pixel_spacing_col,
-        "modality": radiograph.modality,
-        "view_position": radiograph.view_position,
-        "pixels_url": f"/api/radiographs/{radiograph.id}/pixels/",
-        "preview_url": f"/radiographs/{radiograph.id}/preview.jpg",
-    }
-
-
-def hips_json(hips: Any) -> list[dict[str, Any]]:
-    return [
-        {"id": h.id, "side": h.side, "hip_class": h.hip_class, "x": h.x, "y": h.y, "width": h.width,
-         "height": h.height, "source": getattr(h, "source", "truth")}
-        for h in hips
-    ]  # fmt: skip
-
-
-def proposals_json(radiograph_id: int) -> list[dict[str, Any]]:
-    """The model's proposals for a radiograph: model output, which labellers may
-    see. Boxes only: the model's class leaves the server only where the site
-    turned PROPOSALS_SHOW_CLASS on, so that it cannot anchor the ground truth."""
-    rows = []
-    for p in labelling.proposals_of(radiograph_id=radiograph_id):
-        row = {"id": p.id, "side": p.side, "x": p.x, "y": p.y, "width": p.width, "height": p.height,
-               "score": p.score, "model": p.model}  # fmt: skip
-        if settings.PROPOSALS_SHOW_CLASS:
-            row["hip_class"] = p.hip_class
-        rows.append(row)
-    return rows
-
-
-def assignment_json(assignment: Assignment) -> dict[str, Any]:
-    return {
-        "id": assignment.id,
-        "status": assignment.status,
-        "radiograph": radiograph_json(assignment.radiograph),
-        "hips": hips_json(assignment.hips.filter(removed_at__isnull=True)),
-        "proposals": proposals_json(assignment.radiograph_id),
-        "proposals_show_class": settings.PROPOSALS_SHOW_CLASS,
-        "excluded": assignment.excluded,
-        "note": assignment.note,
-        "active_seconds": assignment.active_seconds,
-        "taken_at": assignment.taken_at,
-        "last_saved_at": assignment.last_saved_at,
-        "submitted_at": assignment.submitted_at,
-        "next_url": "/label/",
-    }
-
-
-def adjudication_json(adjudication: Adjudication) -> dict[str, Any]:
-    assignments = adjudication.radiograph.assignments.select_related("labeler").order_by("slot")
-    return {
-        "id": adjudication.id,
-        "status": adjudication.status,
-        "disagreements": adjudication.disagreements,
-        "radiograph": radiograph_json(adjudication.radiograph),
-        "labellings": [
-            {
-                "slot": a.slot,
-                "labeler": a.labeler.get_username() if a.labeler else None,
-                "excluded": a.excluded,
-                "note": a.note,
-                "hips": hips_json(a.hips.filter(removed_at__isnull=True)),
-            }
-            for a in assignments
-        ],
-        "truth": {
-            "hips": hips_json(adjudication.hips.filter(removed_at__isnull=True)),
-            "excluded": adjudication.excluded,
-            "truth_source": adjudication.truth_source,
-            "note": adjudication.note,
-            "decided_by": adjudication.decided_by.get_username() if adjudication.decided_by else None,
-            "decided_at": adjudication.decided_at,
-        },
-        "next_url": "/adjudicate/",
-    }
 
 
 def _hip_inputs(data: dict[str, Any], source: str = "manual") -> list[labelling.HipInput]:
@@ -381,7 +130,7 @@ def labelling_next(request: Request) -> Response:
     assignment = labelling.assignment_next(user=cast(User, request.user))  # HasRole: signed in
     if assignment is None:
         return Response(status=status.HTTP_204_NO_CONTENT)
-    return Response(assignment_json(assignment))
+    return Response(AssignmentOutputSerializer(assignment).data)
 
 
 @extend_schema(request=LabellingInputSerializer, responses=AssignmentOutputSerializer)
@@ -392,7 +141,7 @@ def assignment_detail(request: Request, pk: int) -> Response:
     assignment = _own_assignment(request, pk)
     if request.method == "PUT":
         assignment = _save_with(labelling.assignment_save, request, assignment)
-    return Response(assignment_json(assignment))
+    return Response(AssignmentOutputSerializer(assignment).data)
 
 
 @extend_schema(request=LabellingInputSerializer, responses=AssignmentOutputSerializer)
@@ -401,7 +150,7 @@ def assignment_detail(request: Request, pk: int) -> Response:
 def assignment_submit(request: Request, pk: int) -> Response:
     """Save and submit; submitting twice stores one labelling."""
     assignment = _save_with(labelling.assignment_submit, request, _own_assignment(request, pk))
-    return Response(assignment_json(assignment))
+    return Response(AssignmentOutputSerializer(assignment).data)
 
 
 @extend_schema(
@@ -415,13 +164,7 @@ def adjudication_list(request: Request) -> Response:
     adjudications = Adjudication.objects.select_related("radiograph").order_by("created_at", "id")
     wanted = request.query_params.get("status", Adjudication.Status.PENDING)
     adjudications = adjudications.filter(status=wanted)
-    return Response(
-        [
-            {"id": a.id, "status": a.status, "radiograph": a.radiograph_id, "disagreements": a.disagreements,
-             "url": f"/adjudicate/{a.id}/"}
-            for a in adjudications[:500]
-        ]
-    )  # fmt: skip
+    return Response(AdjudicationRowSerializer(adjudications[:500], many=True).data)
 
 
 @extend_schema(operation_id="adjudications_retrieve", responses=AdjudicationOutputSerializer)
@@ -429,7 +172,7 @@ def adjudication_list(request: Request) -> Response:
 @permission_classes([HasRole.of(ADJUDICATOR)])
 def adjudication_detail(request: Request, pk: int) -> Response:
     adjudication = get_object_or_404(Adjudication.objects.select_related("radiograph", "decided_by"), pk=pk)
-    return Response(adjudication_json(adjudication))
+    return Response(AdjudicationOutputSerializer(adjudication).data)
 
 
 @extend_schema(request=ResolveInputSerializer, responses=AdjudicationOutputSerializer)
@@ -443,7 +186,7 @@ def adjudication_resolve(request: Request, pk: int) -> Response:
         hips=_hip_inputs(data.validated_data, source="truth"), truth_source=data.validated_data["truth_source"],
         note=data.validated_data["note"], excluded=data.validated_data["excluded"],
     )  # fmt: skip
-    return Response(adjudication_json(adjudication))
+    return Response(AdjudicationOutputSerializer(adjudication).data)
 
 
 @extend_schema(responses=GroundTruthHipSerializer(many=True))
@@ -452,35 +195,31 @@ def adjudication_resolve(request: Request, pk: int) -> Response:
 def ground_truth(request: Request) -> Response:
     """Every ground-truth hip, with its radiograph and how it was decided."""
     hips = labelling.ground_truth_hips().order_by("radiograph_id", "side")
-    return Response(
-        [
-            {"radiograph": h.radiograph_id, "patient": h.radiograph.study.patient.code, "side": h.side,
-             "hip_class": h.hip_class, "x": h.x, "y": h.y, "width": h.width, "height": h.height,
-             "truth_source": h.adjudication.truth_source, "decided_at": h.adjudication.decided_at,
-             "provenance": h.provenance}
-            for h in hips
-        ]
-    )  # fmt: skip
+    return Response(GroundTruthHipSerializer(hips, many=True).data)
 
 
 @extend_schema(responses=LabellingProgressSerializer)
 @api_view(["GET"])
 @permission_classes([HasRole.of(RESEARCHER)])
 def labelling_progress(request: Request) -> Response:
-    return Response(labelling.labelling_progress())
+    return Response(LabellingProgressSerializer(labelling.labelling_progress()).data)
 
 
 @extend_schema(responses=AgreementSerializer)
 @api_view(["GET"])
 @permission_classes([HasRole.of(RESEARCHER, ADJUDICATOR)])
 def labelling_agreement(request: Request) -> Response:
-    return Response(labelling.agreement_statistics())
+    return Response(AgreementSerializer(labelling.agreement_statistics()).data)
 
 
-def may_see_pixels(user: Any, radiograph_id: int) -> bool:
+def may_see_pixels(user: AnyUser, radiograph_id: int) -> bool:
     if has_role(user, RESEARCHER, ADJUDICATOR):
         return True
-    return has_role(user, LABELER) and Assignment.objects.filter(radiograph_id=radiograph_id, labeler=user).exists()
+    return (
+        isinstance(user, User)
+        and has_role(user, LABELER)
+        and Assignment.objects.filter(radiograph_id=radiograph_id, labeler=user).exists()
+    )
 
 
 def pixels_gzip_name(radiograph: Radiograph) -> str:
@@ -488,7 +227,7 @@ def pixels_gzip_name(radiograph: Radiograph) -> str:
     return radiograph.pixels.name.removesuffix(".npy") + ".u16.gz" if radiograph.pixels.name else ""
 
 
-def radiograph_pixels_response(user: Any, pk: int) -> FileResponse:
+def radiograph_pixels_response(user: AnyUser, pk: int) -> FileResponse:
     """The pixels of radiograph ``pk`` for ``user``, who must be allowed to see them."""
     if not user.is_authenticated:
         raise ApiPermissionDenied("log in first")
@@ -564,8 +303,6 @@ MAX_ANNOTATION_FILE_BYTES = 200 * 1024**2
 def annotations_import(request: Request) -> Response:
     """Load a COCO or VIA file as a labeller's submitted work; a malformed
     file is refused whole, naming the key or line at fault."""
-    import dataclasses
-
     upload = AnnotationImportSerializer(data=request.data)
     upload.is_valid(raise_exception=True)
     file = upload.validated_data["file"]
@@ -577,4 +314,4 @@ def annotations_import(request: Request) -> Response:
         )
     except ValueError as exc:
         raise ApiValidationError({"detail": str(exc)}) from None
-    return Response({"summary": report.line(), **dataclasses.asdict(report)})
+    return Response(AnnotationImportReportSerializer(report).data)

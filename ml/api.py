@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import math
 from typing import Any, cast
 
 from django.conf import settings
@@ -11,8 +9,6 @@ from django.contrib.auth.models import User
 from django.core.files.uploadedfile import UploadedFile
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404
-from django.urls import reverse
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -35,11 +31,11 @@ from ml.api_serializers import (
     DatasetOutputSerializer,
     ModelActivatedOutputSerializer,
     ModelVersionOutputSerializer,
+    PredictAnswer,
     PredictionOutputSerializer,
     PredictOutputSerializer,
     TrainingRunOutputSerializer,
 )
-from ml.core.serving import heatmap_png
 from ml.evaluation import DOWNLOADS
 from ml.hips import BadBoxes, parse_boxes
 from ml.models import DatasetVersion, HipPrediction, Kind, ModelVersion, TrainingRun
@@ -48,28 +44,6 @@ from ml.models import DatasetVersion, HipPrediction, Kind, ModelVersion, Trainin
 class DatasetCreateSerializer(serializers.Serializer):
     seed = serializers.IntegerField(min_value=0, max_value=2**63 - 1)
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
-
-
-# The exact shape of each answer (built by the *_json functions); nested free-form data
-# (counts, Table 1, configs, history, evaluation) is documented as JSON.
-
-
-def dataset_json(version: DatasetVersion, *, with_table: bool = False) -> dict[str, Any]:
-    data = {
-        "id": version.pk,
-        "name": version.name,
-        "seed": version.seed,
-        "fractions": version.fractions,
-        "content_hash": version.content_hash,
-        "counts": version.counts,
-        "created_by": version.created_by.get_username() if version.created_by else None,
-        "created_at": version.created_at,
-        "url": f"/api/datasets/{version.pk}/",
-        "hips_csv_url": f"/api/datasets/{version.pk}/hips.csv",
-    }
-    if with_table:
-        data["table1"] = services.table1(version=version)
-    return data
 
 
 @extend_schema(
@@ -89,7 +63,7 @@ def dataset_json(version: DatasetVersion, *, with_table: bool = False) -> dict[s
 def dataset_list(request: Request) -> Response:
     if request.method == "GET":
         versions = DatasetVersion.objects.select_related("created_by")
-        return Response([dataset_json(v) for v in versions])
+        return Response(DatasetOutputSerializer(versions, many=True).data)
     serializer = DatasetCreateSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
     try:
@@ -100,8 +74,7 @@ def dataset_list(request: Request) -> Response:
         )
     except ValueError as error:
         raise ApiValidationError({"detail": str(error)}) from error
-    data = dataset_json(version, with_table=True)
-    data["created"] = created
+    data = DatasetCreatedOutputSerializer(version, context={"created": created}).data
     return Response(data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
@@ -114,7 +87,7 @@ def dataset_list(request: Request) -> Response:
 @permission_classes([HasRole.of(RESEARCHER)])
 def dataset_detail(request: Request, pk: int) -> Response:
     version = get_object_or_404(DatasetVersion.objects.select_related("created_by"), pk=pk)
-    return Response(dataset_json(version, with_table=True))
+    return Response(DatasetDetailOutputSerializer(version).data)
 
 
 @extend_schema(
@@ -134,97 +107,6 @@ def dataset_hips_csv(request: Request, pk: int) -> HttpResponse:
 
 
 # --------------------------------------------------------------------------- training runs and models
-
-
-def time_left_seconds(run: TrainingRun, *, now: Any = None) -> float | None:
-    """About how long a running run has left: the mean seconds of its completed epochs (or, before
-    the first one ends, the current epoch's pace) times the epochs left, less the part of the
-    current epoch already done. None when unknown or not running; early stopping may end it sooner."""
-    if run.status != TrainingRun.Status.RUNNING or not run.epochs:
-        return None
-    fraction = min(run.steps / run.steps_per_epoch, 1.0) if run.steps_per_epoch else 0.0
-    seconds = [row["seconds"] for row in run.history if isinstance(row.get("seconds"), int | float)]
-    if seconds:
-        per_epoch = sum(seconds) / len(seconds)
-    elif fraction > 0 and run.epoch_started_at is not None:
-        elapsed = ((now or timezone.now()) - run.epoch_started_at).total_seconds()
-        per_epoch = max(elapsed, 0.0) / fraction
-    else:
-        return None
-    return round(max(run.epochs - run.epoch - fraction, 0.0) * per_epoch, 1)
-
-
-def best_val_accuracy(run: TrainingRun) -> float | None:
-    """The run's best validation figure: accuracy for a classifier, mean IoU for a detector."""
-    key = "val_mean_iou" if run.kind == "detector" else "val_accuracy"
-    values = [row.get(key) for row in run.history if isinstance(row.get(key), int | float) and math.isfinite(row[key])]
-    return max(values) if values else None
-
-
-def _model_version_id(run: TrainingRun) -> int | None:
-    try:
-        return run.model_version.pk
-    except ModelVersion.DoesNotExist:
-        return None
-
-
-def run_json(run: TrainingRun) -> dict[str, Any]:
-    version_id = _model_version_id(run)
-    return {
-        "id": run.pk,
-        "status": run.status,
-        "config_name": run.config_name,
-        "config": run.config,
-        "dataset": run.dataset_id,
-        "seed": run.seed,
-        "activate_when_done": run.activate_when_done,
-        "epoch": run.epoch,
-        "epochs": run.epochs,
-        "steps": run.steps,
-        "steps_per_epoch": run.steps_per_epoch,
-        "history": run.history,
-        "best_val_accuracy": best_val_accuracy(run),
-        "log": run.log,
-        "error": run.error,
-        "attempts": run.attempts,
-        "cancel_requested": run.cancel_requested,
-        "created_at": run.created_at,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "epoch_started_at": run.epoch_started_at,
-        "time_left_seconds": time_left_seconds(run),
-        "model_version": version_id,
-        "model_version_url": reverse("model_detail", args=[version_id]) if version_id else None,
-        "url": reverse("training-run-detail", args=[run.pk]),
-        "page_url": reverse("run_detail", args=[run.pk]),
-    }
-
-
-def evaluation_files(version: ModelVersion) -> dict[str, str]:
-    """The downloadable evaluation files of ``version`` that exist: name -> URL."""
-
-    folder = version.evaluation_dir
-    return {name: reverse("model-file", args=[version.pk, name]) for name in DOWNLOADS if (folder / name).is_file()}
-
-
-def version_json(version: ModelVersion) -> dict[str, Any]:
-    return {
-        "id": version.pk,
-        "kind": version.kind,
-        "config_name": version.config_name,
-        "config": version.config,
-        "dataset": version.dataset_id,
-        "training_run": version.training_run_id,
-        "identity": version.identity,
-        "bundle_sha256": version.bundle_sha256,
-        "is_active": version.is_active,
-        "evaluation": version.evaluation,
-        "evaluated_at": version.evaluated_at,
-        "created_at": version.created_at,
-        "files": evaluation_files(version),
-        "url": reverse("model-detail", args=[version.pk]),
-        "page_url": reverse("model_detail", args=[version.pk]),
-    }
 
 
 class TrainingRunCreateSerializer(serializers.Serializer):
@@ -266,7 +148,7 @@ def _queue_unavailable(error: QueueUnavailable) -> Response:
 def training_run_list(request: Request) -> Response:
     if request.method == "GET":
         runs = TrainingRun.objects.select_related("model_version")
-        return Response([run_json(run) for run in runs])
+        return Response(TrainingRunOutputSerializer(runs, many=True).data)
     serializer = TrainingRunCreateSerializer(data=request.data)
     if not serializer.is_valid():
         return Response(serializer.errors, status=status.HTTP_400_BAD_REQUEST)
@@ -288,7 +170,7 @@ def training_run_list(request: Request) -> Response:
         return _bad_request(str(error))
     except QueueUnavailable as error:
         return _queue_unavailable(error)
-    return Response(run_json(run), status=status.HTTP_201_CREATED)
+    return Response(TrainingRunOutputSerializer(run).data, status=status.HTTP_201_CREATED)
 
 
 @extend_schema(
@@ -300,7 +182,7 @@ def training_run_list(request: Request) -> Response:
 @permission_classes([HasRole.of(RESEARCHER)])
 def training_run_detail(request: Request, pk: int) -> Response:
     run = get_object_or_404(TrainingRun.objects.select_related("model_version"), pk=pk)
-    return Response(run_json(run))
+    return Response(TrainingRunOutputSerializer(run).data)
 
 
 @extend_schema(
@@ -315,7 +197,7 @@ def training_run_cancel(request: Request, pk: int) -> Response:
         run.refresh_from_db()
         return Response({"detail": f"training run {run.pk} has already ended ({run.status})"}, status=409)
     run = TrainingRun.objects.select_related("model_version").get(pk=pk)
-    return Response(run_json(run))
+    return Response(TrainingRunOutputSerializer(run).data)
 
 
 @extend_schema(
@@ -324,7 +206,7 @@ def training_run_cancel(request: Request, pk: int) -> Response:
 @api_view(["GET"])
 @permission_classes([HasRole.of(RESEARCHER)])
 def model_list(request: Request) -> Response:
-    return Response([version_json(v) for v in ModelVersion.objects.all()])
+    return Response(ModelVersionOutputSerializer(ModelVersion.objects.all(), many=True).data)
 
 
 @extend_schema(
@@ -335,7 +217,7 @@ def model_list(request: Request) -> Response:
 @api_view(["GET"])
 @permission_classes([HasRole.of(RESEARCHER)])
 def model_detail(request: Request, pk: int) -> Response:
-    return Response(version_json(get_object_or_404(ModelVersion, pk=pk)))
+    return Response(ModelVersionOutputSerializer(get_object_or_404(ModelVersion, pk=pk)).data)
 
 
 @extend_schema(
@@ -350,7 +232,7 @@ def model_activate(request: Request, pk: int) -> Response:
         version, warning = operations.activate_queued(get_object_or_404(ModelVersion, pk=pk))
     except QueueUnavailable as error:
         return _queue_unavailable(error)
-    return Response({**version_json(version), **({"warning": warning} if warning else {})})
+    return Response(ModelActivatedOutputSerializer(version, context={"warning": warning}).data)
 
 
 @extend_schema(
@@ -413,7 +295,7 @@ def radiograph_predictions(request: Request, pk: int) -> Response:
         return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
     rows = HipPrediction.objects.filter(model_version=version, radiograph=radiograph).select_related("model_version")
     rows = rows.order_by("side")
-    return Response([scoring.prediction_json(row, request=request) for row in rows])
+    return Response(PredictionOutputSerializer(rows, many=True, context={"request": request}).data)
 
 
 @extend_schema(
@@ -529,18 +411,7 @@ def predict(request: Request) -> Response:
         assert detector is not None  # refused above: no boxes and no active detector
         hips = detection.hips_of(detection.detect(detector, image.pixels, window))
     predictions = scoring.predictor(version).predict_hips(image.pixels, window, hips) if hips else []
-    return Response(
-        {
-            "model_version": version.pk,
-            **scoring.test_time(version),
-            "detector_version": detector.pk if detector is not None else None,
-            "hips": [
-                {
-                    **scoring.prediction_summary(pred),
-                    "box_source": box_source,
-                    "heatmap_png_base64": base64.b64encode(heatmap_png(pred)).decode("ascii"),
-                }
-                for pred in predictions
-            ],
-        }
+    answer = PredictAnswer(
+        model_version=version, detector=detector, box_source=box_source, hips=predictions, **scoring.test_time(version)
     )
+    return Response(PredictOutputSerializer(answer).data)

@@ -248,25 +248,3 @@ def queue_scoring(radiograph_ids: Sequence[int]) -> None:
     # Robust: ground truth saved while the broker is away stands; the worker re-queues its
     # scoring when it reconnects (ml.operations.requeue_missed_work).
     enqueue(task, model_version_id=version.pk, radiograph_ids=ids, or_log="scoring")
-
-
-def prediction_json(row: HipPrediction, *, request: Any = None) -> dict[str, Any]:
-    """A stored prediction as JSON, with the test-time protocol of its model version (``test_time``)."""
-    from django.urls import reverse
-
-    url = reverse("prediction-heatmap", args=[row.pk])
-    return {
-        "id": row.pk,
-        "radiograph": row.radiograph_id,
-        "model_version": row.model_version_id,
-        "side": row.side,
-        "box": row.box,
-        "box_source": row.box_source,
-        "probabilities": dict(zip(CLASSES, row.probabilities, strict=True)),
-        "top2": row.top2,
-        "predicted_class": row.predicted_class,
-        "fracture_probability": row.fracture_probability,
-        "heatmap_url": request.build_absolute_uri(url) if request is not None else url,
-        "heatmap_rect": row.heatmap_rect,
-        **test_time(row.model_version),
-    }

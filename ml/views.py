@@ -17,7 +17,12 @@ from common.http import AuthenticatedHttpRequest
 from common.queueing import QueueUnavailable
 from common.roles import RESEARCHER, role_required
 from ml import operations, scoring, services, training
-from ml.api import best_val_accuracy, evaluation_files, run_json
+from ml.api_serializers import (
+    PredictionOutputSerializer,
+    TrainingRunOutputSerializer,
+    best_val_accuracy,
+    evaluation_files,
+)
 from ml.core.flow import flow_files
 from ml.evaluation import audit_context, training_facts
 from ml.flow import dataset_flow
@@ -185,7 +190,7 @@ HISTORY_COLUMNS = {
 @role_required(RESEARCHER)
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(TrainingRun.objects.select_related("dataset", "model_version"), pk=pk)
-    data = run_json(run)
+    data = TrainingRunOutputSerializer(run).data
     columns = HISTORY_COLUMNS[run.kind]
     return render(
         request,
@@ -329,7 +334,7 @@ def radiograph_predictions(request: HttpRequest, pk: int) -> HttpResponse:
     for row in rows:
         if chosen is None or row.model_version_id != chosen.pk:
             continue
-        data = scoring.prediction_json(row)
+        data = PredictionOutputSerializer(row).data
         x0, y0, x1, y1 = row.heatmap_rect
         bx, by, bw, bh = row.box
         data["classes"] = sorted(data["probabilities"].items(), key=lambda item: -item[1])

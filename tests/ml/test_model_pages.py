@@ -15,7 +15,7 @@ from PIL import Image
 
 from annotate.models import Radiograph
 from ml import scoring, training
-from ml.api import time_left_seconds
+from ml.api_serializers import time_left_seconds
 from ml.evaluation import DOWNLOADS, HEADLINE
 from ml.models import HipPrediction, ModelVersion, TrainingRun
 from tests.ml.factories import ModelVersionFactory, TrainingRunFactory

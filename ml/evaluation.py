@@ -199,7 +199,8 @@ def _gallery_panel(prediction: HipPrediction) -> dict[str, Any]:
     name = prediction.heatmap.name or ""
     if name and default_storage.exists(name):
         with default_storage.open(name, "rb") as handle:
-            heatmap = np.asarray(Image.open(io.BytesIO(handle.read())).convert("RGBA"))
+            heatmap = np.array(Image.open(io.BytesIO(handle.read())).convert("RGBA"))
+        heatmap[..., 3] = (heatmap[..., 3] * 0.6).astype(np.uint8)  # lighter than the page's: the crop shows through
     return {"crop": crop, "heatmap": heatmap, "title": f"radiograph {radiograph.pk}, {prediction.side}"}
 
 

@@ -184,3 +184,30 @@ def test_predictions_page_overlays_the_heatmaps(page, login, shot, dataset, data
     expect(page.locator(".prediction-heatmap").first).to_be_hidden()
     page.get_by_label("Show heatmaps").check()
     expect(page.locator(".prediction-heatmap").first).to_be_visible()
+
+
+def test_model_page_shows_the_audit(page, login, shot, dataset, data_dir, tmp_path):
+    """The model audit on the model page: calibration table and diagrams, the subgroup table
+    ("too few" for the small ones), the failure gallery and each wrong hip's link."""
+    pytest.importorskip("ml.core.serving")
+    from devtools.sample_data import tiny_model_version, write_tiny_bundle
+    from ml.evaluation import evaluate_version
+    from tests.e2e.helpers import wait_for_images
+
+    version = tiny_model_version(write_tiny_bundle(tmp_path), dataset, data_dir)
+    report = evaluate_version(version, iterations=50)
+    login(page, "researcher")
+    page.goto(f"/models/versions/{version.pk}/")
+    expect(page.locator("#calibration tbody tr")).to_have_count(7)  # P(fracture) and six classes
+    expect(page.locator('#calibration tr[data-curve="binary"]')).to_contain_text("P(fracture)")
+    wait_for_images(page, 'img[src$="calibration_binary.png"], img[src$="calibration_per_class.png"]', 2)
+    rows = sum(len(groups) for groups in report["subgroups"].values())
+    expect(page.locator("#subgroups tbody tr")).to_have_count(rows)
+    expect(page.locator('#subgroups tr[data-attribute="side"]').first).to_contain_text("too few")
+    groups = report["failures"]
+    expect(page.locator("#failures tbody tr")).to_have_count(len(groups))
+    wait_for_images(page, "#failure-gallery", 1)
+    shot(page, "model-audit")
+    hip = groups[0]["hips"][0]
+    page.locator("#failures").get_by_role("link", name=f"radiograph {hip['radiograph']}, {hip['side']}").first.click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Predictions for radiograph {hip['radiograph']}")

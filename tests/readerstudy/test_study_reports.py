@@ -134,6 +134,34 @@ def test_a_built_report_has_its_files_and_the_hash_of_its_inputs(complete_study,
     assert built.progress == 1.0 and built.finished_at is not None and not built.error
 
 
+def test_a_built_report_has_the_summary_and_the_aided_reading_with_times(complete_study, data_dir):
+    built = reports.report_build(report_id=_start(complete_study).pk)
+    assert built.status == "done", built.error
+    folder = reports.report_folder(built) / "report"
+    data = json.loads((folder / "report.json").read_text())
+    rows = {r["observer"]: r for r in data["aided"]}
+    assert list(rows) == ["R01", "R02", "R03", "expert", "resident"]
+    model = {c.number: c.predicted_class for c in complete_study.cases.all()}
+    truth = {c.number: c.dataset_hip.hip_class for c in complete_study.cases.select_related("dataset_hip")}
+    # Every reader gave the same answer in every phase: each phase-3 case is kept, right or wrong.
+    for code, every in (("R01", 1), ("R02", 3), ("R03", 2)):
+        answer = {n: truth[n] if n % every == 0 else "normal" for n in truth}
+        phase3 = [n for n in truth if answer[n] != model[n]]
+        row = rows[code]
+        assert row["cases"] == len(phase3)
+        assert row["kept_own_right"] == sum(answer[n] == truth[n] for n in phase3)
+        assert row["kept_own_wrong"] == sum(answer[n] != truth[n] for n in phase3)
+        assert row["switched_to_model_right"] == row["switched_to_model_wrong"] == row["other"] == 0
+        if phase3:  # the site exports each answer's seconds: the medians are known
+            assert row["median_seconds_before"] is not None and row["median_seconds_after"] is not None
+    assert rows["expert"]["cases"] == rows["R01"]["cases"] + rows["R02"]["cases"]
+    assert rows["expert"]["cases"] + rows["resident"]["cases"] > 0  # the model disagreed with someone
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    opening = page.split("</h1>", 1)[1].split("<h2>", 1)[0]
+    assert '<p class="summary" id="summary">' in opening and "against the experts the model was" in opening
+    assert "Aided reading" in page
+
+
 def test_a_training_in_both_groups_does_not_pair_across_them(study):
     """Trainings named by specialty alone: an attending and a resident of orthopedics are no pair."""
     _complete(invite(study, "erin", "expert", "orthopedics"), right_every=1)

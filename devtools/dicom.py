@@ -1,6 +1,6 @@
 """DICOM files built in memory for tests and benchmarks: a small, valid single-frame grayscale
-CR image with identifying attributes (name, ID, accession, birth date, institution) that the
-site must strip. No Django."""
+CR image (dciodvfy finds no error in it) with identifying attributes (name, ID, accession, birth
+date, institution) that the site must strip. No Django."""
 
 from __future__ import annotations
 
@@ -47,6 +47,14 @@ def make_dicom(
     ds.PatientSex = "F"
     ds.AccessionNumber = accession
     ds.StudyDate = "20190315"
+    ds.StudyTime = "101500"
+    ds.StudyID = "1"
+    ds.ReferringPhysicianName = ""
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    ds.BodyPartExamined = "PELVIS"
+    ds.PatientOrientation = ["L", "F"]
+    ds.ImageLaterality = "B"
     ds.Modality = "CR"
     ds.ViewPosition = "AP"
     ds.Manufacturer = "Testvendor"

@@ -1,6 +1,7 @@
 """The synthetic radiographs are valid CR and DX DICOM: every scanner, view, side and transfer syntax
 passes dciodvfy (dicom3tools) with no error, and conforming changed neither the pixels as the
 platform decodes them nor the ground truth (digests recorded from the files before the change).
+The tests' small CR (devtools.dicom.make_dicom) passes too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from annotate.archive.dicom import decode_dicom
 from devtools import phantoms as ph
+from devtools.dicom import make_dicom
 
 DCIODVFY = shutil.which("dciodvfy")
 needs_dciodvfy = pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy not installed (apt install dicom3tools)")
@@ -91,3 +93,11 @@ def test_the_issue_set_passes_dciodvfy_with_pixels_and_truth_unchanged(tmp_path:
     assert len(files) == summary.radiographs == 19
     assert [e for path in files for e in dciodvfy_errors(path)] == []
     assert digests(tmp_path) == (PIXELS_DIGEST, TRUTH_DIGEST)
+
+
+@needs_dciodvfy
+@pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
+def test_the_tests_small_cr_passes_dciodvfy(tmp_path: Path, photometric: str) -> None:
+    path = tmp_path / "small.dcm"
+    path.write_bytes(make_dicom(photometric=photometric))
+    assert dciodvfy_errors(path) == []

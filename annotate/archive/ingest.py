@@ -65,6 +65,9 @@ REJECTED = ImportItem.Status.REJECTED
 # full disk, instead of failing the whole import; the partial files are removed.
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 DISK_FULL_REASON = "the disk of the data folder is full"  # how such a rejection's reason begins
+# Each stored file is fdatasynced by the thread that wrote it (True) rather than all of a batch's
+# by the committing thread just before its rows (False); the rename waits for the batch either way.
+SYNC_IN_POOL = True
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,9 @@ def _prepare_decoded(
         return exc.reason
     names = file_names(sha256)
     try:
-        staged = stage(names["original"], Buffers(*stored))  # removes what it wrote when it fails
+        # fdatasynced here, in the pool: the disk's wait overlaps the other files' work. The rename
+        # into place (and the folders' fsync) waits for _settle_batch, just before the rows.
+        staged = stage(names["original"], Buffers(*stored), sync=SYNC_IN_POOL)
     except OSError as exc:
         if exc.errno not in DISK_FULL:
             raise

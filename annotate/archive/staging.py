@@ -28,6 +28,7 @@ class Staged:
     path: str = ""  # its final path
     temporary: str = ""
     fd: int = -1
+    synced: bool = False  # its bytes are on the disk already (fdatasynced where it was written)
 
 
 def _storage_path(name: str) -> str | None:
@@ -37,9 +38,11 @@ def _storage_path(name: str) -> str | None:
         return None
 
 
-def stage(name: str, content: Buffers) -> Staged | None:
-    """Write ``content`` to a temporary file beside ``name``'s final path (not synced, not renamed);
-    None when ``name`` exists already (content-addressed: it holds these bytes)."""
+def stage(name: str, content: Buffers, *, sync: bool = False) -> Staged | None:
+    """Write ``content`` to a temporary file beside ``name``'s final path, not renamed; None when
+    ``name`` exists already (content-addressed: it holds these bytes). ``sync``: fdatasync it here
+    (in the writing thread, so that the disk's wait overlaps the other threads' work), else in
+    ``make_durable``."""
     path = _storage_path(name)
     if path is None:  # not a local folder: the storage's own (atomic) save
         if default_storage.exists(name):
@@ -59,22 +62,25 @@ def stage(name: str, content: Buffers) -> Staged | None:
             view = memoryview(part).cast("B")
             while view:
                 view = view[os.write(fd, view) :]
+        if sync:
+            os.fdatasync(fd)
     except BaseException:
         os.close(fd)
         os.unlink(temporary)
         raise
-    return Staged(name, path, temporary, fd)
+    return Staged(name, path, temporary, fd, synced=sync)
 
 
 def make_durable(staged: Iterable[Staged]) -> None:
-    """Put a batch's staged files in place durably: fdatasync each (its bytes on the disk), rename
+    """Put a batch's staged files in place durably: fdatasync each not synced yet, rename
     it onto its final name, then fsync each folder that got a new entry (and a new folder's parent).
     Raises OSError (e.g. ENOSPC, which delayed allocation may report only here); the files of the
     batch not yet in place are then removed (``discard``), those in place stay (they are whole)."""
     staged = [s for s in staged if s.temporary]
     try:
         for s in staged:
-            os.fdatasync(s.fd)
+            if not s.synced:
+                os.fdatasync(s.fd)
         folders: set[str] = set()
         for s in staged:
             os.close(s.fd)

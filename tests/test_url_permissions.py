@@ -151,6 +151,9 @@ PERMISSIONS: dict[str, Rule] = {
     "worklist-api": allow(RESEARCHER),
     "ops": allow(RESEARCHER),
     "ops-api": allow(RESEARCHER),
+    "results-download": allow(RESEARCHER, kind="sr", **RID),
+    "results-send": allow(RESEARCHER, method="POST", **RID),
+    "results-sendings": allow(RESEARCHER),
     # Reader studies: the researchers' side.
     "study_list": allow(RESEARCHER),
     "study_detail": allow(RESEARCHER, pk="study"),

@@ -1,6 +1,6 @@
 from django.apps import AppConfig
 
-from common.audit import Audited, no_id
+from common.audit import EXPORT, Audited, no_id
 
 
 class TriageConfig(AppConfig):
@@ -10,6 +10,7 @@ class TriageConfig(AppConfig):
     audited = {
         "worklist": Audited("worklist", no_id),
         "worklist-api": Audited("worklist", no_id),
+        "results-download": Audited("radiograph", action=EXPORT),
     }
 
     def ready(self) -> None:

@@ -65,12 +65,28 @@ function hipCell(hip) {
   return el("td", { class: "hip-cell" }, button);
 }
 
+// The reading's DICOM SR and overlay (triage/results_api.py): the table holds the SR URL of a
+// placeholder radiograph, 999999999.
+function resultsLinks(row) {
+  const pattern = table.dataset.resultsUrl || "";
+  if (!pattern) return null;
+  const url = (kind) => pattern.replace("999999999", String(row.radiograph)).replace(/sr\.dcm$/, `${kind}.dcm`);
+  return el(
+    "span",
+    { class: "results-links" },
+    "DICOM: ",
+    el("a", { href: url("sr"), download: true, text: "SR" }),
+    " · ",
+    el("a", { href: url("overlay"), download: true, text: "overlay" }),
+  );
+}
+
 function renderRow(row) {
   const hips = SIDES.map((side) => row.hips.find((hip) => hip.side === side));
   const tr = el(
     "tr",
     { class: `worklist-row${row.flagged ? " flagged" : ""}`, "data-radiograph": String(row.radiograph) },
-    el("td", {}, el("a", { href: row.predictions_url, text: `Radiograph ${row.radiograph}` })),
+    el("td", {}, el("a", { href: row.predictions_url, text: `Radiograph ${row.radiograph}` }), resultsLinks(row)),
     el("td", {}, el("time", { datetime: row.arrived, text: localTime(row.arrived) })),
     el("td", {}, el("time", { datetime: row.scored_at, text: localTime(row.scored_at) })),
     el("td", { text: row.study_date || "–" }),

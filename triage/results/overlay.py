@@ -5,6 +5,8 @@ and box burned in, and "AI OUTPUT" written in the image and in the Series Descri
 from __future__ import annotations
 
 import io
+import logging
+from typing import Any
 
 import highdicom as hd
 import numpy as np
@@ -18,6 +20,7 @@ from ml.scoring import load_pixels
 from triage.results.reading import DISCLAIMER, Reading
 from triage.results.sr import MANUFACTURER
 
+logger = logging.getLogger(__name__)
 OVERLAY_SERIES_NUMBER = 9902
 OVERLAY_SERIES_DESCRIPTION = "AI OUTPUT hip heatmap (research, not for diagnostic use)"
 BOX_COLOUR = (0, 255, 0)
@@ -28,20 +31,29 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
+def _heatmap(hip: Any) -> Image.Image | None:
+    """The hip's stored heatmap PNG; None (the box is still drawn) when it is missing or unreadable."""
+    if not hip.heatmap:
+        return None
+    try:
+        with default_storage.open(str(hip.heatmap.name), "rb") as handle:
+            return Image.open(io.BytesIO(handle.read())).convert("RGBA")
+    except (OSError, ValueError) as exc:
+        logger.warning("heatmap of prediction %s left out of the overlay: %s", hip.pk, exc)
+        return None
+
+
 def overlay_pixels(reading: Reading) -> np.ndarray:
     """The burned-in RGB image (rows x columns x 3, uint8) at the radiograph's own size."""
     radiograph = reading.radiograph
-    pixels = load_pixels(radiograph)
+    pixels = load_pixels(radiograph)  # display sense: MONOCHROME1 is already inverted
     grey = render_preview(pixels, radiograph.window_center, radiograph.window_width, max(pixels.shape))
-    if radiograph.photometric_interpretation == "MONOCHROME1":
-        grey = 255 - grey
     image = Image.fromarray(grey, mode="L").convert("RGBA")
     size = max(12, min(image.size) // 40)
     font = _font(size)
     for hip in reading.hips:
-        if hip.heatmap:
-            with default_storage.open(str(hip.heatmap.name), "rb") as handle:
-                heat = Image.open(io.BytesIO(handle.read())).convert("RGBA")
+        heat = _heatmap(hip)
+        if heat is not None:
             x0, y0, x1, y1 = (round(float(v)) for v in hip.heatmap_rect)
             if x1 > x0 and y1 > y0:
                 layer = Image.new("RGBA", image.size, (0, 0, 0, 0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from config.celery import task
-from readerstudy import services
+from readerstudy import power_plans, services
 from readerstudy.report import reports
 
 logger = logging.getLogger(__name__)
@@ -27,3 +27,10 @@ def build_study_report(*, report_id: int) -> None:
     """Build a study report (a done report is left alone; a running one starts again cleanly)."""
 
     reports.report_build(report_id=report_id)
+
+
+@task(queue="default")
+def build_power_plan(*, study_id: int, plan: str) -> None:
+    """Run a study's power plan (a done plan is left alone; any other starts again)."""
+
+    power_plans.plan_build(study_id=study_id, plan=plan)

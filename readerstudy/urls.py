@@ -8,7 +8,7 @@ the researchers' pages. ``api_urlpatterns`` (``/api/``): the readers' API
 from django.urls import path
 
 import config.converters  # noqa: F401 - registers the <id:...> converter (63-bit ids; longer is a 404)
-from readerstudy import api, reader_views, views
+from readerstudy import api, power_views, reader_views, views
 
 reader_urlpatterns = [
     path("", reader_views.reader_home, name="reader_home"),
@@ -23,6 +23,10 @@ urlpatterns = [
     path("<id:pk>/reports/", views.study_report_start, name="study_report_start"),
     path("<id:pk>/reports/<id:report_pk>/", views.study_report_detail, name="study_report_detail"),
     path("<id:pk>/reports/<id:report_pk>/<str:name>", views.study_report_file, name="study_report_file"),
+    path("<id:pk>/power/", power_views.study_power_start, name="study_power_start"),
+    path("<id:pk>/power/<str:plan>/", power_views.study_power_detail, name="study_power_detail"),
+    path("<id:pk>/power/<str:plan>/status.json", power_views.study_power_json, name="study_power_json"),
+    path("<id:pk>/power/<str:plan>/<str:name>", power_views.study_power_file, name="study_power_file"),
 ]
 
 api_urlpatterns = [

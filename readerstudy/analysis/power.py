@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ml.core.roc import point_below_band, roc_band
+from ml.core.roc import DEFAULT_GRID, point_below_band, roc_band
 from ml.core.stats import CLASS_KEYS, FRACTURE_INDICES, bootstrap_indices
 from readerstudy.analysis.reader_inputs import (
     CONDITIONS,
@@ -331,9 +331,8 @@ def _judge(
     else:
         value = np.full(sims, float(margin))
     tail = (1.0 - level) / 2.0 * 100.0
-    bands: dict[int, Any] = {}  # the model's ROC band of a simulation, drawn once, when a verdict needs it
-    below: dict[tuple[int, str, str], bool] = {}
-    out: dict[int, NDArray[np.bool_]] = {}
+    verdicts: dict[int, NDArray[np.str_]] = {}
+    needs: dict[int, set[tuple[str, str]]] = {}  # simulation -> groups whose ROC-band check decides a verdict
     for number, target in enumerate(pilot.targets):
         if target["target"] is None:
             continue
@@ -341,18 +340,32 @@ def _judge(
         for name, condition in ((target["a"], target["condition_a"]), (target["b"], target["condition_b"])):
             ids = [0] if name == MODEL else design.members[(name, condition)]
             series.append(boot[target["task"]][:, :, ids].mean(axis=2))
-        verdicts = _verdicts(_percentile(series[0] - series[1], tail), value)
-        if target["task"] == "binary" and target["a"] == MODEL and target["b"] in GROUPS:
+        verdicts[number] = _verdicts(_percentile(series[0] - series[1], tail), value)
+        if _band_rule(target):
+            for s in np.flatnonzero(verdicts[number] == "superior").tolist():
+                needs.setdefault(s, set()).add((target["b"], target["condition_b"]))
+    below = {
+        (s, *group): flag
+        for s, groups in needs.items()
+        for group, flag in _below_band(
+            truth_bin[s], p_fracture[s], idx[s], {g: answers_bin[s, design.members[g]] for g in groups}, level
+        ).items()
+    }
+    out: dict[int, NDArray[np.bool_]] = {}
+    for number, found in verdicts.items():
+        target = pilot.targets[number]
+        if _band_rule(target):
             group = (target["b"], target["condition_b"])
-            for s in np.flatnonzero(verdicts == "superior").tolist():
-                if (s, *group) not in below:
-                    if s not in bands:
-                        bands[s] = _band(truth_bin[s], p_fracture[s], idx[s], level)
-                    below[(s, *group)] = _below_band(truth_bin[s], answers_bin[s, design.members[group]], bands[s])
+            for s in np.flatnonzero(found == "superior").tolist():
                 if not below[(s, *group)]:
-                    verdicts[s] = "noninferior"
-        out[number] = np.array([success(str(v), target["target"]) for v in verdicts], dtype=bool)
+                    found[s] = "noninferior"
+        out[number] = np.array([success(str(v), target["target"]) for v in found], dtype=bool)
     return out
+
+
+def _band_rule(target: dict[str, Any]) -> bool:
+    """Whether the paper's ROC-band rule decides "superior" for this comparison (binary, model − group)."""
+    return bool(target["task"] == "binary" and target["a"] == MODEL and target["b"] in GROUPS)
 
 
 def _percentile(values: NDArray[np.float64], q: float) -> NDArray[np.float64]:
@@ -369,27 +382,51 @@ def _percentile(values: NDArray[np.float64], q: float) -> NDArray[np.float64]:
     return out
 
 
-def _band(truth: NDArray[np.intp], score: NDArray[np.float64], idx: NDArray[np.intp], level: float) -> Any:
-    """The model's ROC band on the simulation's bootstrap samples, or None (no sample with both classes)."""
-    try:
-        return roc_band(truth.astype(bool), score, np.arange(truth.size), seed=None, indices=idx, level=level)
-    except ValueError:
-        return None
-
-
-def _below_band(truth: NDArray[np.intp], answers: NDArray[np.intp], band: Any) -> bool:
-    """The paper's ROC-band check for one simulated study: the group's mean (1 − specificity,
-    sensitivity) on all cases lies below the model's lower band (as the report's
-    :func:`~readerstudy.analysis.verdicts.group_roc_points`); False without a band or a point."""
+def _below_band(
+    truth: NDArray[np.intp],
+    score: NDArray[np.float64],
+    idx: NDArray[np.intp],
+    groups: dict[tuple[str, str], NDArray[np.intp]],
+    level: float,
+) -> dict[tuple[str, str], bool]:
+    """The paper's ROC-band check in one simulated study, for each group (its members' binary
+    answers): the group's mean (1 − specificity, sensitivity) on all cases lies below the model's
+    lower band, as the report's :func:`~readerstudy.analysis.verdicts.group_roc_points` finds; False
+    without a band or a point. The band is drawn on the simulation's bootstrap samples at only
+    the grid points either side of each group's FPR: each grid point's percentile stands alone,
+    so the interpolated edge is the report's."""
     pos = truth == 1
-    if band is None or not pos.any() or pos.all():
-        return False
-    hit = answers == 1
-    sens = float(((hit & pos).sum(axis=1) / pos.sum()).mean())
-    spec = float(((~hit & ~pos).sum(axis=1) / (~pos).sum()).mean())
-    if not (math.isfinite(sens) and math.isfinite(spec)):
-        return False
-    return point_below_band(1.0 - spec, sens, band)
+    points: dict[tuple[str, str], tuple[float, float]] = {}
+    if pos.any() and not pos.all():
+        for group, answers in groups.items():
+            hit = answers == 1
+            sens = float(((hit & pos).sum(axis=1) / pos.sum()).mean())
+            spec = float(((~hit & ~pos).sum(axis=1) / (~pos).sum()).mean())
+            if math.isfinite(sens) and math.isfinite(spec):
+                points[group] = (1.0 - spec, sens)
+    out = dict.fromkeys(groups, False)
+    if not points:
+        return out
+    full = DEFAULT_GRID
+    near = set()
+    for fpr, _ in points.values():
+        i = int(np.searchsorted(full, fpr, side="right")) - 1
+        near.update({max(i, 0), min(i + 1, full.size - 1)})
+    try:
+        band = roc_band(
+            truth.astype(bool),
+            score,
+            np.arange(truth.size),
+            seed=None,
+            indices=idx,
+            level=level,
+            grid=full[sorted(near)],
+        )
+    except ValueError:
+        return out
+    for group, (fpr, sens) in points.items():
+        out[group] = point_below_band(fpr, sens, band)
+    return out
 
 
 def plan(

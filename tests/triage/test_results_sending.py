@@ -10,8 +10,9 @@ import pytest
 from django.core.management import call_command
 
 from triage.models import ResultDestination, ResultSending
+from triage.results.files import build
 from triage.results.reading import latest_reading
-from triage.results.sending import backoff, queue_results, requeue_sendings, send_one, sendings_json
+from triage.results.sending import backoff, c_store, queue_results, requeue_sendings, send_one, sendings_json
 
 pytestmark = pytest.mark.django_db
 
@@ -53,21 +54,23 @@ def test_pacs_down_mid_sending_then_back_receives_results_once(orthanc, read_rad
     settings.RESULTS_SEND_BACKOFF = 30
     reading = latest_reading(radiograph=read_radiograph)
     study = reading.original.study_instance_uid
-    dimse_destination(orthanc)
+    destination = dimse_destination(orthanc)
     [row] = queue_results(radiograph_ids=[read_radiograph.pk])
-    assert send_one(sending_id=row.pk).status == ResultSending.Status.SENT
-    # A second reading's sending starts while the PACS goes down: it fails, and is due again.
+    # Mid-sending: the SR has arrived, then the PACS goes down before the overlay.
+    c_store([build(reading, "sr")], destination)
+    assert sorted(filed(orthanc, study)) == [reading.uid("sr")]
     orthanc.stop()
-    [row] = queue_results(radiograph_ids=[read_radiograph.pk])
     row = send_one(sending_id=row.pk)
-    assert row.status == ResultSending.Status.FAILED and row.attempts == 2
+    assert row.status == ResultSending.Status.FAILED and row.attempts == 1
     assert "association" in row.reason and row.retry_at is not None
     ops = sendings_json()
     assert ops["counts"]["failed"] == 1 and ops["recent"][0]["reason"] == row.reason
     assert requeue_sendings({"default"}) == 1  # what a reconnecting worker queues again
-    orthanc.start()  # the same storage: it still holds what arrived before it stopped
+    assert requeue_sendings({"ml"}) == 0
+    orthanc.start()  # the same storage: it still holds the SR that arrived before it stopped
     row = send_one(sending_id=row.pk)
     assert row.status == ResultSending.Status.SENT and row.reason == "" and row.retry_at is None
+    assert row.attempts == 2 and (row.sr_uid, row.overlay_uid) == (reading.uid("sr"), reading.uid("overlay"))
     call_command("send_results", radiograph=read_radiograph.pk, now=True)  # a resend changes nothing
     assert sorted(filed(orthanc, study)) == sorted([reading.uid("sr"), reading.uid("overlay")])
     assert len(orthanc.instances()) == 2

@@ -75,7 +75,12 @@ def queue_results(*, radiograph_ids: Iterable[int]) -> list[ResultSending]:
             row, _ = ResultSending.objects.update_or_create(
                 radiograph=radiograph,
                 destination=destination,
-                defaults={"status": ResultSending.Status.QUEUED, "queued_at": timezone.now(), "retry_at": None},
+                defaults={
+                    "status": ResultSending.Status.QUEUED,
+                    "queued_at": timezone.now(),
+                    "retry_at": None,
+                    "attempts": 0,  # a resend is a new sending: RESULTS_SEND_ATTEMPTS tries again
+                },
             )
             enqueue(send_results, sending_id=row.pk, or_log="results sending")
             rows.append(row)
@@ -123,7 +128,14 @@ def send_one(*, sending_id: int) -> ResultSending | None:
     """Build and send the results of one sending row; the row says what happened (sent, or
     failed with the reason and when it is tried again). Idempotent: a sent row is left alone."""
     with transaction.atomic():
-        row = ResultSending.objects.select_for_update().select_related("destination", "radiograph").get(pk=sending_id)
+        row = (
+            ResultSending.objects.select_for_update()
+            .select_related("destination", "radiograph")
+            .filter(pk=sending_id)
+            .first()
+        )
+        if row is None:  # the radiograph or the destination was deleted since
+            return None
         if row.status == ResultSending.Status.SENT:
             return row
         row.attempts += 1

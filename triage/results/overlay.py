@@ -70,9 +70,24 @@ def overlay_pixels(reading: Reading) -> np.ndarray:
         label = f"{hip.side} hip: {name}, P(fracture) {hip.fracture_probability:.2f}"
         if flagged:
             label += " - CT/MRI suggested"
-        draw.text((x, max(0.0, y - size - 4)), label, fill=colour, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+        above = y - size - 4
+        draw.text(
+            (x, above if above >= 2 * size else y + h + 4),
+            label,
+            fill=colour,
+            font=font,
+            stroke_width=2,
+            stroke_fill=(0, 0, 0),
+        )
     banner = f"AI OUTPUT - {DISCLAIMER} - model version {reading.version.pk}"
-    draw.text((size, size), banner, fill=(255, 64, 64), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+    draw.text(
+        (size // 2, image.size[1] - size - size // 2),
+        banner,
+        fill=(255, 64, 64),
+        font=font,
+        stroke_width=2,
+        stroke_fill=(0, 0, 0),
+    )
     return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
 
 

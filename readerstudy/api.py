@@ -8,13 +8,14 @@ its id inside the study; the radiograph behind it is never named.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, cast
 
 from django.core.files.storage import default_storage
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import APIException, NotAuthenticated
@@ -23,9 +24,11 @@ from rest_framework.response import Response
 
 from annotate.labelling.api import pixels_response
 from annotate.labels import CLASSES, HipClass
+from common.api_fields import IsoDateTimeField
 from common.api_schema import ErrorSerializer
 from readerstudy import services
 from readerstudy.models import PHASES, Case, Condition, Reader
+from readerstudy.models import Response as StudyResponse
 
 
 class StudyRefused(APIException):
@@ -46,23 +49,38 @@ def _reader(request: Request, study_id: int) -> Reader:
 
 
 # --------------------------------------------------------------------------- output serializers
-# The exact shape of each answer (built by the *_json functions below).
+# Each builds its answer and is the shape the schema documents.
 
 
 class StepOutputSerializer(serializers.Serializer):
+    """Where the reader stands in the study."""
+
     condition = serializers.ChoiceField(Condition.choices, allow_null=True, help_text="null when done")
-    phase = serializers.IntegerField(allow_null=True, help_text="1, 2, 3 in the study's order; null when done")
+    phase = serializers.SerializerMethodField(help_text="1, 2, 3 in the study's order; null when done")
     status = serializers.ChoiceField(["open", "washout", "done", "preparing"])
-    opens_at = serializers.DateTimeField(allow_null=True, help_text="when the washout ends (washout only)")
+    opens_at = serializers.SerializerMethodField(help_text="when the washout ends (washout only)")
     answered = serializers.IntegerField()
     total = serializers.IntegerField()
 
+    def get_phase(self, step: services.Step) -> int | None:
+        return PHASES.index(step.condition) + 1 if step.condition else None
+
+    @extend_schema_field(IsoDateTimeField(allow_null=True))
+    def get_opens_at(self, step: services.Step) -> str | None:
+        return step.opens_at.isoformat() if step.opens_at and step.status == "washout" else None
+
 
 class MyStudySerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    name = serializers.CharField()
+    """One of the user's studies, with their step in it."""
+
+    id = serializers.IntegerField(source="study_id")
+    name = serializers.CharField(source="study.name")
     code = serializers.CharField()
-    step = StepOutputSerializer()
+    step = serializers.SerializerMethodField()
+
+    @extend_schema_field(StepOutputSerializer)
+    def get_step(self, reader: Reader) -> dict[str, Any]:
+        return dict(StepOutputSerializer(services.reader_step(reader=reader)).data)
 
 
 class Top2Serializer(serializers.Serializer):
@@ -73,24 +91,96 @@ class Top2Serializer(serializers.Serializer):
         return {"class": serializers.ChoiceField(HipClass.choices), **super().get_fields()}
 
 
+@dataclass(frozen=True)
+class ReaderState:
+    """The reader's step in the study and the case on their screen (None when there is none),
+    with what the screen may show of the case (each only where its phase shows it)."""
+
+    reader: Reader
+    step: services.Step
+    case: Case | None
+
+    @property
+    def shown(self) -> Case:
+        assert self.case is not None  # the state's serializer writes null for no case
+        return self.case
+
+    @property
+    def position(self) -> int:
+        return self.step.answered + 1
+
+    @property
+    def crop_url(self) -> str:
+        return reverse("reader-case-crop", args=[self.shown.pk])
+
+    @property
+    def pixels_url(self) -> str:
+        return reverse("reader-case-pixels", args=[self.shown.pk])
+
+    @property
+    def box(self) -> list[float]:
+        hip = self.shown.dataset_hip
+        return [hip.x, hip.y, hip.width, hip.height]
+
+    @property
+    def own_answer(self) -> str:
+        return self.reader.responses.get(case=self.shown, condition=Condition.FULL_QUALITY).answer
+
+    @property
+    def heatmap_url(self) -> str:
+        return reverse("reader-case-heatmap", args=[self.shown.pk])
+
+    @property
+    def top2(self) -> list[dict[str, Any]]:
+        probabilities = dict(zip(CLASSES, self.shown.probabilities or [], strict=False))
+        return [{"class": key, "probability": probabilities.get(key)} for key in self.shown.top2 or []]
+
+
+# What each phase shows of a case; nothing else is ever read for it.
+CASE_FIELDS_SHOWN: dict[str, tuple[str, ...]] = {
+    Condition.MODEL_QUALITY: ("id", "condition", "position", "crop_url"),
+    Condition.FULL_QUALITY: ("id", "condition", "position", "pixels_url", "rows", "columns", "window_center",
+                             "window_width", "side", "box"),
+}  # fmt: skip
+CASE_FIELDS_SHOWN[Condition.MODEL_AIDED] = (
+    *CASE_FIELDS_SHOWN[Condition.FULL_QUALITY], "own_answer", "heatmap_url", "heatmap_rect", "top2"
+)  # fmt: skip
+
+
 class CaseOutputSerializer(serializers.Serializer):
     """The case on the reader's screen: what its phase shows, and nothing more."""
 
-    id = serializers.IntegerField()
-    condition = serializers.ChoiceField(Condition.choices)
+    # Built from a ``ReaderState`` with a case; only the fields of ``CASE_FIELDS_SHOWN`` are read.
+
+    id = serializers.IntegerField(source="shown.pk")
+    condition = serializers.ChoiceField(Condition.choices, source="step.condition")
     position = serializers.IntegerField()
     crop_url = serializers.CharField(required=False, help_text="model-quality phase only")
     pixels_url = serializers.CharField(required=False, help_text="full-quality and aided phases")
-    rows = serializers.IntegerField(required=False)
-    columns = serializers.IntegerField(required=False)
-    window_center = serializers.FloatField(required=False, allow_null=True)
-    window_width = serializers.FloatField(required=False, allow_null=True)
-    side = serializers.CharField(required=False)
+    rows = serializers.IntegerField(source="shown.dataset_hip.radiograph.rows", required=False)
+    columns = serializers.IntegerField(source="shown.dataset_hip.radiograph.columns", required=False)
+    window_center = serializers.FloatField(
+        source="shown.dataset_hip.radiograph.window_center", required=False, allow_null=True
+    )
+    window_width = serializers.FloatField(
+        source="shown.dataset_hip.radiograph.window_width", required=False, allow_null=True
+    )
+    side = serializers.CharField(source="shown.dataset_hip.side", required=False)
     box = serializers.ListField(child=serializers.FloatField(), required=False, help_text="x, y, width, height")
     own_answer = serializers.ChoiceField(HipClass.choices, required=False, help_text="aided phase only")
     heatmap_url = serializers.CharField(required=False, help_text="aided phase only")
-    heatmap_rect = serializers.ListField(child=serializers.FloatField(), required=False, allow_null=True)
+    heatmap_rect = serializers.ListField(
+        source="shown.heatmap_rect", child=serializers.FloatField(), required=False, allow_null=True
+    )
     top2 = Top2Serializer(many=True, required=False, help_text="aided phase only")
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        state = self.instance
+        if not isinstance(state, ReaderState) or state.step.condition is None:
+            return fields  # the schema: every field
+        shown = CASE_FIELDS_SHOWN[state.step.condition]
+        return {name: field for name, field in fields.items() if name in shown}
 
 
 class StudyRefSerializer(serializers.Serializer):
@@ -104,80 +194,48 @@ class ReaderRefSerializer(serializers.Serializer):
 
 
 class StateOutputSerializer(serializers.Serializer):
-    study = StudyRefSerializer()
+    """The reader's step in the study and the case on their screen."""
+
+    study = StudyRefSerializer(source="reader.study")
     reader = ReaderRefSerializer()
     step = StepOutputSerializer()
-    case = CaseOutputSerializer(allow_null=True)
+    case = serializers.SerializerMethodField()
+
+    @extend_schema_field(CaseOutputSerializer(allow_null=True))
+    def get_case(self, state: ReaderState) -> dict[str, Any] | None:
+        return dict(CaseOutputSerializer(state).data) if state.case is not None else None
+
+
+def reader_state(reader: Reader) -> ReaderState:
+    """The reader's step and the case on their screen (shown now if new: its display time starts)."""
+    step, case = services.case_show(reader=reader)
+    return ReaderState(reader=reader, step=step, case=case)
 
 
 class StoredAnswerSerializer(serializers.Serializer):
-    case = serializers.IntegerField()
+    """A stored answer."""
+
+    case = serializers.IntegerField(source="case_id")
     condition = serializers.ChoiceField(Condition.choices)
     answer = serializers.ChoiceField(HipClass.choices)
-    displayed_at = serializers.DateTimeField()
-    submitted_at = serializers.DateTimeField()
+    displayed_at = IsoDateTimeField()
+    submitted_at = IsoDateTimeField()
     carried_over = serializers.BooleanField()
 
 
+@dataclass(frozen=True)
+class AnswerResult:
+    answer: StudyResponse
+    created: bool
+    state: ReaderState
+
+
 class AnswerOutputSerializer(serializers.Serializer):
+    """The stored answer, whether it is new, and the reader's next state."""
+
     answer = StoredAnswerSerializer()
     created = serializers.BooleanField()
     state = StateOutputSerializer()
-
-
-def step_json(step: services.Step) -> dict[str, Any]:
-    return {
-        "condition": step.condition,
-        "phase": PHASES.index(step.condition) + 1 if step.condition else None,
-        "status": step.status,
-        "opens_at": step.opens_at.isoformat() if step.opens_at and step.status == "washout" else None,
-        "answered": step.answered,
-        "total": step.total,
-    }
-
-
-def case_json(reader: Reader, step: services.Step, case: Case) -> dict[str, Any]:
-    """What the reader's screen shows of ``case`` in the current phase, and nothing more."""
-    condition = step.condition
-    data: dict[str, Any] = {"id": case.pk, "condition": condition, "position": step.answered + 1}
-    if condition == Condition.MODEL_QUALITY:
-        data["crop_url"] = reverse("reader-case-crop", args=[case.pk])
-        return data
-    hip, radiograph = case.dataset_hip, case.dataset_hip.radiograph
-    data.update(
-        {
-            "pixels_url": reverse("reader-case-pixels", args=[case.pk]),
-            "rows": radiograph.rows,
-            "columns": radiograph.columns,
-            "window_center": radiograph.window_center,
-            "window_width": radiograph.window_width,
-            "side": hip.side,
-            "box": [hip.x, hip.y, hip.width, hip.height],
-        }
-    )
-    if condition == Condition.MODEL_AIDED:
-        own = reader.responses.get(case=case, condition=Condition.FULL_QUALITY)
-        probabilities = dict(zip(CLASSES, case.probabilities or [], strict=False))
-        data.update(
-            {
-                "own_answer": own.answer,
-                "heatmap_url": reverse("reader-case-heatmap", args=[case.pk]),
-                "heatmap_rect": case.heatmap_rect,
-                "top2": [{"class": key, "probability": probabilities.get(key)} for key in case.top2 or []],
-            }
-        )
-    return data
-
-
-def state_json(reader: Reader) -> dict[str, Any]:
-    """The reader's step in the study and the case on their screen (shown now if new)."""
-    step, case = services.case_show(reader=reader)
-    return {
-        "study": {"id": reader.study_id, "name": reader.study.name, "phases": list(reader.study.phases)},
-        "reader": {"code": reader.code},
-        "step": step_json(step),
-        "case": case_json(reader, step, case) if case is not None else None,
-    }
 
 
 @extend_schema(responses=MyStudySerializer(many=True))
@@ -187,19 +245,14 @@ def my_studies(request: Request) -> Response:
     if not request.user.is_authenticated:
         raise NotAuthenticated("log in first")
     readers = Reader.objects.filter(user=request.user).select_related("study").order_by("-study__created_at")
-    return Response(
-        [
-            {"id": r.study_id, "name": r.study.name, "code": r.code, "step": step_json(services.reader_step(reader=r))}
-            for r in readers
-        ]
-    )
+    return Response(MyStudySerializer(readers, many=True).data)
 
 
 @extend_schema(responses=StateOutputSerializer)
 @api_view(["GET"])
 def study_current(request: Request, pk: int) -> Response:
     """The reader's current step and the case to answer (its display time starts now)."""
-    return Response(state_json(_reader(request, pk)))
+    return Response(StateOutputSerializer(reader_state(_reader(request, pk))).data)
 
 
 class AnswerSerializer(serializers.Serializer):
@@ -229,8 +282,9 @@ def answer(request: Request, pk: int) -> Response:
         )
     except services.StudyError as exc:
         raise StudyRefused(exc) from None
+    result = AnswerResult(answer=response, created=created, state=reader_state(reader))
     return Response(
-        {"answer": response.as_dict(), "created": created, "state": state_json(reader)},
+        AnswerOutputSerializer(result).data,
         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
     )
 

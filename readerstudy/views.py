@@ -18,7 +18,6 @@ from django.db import transaction
 from django.db.models import Count
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_POST
 from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view, permission_classes
@@ -88,84 +87,12 @@ class ReportForm(forms.Form):
 # --------------------------------------------------------------------------- JSON
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def progress_json(study: ReaderStudy) -> dict[str, Any]:
-    """The dashboard's data: the study's status and each reader's progress per phase."""
-    rows = services.study_progress(study=study)
-    return {
-        "id": study.pk,
-        "name": study.name,
-        "status": study.status,
-        "error": study.error,
-        "cases": study.case_count,
-        "phases": list(study.phases),
-        "readers": [
-            {
-                "code": row["reader"].code,
-                "user": row["reader"].user.get_username(),
-                "group": row["reader"].group,
-                "training": row["reader"].training,
-                "phases": [
-                    {
-                        "condition": p["condition"],
-                        "answered": p["answered"],
-                        "carried_over": p["carried_over"],
-                        "total": p["total"],
-                        "text": p["text"],
-                        "started_at": _iso(p["started_at"]),
-                        "finished_at": _iso(p["finished_at"]),
-                    }
-                    for p in row["phases"]
-                ],
-                "washout_ends": _iso(row["washout_ends"]),
-                "washout_over": row["washout_over"],
-                "median_seconds": row["median_seconds"],
-                "done": row["done"],
-            }
-            for row in rows
-        ],
-    }
-
-
-def report_json(report: StudyReport) -> dict[str, Any]:
-    summary = report.summary or {}
-    done = report.status == StudyReport.Status.DONE
-    return {
-        "id": report.pk,
-        "study": report.study_id,
-        "status": report.status,
-        "progress": report.progress,
-        "stage": summary.get("stage") if not done else None,
-        "iterations": report.iterations,
-        "seed": report.seed,
-        "margin": report.margin,
-        "inputs_sha256": report.inputs_sha256 or None,
-        "summary": summary if done else None,
-        "error": report.error,
-        "created_at": _iso(report.created_at),
-        "finished_at": _iso(report.finished_at),
-        "url": reverse("study_report_detail", args=[report.study_id, report.pk]),
-        "files": _report_files(report) if done else [],
-    }
-
-
-def _report_files(report: StudyReport) -> list[dict[str, str]]:
-    return [
-        {"name": name, "url": reverse("study_report_file", args=[report.study_id, report.pk, name])}
-        for name in (*REPORT_FILES, *reports.INPUT_FILES)
-        if reports.report_file_path(report, name) is not None
-    ]
-
-
 @extend_schema(responses=StudyProgressSerializer)
 @api_view(["GET"])
 @permission_classes([HasRole.of(RESEARCHER)])
 def study_progress_json(request: Request, pk: int) -> Response:
     """The study's status and every reader's progress per phase, washout end, median seconds per case."""
-    return Response(progress_json(get_object_or_404(ReaderStudy, pk=pk)))
+    return Response(StudyProgressSerializer(get_object_or_404(ReaderStudy, pk=pk)).data)
 
 
 @extend_schema(responses=StudyReportSerializer)
@@ -173,7 +100,7 @@ def study_progress_json(request: Request, pk: int) -> Response:
 @permission_classes([HasRole.of(RESEARCHER)])
 def study_report_json(request: Request, pk: int, report_pk: int) -> Response:
     """One report's status, progress, stage, inputs hash, summary and files."""
-    return Response(report_json(get_object_or_404(StudyReport, pk=report_pk, study_id=pk)))
+    return Response(StudyReportSerializer(get_object_or_404(StudyReport, pk=report_pk, study_id=pk)).data)
 
 
 # --------------------------------------------------------------------------- pages
@@ -218,7 +145,7 @@ def _detail(request: HttpRequest, study: ReaderStudy, **forms_: Any) -> dict[str
     study_reports = list(study.reports.select_related("created_by"))
     return {
         "study": study,
-        "progress": progress_json(study),
+        "progress": StudyProgressSerializer(study).data,
         "reader_form": forms_.get("reader_form") or ReaderForm(),
         "report_form": forms_.get("report_form") or ReportForm(),
         "trainings": TRAININGS,
@@ -295,7 +222,7 @@ def study_report_start(request: AuthenticatedHttpRequest, pk: int) -> HttpRespon
 @role_required(RESEARCHER)
 def study_report_detail(request: HttpRequest, pk: int, report_pk: int) -> HttpResponse:
     report = get_object_or_404(StudyReport.objects.select_related("study", "created_by"), pk=report_pk, study_id=pk)
-    data = report_json(report)
+    data = StudyReportSerializer(report).data
     return render(
         request,
         "readerstudy/report_detail.html",

@@ -164,6 +164,10 @@ PERMISSIONS: dict[str, Rule] = {
     "study_report_file": allow(RESEARCHER, pk="study", report_pk="report", name="summary.json"),
     "study-progress": allow(RESEARCHER, pk="study"),
     "study-report": allow(RESEARCHER, pk="study", report_pk="report"),
+    "study_power_start": allow(RESEARCHER, method="POST", pk="study"),
+    "study_power_detail": allow(RESEARCHER, pk="study", plan="0123456789ab"),
+    "study_power_json": allow(RESEARCHER, pk="study", plan="0123456789ab"),
+    "study_power_file": allow(RESEARCHER, pk="study", plan="0123456789ab", name="power.csv"),
     # Reader studies: the readers' side (rita reads the study; in phase 1 only crops are shown).
     "reader_home": allow(READER),
     "reading_page": allow(READER, pk="study"),

@@ -1,5 +1,6 @@
 """Operations: arrival-to-score, the backlog, arrivals by source, recent readings, the broker and
-the workers; what the operations page (/ops/) shows (``ops_json``) and its polling API answers.
+the workers; what the operations page (/ops/) shows (``ops_status``, written by
+``triage.serializers.OpsSerializer``) and its polling API answers.
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ def recent_readings(limit: int = RECENT_READINGS) -> list[dict[str, Any]]:
         {
             "radiograph": row.radiograph_id,
             "source": row.radiograph.source,
-            "received_at": row.radiograph.received_at.isoformat(),
-            "scored_at": row.scored_at.isoformat(),
+            "received_at": row.radiograph.received_at,
+            "scored_at": row.scored_at,
             "seconds": round(row.seconds, 3),
             "detector_version": row.detector_version_id,
             "classifier_version": row.classifier_version_id,
@@ -86,14 +87,14 @@ def recent_readings(limit: int = RECENT_READINGS) -> list[dict[str, Any]]:
     ]
 
 
-def ops_json(*, now: datetime | None = None) -> dict[str, Any]:
+def ops_status(*, now: datetime | None = None) -> dict[str, Any]:
     """Everything the operations page shows (it polls this as /api/ops/)."""
     now = now or timezone.now()
     day = now - timedelta(hours=24)
     broker = broker_check(timeout=0.4)
     workers = worker_counts(broker=broker)
     return {
-        "now": now.isoformat(),
+        "now": now,
         "all_time": arrival_stats(now=now),
         "last_24h": {**arrival_stats(day, now=now), "by_source": arrivals_by_source(day)},
         "recent": recent_readings(),

@@ -23,7 +23,7 @@ OPS_ROLES = (RESEARCHER,)  # staff hold every role
 
 @role_required(*OPS_ROLES)
 def ops_page(request: HttpRequest) -> HttpResponse:
-    data = operations.ops_json()
+    data = OpsSerializer(operations.ops_status()).data
     return render(request, "ml/ops.html", {"ops": data, "page_data": {**data, "api": reverse("ops-api")}})
 
 
@@ -35,4 +35,4 @@ def ops_page(request: HttpRequest) -> HttpResponse:
 @api_view(["GET"])
 @permission_classes([HasRole.of(*OPS_ROLES)])
 def ops_api(request: Request) -> Response:
-    return Response(operations.ops_json())
+    return Response(OpsSerializer(operations.ops_status()).data)

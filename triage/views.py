@@ -40,6 +40,7 @@ def worklist_page(request: HttpRequest) -> HttpResponse:
     query = replace(query, after=None)
     result = worklist.worklist_page(query=query, clamp=True)
     params = result.query.as_params()
+    data = WorklistSerializer(result).data
 
     def page_link(number: int) -> str:
         return "?" + urlencode({**params, "page": number} if number > 1 else params)
@@ -56,9 +57,13 @@ def worklist_page(request: HttpRequest) -> HttpResponse:
             "next_link": page_link(result.query.page + 1) if result.has_next else "",
             "flag_class": worklist.FLAG_CLASS,
             "fracture_cutoff": worklist.FRACTURE_CUTOFF,
-            "cells": [(row, [by_side(row, side) for side in worklist.SIDES]) for row in result.rows],
+            # Each row's hips as the API writes them (probabilities, top 2, flag).
+            "cells": [
+                (row, [by_side(answer, side) for side in worklist.SIDES])
+                for row, answer in zip(result.rows, data["results"], strict=True)
+            ],
             "page_data": {
-                **worklist.worklist_json(result),
+                **data,
                 "api": reverse("worklist-api"),
                 "poll_ms": worklist.POLL_SECONDS * 1000,
             },
@@ -90,8 +95,4 @@ def worklist_api(request: Request) -> Response:
         query = worklist.worklist_query_parse(request.query_params)
     except BadWorklistQuery as exc:
         return Response({"detail": str(exc)}, status=400)
-    result = worklist.worklist_page(query=query)
-    data = worklist.worklist_json(result)
-    if result.version is None:
-        data["detail"] = "No classifier is active yet: train one and activate it on the Models page."
-    return Response(data)
+    return Response(WorklistSerializer(worklist.worklist_page(query=query)).data)

@@ -210,26 +210,6 @@ def _selection(version: ModelVersion, threshold: float | None, query: WorklistQu
     return grouped.order_by(F("scored_at").desc(), F("arrived").desc(), F("radiograph_id").desc())
 
 
-def hip_json(row: HipPrediction, *, threshold: float | None) -> dict[str, Any]:
-    probabilities = dict(zip(CLASSES, (float(p) for p in row.probabilities), strict=True))
-    return {
-        "id": row.pk,
-        "side": row.side,
-        "fracture_probability": float(row.fracture_probability),
-        "predicted_class": row.predicted_class,
-        "top2": [{"class": key, "probability": probabilities.get(key)} for key in row.top2],
-        "probabilities": probabilities,
-        "p_flag_class": probabilities[FLAG_CLASS],
-        "flagged": hip_flagged(
-            probabilities=row.probabilities, predicted_class=row.predicted_class, threshold=threshold
-        ),
-        "box": row.box,
-        "box_source": row.box_source,
-        "heatmap_url": reverse("prediction-heatmap", args=[row.pk]),
-        "heatmap_rect": row.heatmap_rect,
-    }
-
-
 def _rows(version: ModelVersion, groups: list[dict[str, Any]], threshold: float | None) -> list[dict[str, Any]]:
     ids = [group["radiograph_id"] for group in groups]
     hips: dict[int, dict[str, HipPrediction]] = {}
@@ -258,7 +238,7 @@ def _rows(version: ModelVersion, groups: list[dict[str, Any]], threshold: float 
                 "max_fracture_probability": float(group["max_p"]),
                 "fracture": float(group["max_p"]) >= FRACTURE_CUTOFF,
                 "flagged": bool(group["flag"]),
-                "hips": [hip_json(by_side[side], threshold=threshold) for side in sides],
+                "hips": [by_side[side] for side in sides],
                 "preview_url": reverse("radiograph_preview", args=[radiograph.pk]),
                 "predictions_url": reverse("radiograph_predictions", args=[radiograph.pk]) + f"?model={version.pk}",
             }
@@ -293,31 +273,3 @@ def worklist_page(*, query: WorklistQuery, version: ModelVersion | None = None, 
     start = (query.page - 1) * PAGE_SIZE
     result.rows = _rows(version, list(selection[start : start + PAGE_SIZE]), threshold)
     return result
-
-
-def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, date | datetime) else value
-
-
-def worklist_json(result: WorklistPage) -> dict[str, Any]:
-    """The API's answer, JSON-ready (timestamps as ISO 8601 with microseconds, so that the
-    page and the API write a radiograph's ``scored_at`` alike)."""
-    version = result.version
-    return {
-        "model_version": version.pk if version is not None else None,
-        "flag_class": FLAG_CLASS,
-        "flag_threshold": result.threshold,
-        "flag_available": result.threshold is not None,
-        "order": result.query.order,
-        "filters": result.query.as_params(),
-        "after": _iso(result.query.after),
-        "page": result.query.page,
-        "pages": result.pages,
-        "page_size": PAGE_SIZE,
-        "count": result.count,
-        "cursor": _iso(result.cursor),
-        "results": [
-            {key: _iso(value) if key in ("arrived", "scored_at", "study_date") else value for key, value in row.items()}
-            for row in result.rows
-        ],
-    }

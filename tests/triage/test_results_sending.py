@@ -7,7 +7,7 @@ import io
 
 import pydicom
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from triage.models import ResultDestination, ResultSending
 from triage.results.files import build
@@ -90,3 +90,19 @@ def test_destinations_from_settings_and_per_source(read_radiograph, settings):
     assert [row.destination.name for row in rows] == ["pacs"]
     destination = rows[0].destination
     assert destination.from_settings and "pw" not in destination.password_sealed
+
+
+def test_send_results_command(read_radiograph, radiograph, tmp_path):
+    ResultDestination.objects.create(name="pacs", kind="stow", url="http://127.0.0.1:9/dicom-web")
+    out = io.StringIO()
+    call_command("send_results", since="2020-01-01", stdout=out)
+    assert f"radiograph {read_radiograph.pk} -> pacs: queued" in out.getvalue()
+    assert ResultSending.objects.get().status == "queued"
+    with pytest.raises(CommandError, match="YYYY-MM-DD"):
+        call_command("send_results", since="yesterday")
+    with pytest.raises(CommandError, match="no stored prediction"):
+        call_command("send_results", radiograph=radiograph.pk)
+    with pytest.raises(CommandError, match="no stored prediction"):
+        call_command("export_results", radiograph=radiograph.pk, out=str(tmp_path))
+    with pytest.raises(CommandError, match="no radiograph"):
+        call_command("export_results", radiograph=10**9, out=str(tmp_path))

@@ -65,7 +65,15 @@ TOO_FEW = "too few"
 UNKNOWN = "unknown"
 AGE_BANDS: tuple[str, ...] = ("<65", "65–80", ">80")
 # ViewPosition values and the canonical tokens ingest finds in descriptions -> the view's name.
-_VIEWS = {"AP": "AP", "PA": "AP", "FROG": "frog-leg lateral", "XTABLE": "cross-table lateral"}
+_VIEWS = {
+    "AP": "AP",
+    "PA": "AP",
+    "FROG": "frog-leg lateral",
+    "XTABLE": "cross-table lateral",
+    "LAT": "other lateral",
+    "RL": "other lateral",
+    "LL": "other lateral",
+}
 
 
 def age_band(age_years: int | None) -> str:
@@ -78,8 +86,8 @@ def age_band(age_years: int | None) -> str:
 
 
 def view_name(view_position: str) -> str:
-    """The view of a stored ``Radiograph.view_position``: AP, frog-leg lateral, cross-table
-    lateral, another token as stored, or ``unknown``."""
+    """The view of a stored ``Radiograph.view_position``: AP (or PA), frog-leg lateral,
+    cross-table lateral, other lateral (LAT, RL, LL), another token as stored, or ``unknown``."""
     token = (view_position or "").strip().upper()
     if not token:
         return UNKNOWN

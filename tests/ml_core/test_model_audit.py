@@ -161,8 +161,8 @@ def test_age_bands_and_views():
     assert [age_band(a) for a in (None, 0, 64, 65, 80, 81, 104)] == [
         "unknown", "<65", "<65", "65–80", "65–80", ">80", ">80"
     ]  # fmt: skip
-    assert [view_name(v) for v in ("AP", "FROG", "", "xtable", "LAT")] == [
-        "AP", "frog-leg lateral", "unknown", "cross-table lateral", "LAT"
+    assert [view_name(v) for v in ("AP", "FROG", "", "xtable", "LL", "OBL")] == [
+        "AP", "frog-leg lateral", "unknown", "cross-table lateral", "other lateral", "OBL"
     ]  # fmt: skip
 
 

@@ -90,6 +90,14 @@ def plan_rows(study: ReaderStudy, plan: str) -> list[dict[str, Any]]:
     return [{**row, "target": target.get(power_key(row))} for row in data["rows"]]
 
 
+def plan_notes(study: ReaderStudy, plan: str) -> list[str]:
+    """The notes of a done plan (:func:`readerstudy.analysis.power.beyond_pilot_notes`); [] otherwise."""
+    path = plan_file_path(study, plan, "power.json")
+    if path is None:
+        return []
+    return [str(n) for n in json.loads(path.read_text(encoding="utf-8")).get("notes", [])]
+
+
 def power_key(row: dict[str, Any]) -> tuple[str, ...]:
     return tuple(str(row[k]) for k in ("task", "a", "condition_a", "b", "condition_b"))
 

@@ -107,7 +107,8 @@ def study_power_detail(request: HttpRequest, pk: int, plan: str) -> HttpResponse
     study = get_object_or_404(ReaderStudy, pk=pk)
     data = plan_json(study, _status_or_404(study, plan))
     rows = [{**row, "label": comparison_label(row)} for row in power_plans.plan_rows(study, plan)]
-    return render(request, "readerstudy/power_plan.html", {"study": study, "data": data, "rows": rows})
+    notes = power_plans.plan_notes(study, plan)
+    return render(request, "readerstudy/power_plan.html", {"study": study, "data": data, "rows": rows, "notes": notes})
 
 
 @role_required(RESEARCHER)

@@ -40,6 +40,7 @@ __all__ = [
     "load_pilot",
     "plan",
     "plan_result",
+    "beyond_pilot_notes",
     "draw_study",
     "study_rows",
     "simulation_rng",
@@ -505,4 +506,21 @@ def plan_result(pilot: Pilot, rows: Sequence[dict[str, Any]], **settings: Any) -
             "margin": pilot.margin,
         },
         "settings": dict(settings),
+        "notes": beyond_pilot_notes(pilot, settings.get("readers_per_training", ())),
     }
+
+
+def beyond_pilot_notes(pilot: Pilot, readers_per_training: Sequence[int]) -> list[str]:
+    """A note for each planned readers count above what the pilot has of some group and training:
+    those extra readers are made case by case from the pilot's (:func:`draw_study`), so they
+    differ less from one another than real readers do and the margin from their pairs leans small."""
+    notes = []
+    for r in sorted(set(readers_per_training)):
+        short = [f"{g}/{t} ({len(m)})" for (g, t), m in zip(pilot.kinds, pilot.kind_readers, strict=True) if len(m) < r]
+        if short:
+            notes.append(
+                f"{r} readers per training is more than the pilot has of {', '.join(short)}: the extra readers are "
+                "made case by case from the pilot's, so the margin from their pairs leans small and the "
+                "noninferiority power is conservative"
+            )
+    return notes

@@ -63,6 +63,8 @@ def test_the_command_writes_power_csv_with_the_exact_columns(pilot_csvs, tmp_pat
     assert (out / "power.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<svg" in (out / "power.svg").read_text()
     assert f"{len(body)} power rows" in text
+    # the pilot has 2 radiology readers per group: 3 per training brings readers made from theirs
+    assert "note: 3 readers per training is more than the pilot has of expert/radiology_attending (2)" in text
 
 
 def test_bad_input_gives_a_clear_error_and_writes_nothing(pilot_csvs, tmp_path):

@@ -109,6 +109,8 @@ class Command(BaseCommand):
                 f"no power for {target['task']} {target['a']} ({target['condition_a']}) − {target['b']} "
                 f"({target['condition_b']}): the pilot's verdict is {target['verdict']}"
             )
+        for note in result["notes"]:
+            self.stdout.write(f"note: {note}")
         self.stdout.write(
             f"{len(rows)} power rows for {len(result['targets']) - len(result['skipped'])} comparisons; "
             f"wrote {len(paths)} files in {time.perf_counter() - started:.1f} s:"

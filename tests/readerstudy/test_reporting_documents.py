@@ -4,10 +4,12 @@ flow's counts down to each phase's answers, and the "Reporting documents" sectio
 
 from __future__ import annotations
 
+import io
 import json
 import re
 
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 
 from ml.core.checklists import AUTHORS, fill
@@ -119,3 +121,12 @@ def test_the_documents_are_served_beside_the_report(built, client_as):
         client_as("reader").get(reverse("study_report_file", args=[study.pk, report.pk, "claim.html"])).status_code
         == 403
     )
+
+
+def test_the_command_copies_the_documents_with_the_report(built, tmp_path):
+    study, _ = built
+    out = tmp_path / "out"
+    call_command("reader_report", "--study", study.name, "--out", str(out), "--iterations", "20",
+                 stdout=io.StringIO(), stderr=io.StringIO())  # fmt: skip
+    for name in ("report.html", "claim.html", "stard_ai.html", "tripod_ai.html", "flow.svg", "flow.png"):
+        assert (out / name).is_file(), name

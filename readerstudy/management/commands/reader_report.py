@@ -19,7 +19,7 @@ from readerstudy import services
 from readerstudy.analysis import readers
 from readerstudy.analysis.verdicts import DEFAULT_ESTIMATE, ESTIMATES, shown_estimate
 from readerstudy.models import ReaderStudy
-from readerstudy.report import reports
+from readerstudy.report import reporting, reports
 from readerstudy.report.reader_report import REPORT_FILES, build_report, inputs_sha256, write_report
 
 
@@ -122,7 +122,7 @@ class Command(BaseCommand):
             paths = []
             for name in reports.INPUT_FILES:
                 paths.append(Path(shutil.copy2(folder / "inputs" / name, out / name)))
-            for name in REPORT_FILES:
+            for name in (*REPORT_FILES, *reporting.present(folder / "report")):  # with the checklists and flow
                 paths.append(Path(shutil.copy2(folder / "report" / name, out / name)))
         except OSError as error:
             raise CommandError(f"cannot write {out}: {error}") from error

@@ -226,7 +226,11 @@ def test_downloads_have_exactly_the_issues_columns(study, users, client_as):
     assert responses.status_code == 200 and responses["Content-Type"].startswith("text/csv")
     assert responses["Content-Disposition"] == 'attachment; filename="responses.csv"'
     rows = _csv(responses)
-    assert rows[0] == ["reader", "group", "training", "condition", "case", "patient", "truth", "answer"]
+    # The issue's eight columns, in order, then the seconds each answer took (the aided-reading
+    # times; reader_report reads the column when it is there).
+    assert rows[0] == ["reader", "group", "training", "condition", "case", "patient", "truth", "answer",
+                       "seconds"]  # fmt: skip
+    assert all(float(r[8]) >= 0 for r in rows[1:])
     assert len(rows) == 1 + 8  # the raw download holds every answer so far, complete or not
     assert {(r[0], r[1], r[2], r[3], r[7]) for r in rows[1:]} == {
         ("R01", "expert", "orthopedics_attending", "model_quality", "arthroplasty")

@@ -15,6 +15,7 @@ from readerstudy import services
 from readerstudy.models import Condition, ReaderStudy, StudyReport
 from readerstudy.report import reports
 from readerstudy.report.reader_report import REPORT_FILES
+from readerstudy.report.reporting import REPORTING_FILES
 
 
 class PhaseProgressSerializer(serializers.Serializer):
@@ -98,7 +99,7 @@ class StudyReportSerializer(serializers.Serializer):
             return []
         return [
             {"name": name, "url": reverse("study_report_file", args=[report.study_id, report.pk, name])}
-            for name in (*REPORT_FILES, *reports.INPUT_FILES)
+            for name in (*REPORT_FILES, *REPORTING_FILES, *reports.INPUT_FILES)
             if reports.report_file_path(report, name) is not None
         ]
 

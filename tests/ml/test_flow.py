@@ -29,7 +29,7 @@ CLASSES = ("normal", "fn_displaced", "intertrochanteric", "arthroplasty")
 
 def _truth(radiograph, index: int, **adjudication) -> None:
     adj = AdjudicationFactory(radiograph=radiograph, **adjudication)
-    if adj.excluded:
+    if adjudication.get("excluded"):
         return
     for side in ("right", "left"):
         GroundTruthHipFactory(adjudication=adj, side=side, hip_class=CLASSES[(index + (side == "left")) % 4])

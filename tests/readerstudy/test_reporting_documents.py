@@ -110,12 +110,15 @@ def test_every_item_the_platform_claims_is_filled_with_its_figures(built):
 def test_the_documents_are_served_beside_the_report(built, client_as):
     study, report = built
     client = client_as("researcher")
+    listed = client.get(reverse("study_report_detail", args=[study.pk, report.pk])).content.decode()
     page = client.get(reverse("study_report_file", args=[study.pk, report.pk, "report.html"]))
     assert page.status_code == 200
     body = b"".join(page.streaming_content).decode()
     for name in ("claim.html", "stard_ai.html", "tripod_ai.html", "flow.svg", "claim.md"):
         assert f'href="{name}"' in body  # relative: the file view serves it beside report.html
-        served = client.get(reverse("study_report_file", args=[study.pk, report.pk, name]))
+        url = reverse("study_report_file", args=[study.pk, report.pk, name])
+        assert f'href="{url}"' in listed, name  # the report page lists it with the other files
+        served = client.get(url)
         assert served.status_code == 200, name
     assert (
         client_as("reader").get(reverse("study_report_file", args=[study.pk, report.pk, "claim.html"])).status_code

@@ -113,7 +113,8 @@ def flow_lines(counts: FlowCounts) -> list[tuple[str, list[str], list[str]]]:
             [
                 f"Excluded at labelling (n = {counts.excluded_total})",
                 *_reasons(counts.excluded),
-                f"Not yet ground truth, labelling or adjudication under way (n = {counts.pending})",
+                f"Not yet ground truth (n = {counts.pending}):",
+                "labelling or adjudication under way",
             ],
         ),
         (

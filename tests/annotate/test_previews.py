@@ -25,7 +25,7 @@ URL = "/radiographs/{}/preview.jpg"
 
 
 def cached(radiograph: Radiograph) -> Path:
-    return Path(default_storage.path(radiograph.preview.name))
+    return Path(default_storage.path(str(radiograph.preview.name)))
 
 
 def test_the_first_view_renders_the_preview_and_the_second_is_served_from_the_cache(client_as, dicom_bytes):

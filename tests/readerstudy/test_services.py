@@ -215,11 +215,12 @@ def test_export_holds_one_row_per_reader_condition_and_case(study):
             given[condition, r.case.number] = r.answer
     files = services.study_export(study=study)
     lines = files["responses.csv"].decode().splitlines()
-    assert lines[0] == "reader,group,training,condition,case,patient,truth,answer"
+    assert lines[0] == "reader,group,training,condition,case,patient,truth,answer,seconds"
     assert len(lines) == 1 + 18
     truth = {c.number: c.truth for c in study.cases.select_related("dataset_hip")}
     for line in lines[1:]:
-        code, group, training, condition, number, patient, row_truth, answer = line.split(",")
+        code, group, training, condition, number, patient, row_truth, answer, seconds = line.split(",")
+        assert float(seconds) >= 0
         assert (code, group, training) == ("R01", "expert", "orthopedics_attending")
         assert row_truth == truth[int(number)] and patient.startswith("P-")
         assert given.get((condition, int(number)), answer) == answer

@@ -16,6 +16,7 @@ from readerstudy import services
 from readerstudy.models import StudyReport
 from readerstudy.report import reports
 from readerstudy.report.reader_report import REPORT_FILES
+from readerstudy.report.reporting import REPORTING_FILES
 from readerstudy.tasks import build_study_report
 from tests.readerstudy.helpers import answer_phase, invite, study_with_model
 
@@ -283,7 +284,7 @@ def test_report_page_json_and_files(complete_study, client_as):
     assert "noninferior" in page or "superior" in page
     data = client.get(reverse("study-report", args=[complete_study.pk, report.pk])).json()
     assert (data["status"], data["progress"], data["inputs_sha256"]) == ("done", 1.0, report.inputs_sha256)
-    assert data["summary"]["n_readers"] == 3 and len(data["files"]) == len(REPORT_FILES) + 2
+    assert data["summary"]["n_readers"] == 3 and len(data["files"]) == len(REPORT_FILES) + len(REPORTING_FILES) + 2
 
     html = client.get(reverse("study_report_file", args=[complete_study.pk, report.pk, "report.html"]))
     assert html.status_code == 200 and html["Content-Type"].startswith("text/html")
